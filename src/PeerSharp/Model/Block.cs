@@ -1,0 +1,40 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Model;
+
+/// <summary>Pre-norm transformer block: x + attn(ln(x)), then x + ffn(ln(x)).</summary>
+public sealed class Block : nn.Module<Tensor, Tensor>
+{
+    readonly LayerNorm _attentionNorm;
+    readonly CausalSelfAttention _attention;
+    readonly LayerNorm _feedForwardNorm;
+
+    /// <summary>A block with the given feed-forward (dense or PEER).</summary>
+    public Block(ModelConfig config, nn.Module<Tensor, Tensor> feedForward, RotaryEmbedding? rotary, string name = "block") : base(name)
+    {
+        _attentionNorm = nn.LayerNorm(config.ModelDim);
+        _attention = new CausalSelfAttention(config, rotary);
+        _feedForwardNorm = nn.LayerNorm(config.ModelDim);
+        FeedForward = feedForward;
+        register_module("ln_attn", _attentionNorm);
+        register_module("attn", _attention);
+        register_module("ln_ffn", _feedForwardNorm);
+        register_module("ffn", FeedForward);
+    }
+
+    /// <summary>The block's feed-forward layer.</summary>
+    public nn.Module<Tensor, Tensor> FeedForward { get; }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) => forward(x, null, 0);
+
+    /// <summary>The block with an optional KV cache.</summary>
+    public Tensor forward(Tensor x, KvCache? cache, int layer)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + _attention.forward(_attentionNorm.forward(x), cache, layer);   // (B, T, C)
+        var y = h + FeedForward.forward(_feedForwardNorm.forward(h));             // (B, T, C)
+        return scope.MoveToOuter(y);
+    }
+}

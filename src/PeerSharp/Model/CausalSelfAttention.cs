@@ -1,0 +1,58 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Model;
+
+/// <summary>Multi-head causal self-attention with optional rotary positions and a KV cache.</summary>
+public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
+{
+    readonly Linear _qkv;
+    readonly Linear _proj;
+    readonly int _heads;
+    readonly RotaryEmbedding? _rotary;
+
+    /// <summary>An attention layer for the model's shape.</summary>
+    public CausalSelfAttention(ModelConfig config, RotaryEmbedding? rotary, string name = "attn") : base(name)
+    {
+        _heads = config.AttentionHeads;
+        _rotary = rotary;
+        _qkv = nn.Linear(config.ModelDim, 3 * config.ModelDim);
+        _proj = nn.Linear(config.ModelDim, config.ModelDim);
+        register_module("qkv", _qkv);
+        register_module("proj", _proj);
+    }
+
+    /// <summary>Attention without a cache (training, evaluation).</summary>
+    public override Tensor forward(Tensor x) => forward(x, null, 0);
+
+    /// <summary>Attention over the cached positions plus the new ones; x holds positions start.. of the sequence.</summary>
+    public Tensor forward(Tensor x, KvCache? cache, int layer)
+    {
+        using var scope = NewDisposeScope();
+        long B = x.shape[0], T = x.shape[1], C = x.shape[2];
+        var start = cache?.Length ?? 0;
+        var qkv = _qkv.forward(x).view(B, T, 3, _heads, C / _heads);   // (B, T, 3, H, hd)
+        var q = qkv.select(2, 0).transpose(1, 2);                       // (B, H, T, hd)
+        var k = qkv.select(2, 1).transpose(1, 2);                       // (B, H, T, hd)
+        var v = qkv.select(2, 2).transpose(1, 2);                       // (B, H, T, hd)
+        if (_rotary is not null)
+        {
+            q = _rotary.Apply(q, start);
+            k = _rotary.Apply(k, start);
+        }
+        if (cache is not null) (k, v) = cache.Append(layer, k, v);    // (B, H, start+T, hd)
+
+        Tensor y;
+        if (start == 0)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+        else
+        {
+            // New positions start.. attend to every cached position and to the new ones up to themselves.
+            var queryPosition = arange(start, start + T).unsqueeze(1);          // (T, 1)
+            var keyPosition = arange(0, start + T).unsqueeze(0);                // (1, start+T)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: keyPosition.le(queryPosition));
+        }
+        var merged = y.transpose(1, 2).contiguous().view(B, T, C);             // (B, T, C)
+        return scope.MoveToOuter(_proj.forward(merged));
+    }
+}

@@ -1,0 +1,27 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Model;
+
+/// <summary>The transformer's ordinary feed-forward: GELU(x W_fc + b) W_proj + b, hidden width m·d_model.</summary>
+public sealed class DenseFeedForward : nn.Module<Tensor, Tensor>
+{
+    readonly Linear _fc;
+    readonly Linear _proj;
+
+    /// <summary>A feed-forward with the given hidden width.</summary>
+    public DenseFeedForward(int modelDim, int hiddenDim, string name = "dense") : base(name)
+    {
+        _fc = nn.Linear(modelDim, hiddenDim);
+        _proj = nn.Linear(hiddenDim, modelDim);
+        register_module("fc", _fc);
+        register_module("proj", _proj);
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var hidden = nn.functional.gelu(_fc.forward(x));   // (B, T, hidden)
+        return _proj.forward(hidden);                              // (B, T, C)
+    }
+}

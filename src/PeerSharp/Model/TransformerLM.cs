@@ -1,0 +1,108 @@
+using PeerSharp.Layers;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Model;
+
+/// <summary>
+/// Decoder-only transformer language model (GPT-2 shape, pre-norm) whose chosen blocks use a PEER
+/// feed-forward; by default only the middle block, as in all of the paper's runs.
+/// </summary>
+public sealed class TransformerLM : nn.Module<Tensor, Tensor>
+{
+    readonly Embedding _tokenEmbedding;
+    readonly Embedding? _positionEmbedding;
+    readonly RotaryEmbedding? _rotary;
+    readonly ModuleList<Block> _blocks;
+    readonly LayerNorm _finalNorm;
+    readonly Linear? _head;
+
+    /// <summary>Builds a freshly initialised model.</summary>
+    public TransformerLM(ModelConfig config, string name = "transformer") : base(name)
+    {
+        config.Validate();
+        Config = config;
+        _tokenEmbedding = nn.Embedding(config.VocabSize, config.ModelDim);
+        register_module("tok_emb", _tokenEmbedding);
+        if (config.Positions == "learned")
+        {
+            _positionEmbedding = nn.Embedding(config.ContextLength, config.ModelDim);
+            register_module("pos_emb", _positionEmbedding);
+        }
+        else
+            _rotary = new RotaryEmbedding(config.ContextLength, config.ModelDim / config.AttentionHeads);
+
+        var kinds = config.FeedForwardKinds();
+        _blocks = new ModuleList<Block>(kinds.Select(kind => new Block(config, FeedForwardFor(kind, config), _rotary)).ToArray());
+        register_module("blocks", _blocks);
+        _finalNorm = nn.LayerNorm(config.ModelDim);
+        register_module("ln_f", _finalNorm);
+        if (!config.TieEmbeddings)
+        {
+            _head = nn.Linear(config.ModelDim, config.VocabSize, hasBias: false);
+            register_module("head", _head);
+        }
+        using (no_grad())
+        {
+            // GPT-2's small-normal embeddings keep the first residual stream near unit scale after LayerNorm.
+            _tokenEmbedding.weight!.normal_(0, 0.02);
+            _positionEmbedding?.weight!.normal_(0, 0.02);
+        }
+    }
+
+    static nn.Module<Tensor, Tensor> FeedForwardFor(string kind, ModelConfig config) => kind switch
+    {
+        "peer" => new Peer(config.PeerLayer),
+        "dense" => new DenseFeedForward(config.ModelDim, config.FeedForwardMultiplier * config.ModelDim),
+        _ => throw new PeerSharpException($"feed-forward kind '{kind}' is not known"),
+    };
+
+    /// <summary>The model's shape.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The blocks, in order.</summary>
+    public IReadOnlyList<Block> Blocks => [.. _blocks];
+
+    /// <summary>Every PEER layer of the model.</summary>
+    public IEnumerable<Peer> PeerLayers => _blocks.Select(b => b.FeedForward).OfType<Peer>();
+
+    /// <summary>Logits (B, T, vocab) for token ids (B, T).</summary>
+    public override Tensor forward(Tensor tokens) => forward(tokens, null);
+
+    /// <summary>
+    /// Logits for the new tokens (B, T) given the positions already in <paramref name="cache"/>; the cache
+    /// then holds these positions too.
+    /// </summary>
+    public Tensor forward(Tensor tokens, KvCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        var T = tokens.shape[1];
+        var start = cache?.Length ?? 0;
+        if (start + T > Config.ContextLength)
+            throw new PeerSharpException($"sequence of {start + T} tokens is longer than the model's context length {Config.ContextLength}");
+        var x = _tokenEmbedding.forward(tokens);                                       // (B, T, C)
+        if (_positionEmbedding is not null)
+            x = x + _positionEmbedding.forward(arange(start, start + T, dtype: ScalarType.Int64));
+        for (int i = 0; i < _blocks.Count; i++) x = _blocks[i].forward(x, cache, i);   // (B, T, C)
+        cache?.Advance((int)T);
+        x = _finalNorm.forward(x);
+        var logits = _head is null ? x.matmul(_tokenEmbedding.weight!.t()) : _head.forward(x);   // (B, T, V)
+        return scope.MoveToOuter(logits);
+    }
+
+    /// <summary>Mean cross-entropy (nats per token) of the logits for tokens against targets (B, T).</summary>
+    public Tensor Loss(Tensor tokens, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        var logits = forward(tokens);
+        var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.view(-1));
+        return scope.MoveToOuter(loss);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _rotary?.Dispose();
+        base.Dispose(disposing);
+    }
+}
