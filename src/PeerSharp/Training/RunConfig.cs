@@ -1,0 +1,66 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using PeerSharp.Model;
+
+namespace PeerSharp.Training;
+
+/// <summary>A whole run's settings: the model's shape and how it is trained. The JSON config file format.</summary>
+public sealed record RunConfig
+{
+    /// <summary>The model.</summary>
+    public ModelConfig Model { get; init; } = new();
+
+    /// <summary>The training run.</summary>
+    public TrainConfig Train { get; init; } = new();
+
+    /// <summary>JSON options shared by config files and checkpoint sidecars.</summary>
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>Reads a JSON config file; properties it leaves out keep the values of <paramref name="basis"/>.</summary>
+    public static RunConfig Load(string path, RunConfig basis)
+    {
+        if (!File.Exists(path)) throw new PeerSharpException($"config file '{path}' does not exist");
+        try
+        {
+            // Merge: serialise the basis, overlay the file's properties, read back.
+            var merged = JsonSerializer.SerializeToNode(basis, Json)!.AsObject();
+            var overlay = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path), documentOptions: new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
+                ?? throw new PeerSharpException($"config file '{path}' is empty; expected a JSON object");
+            Merge(merged, overlay.AsObject());
+            return merged.Deserialize<RunConfig>(Json)!;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new PeerSharpException($"config file '{path}' is not a valid PeerSharp config: {e.Message}");
+        }
+    }
+
+    static void Merge(System.Text.Json.Nodes.JsonObject target, System.Text.Json.Nodes.JsonObject overlay)
+    {
+        foreach (var (key, value) in overlay)
+        {
+            if (value is System.Text.Json.Nodes.JsonObject child && target[key] is System.Text.Json.Nodes.JsonObject existing)
+                Merge(existing, child);
+            else
+                target[key] = value?.DeepClone();
+        }
+    }
+
+    /// <summary>The config as indented JSON.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>Validates the model and the training settings.</summary>
+    public void Validate()
+    {
+        Model.Validate();
+        Train.Validate();
+    }
+}

@@ -1,0 +1,58 @@
+namespace PeerSharp.Training;
+
+/// <summary>How a model is trained. Serialised as JSON in config files and checkpoint sidecars.</summary>
+public sealed record TrainConfig
+{
+    /// <summary>Optimizer steps in the whole run.</summary>
+    public int Steps { get; init; } = 1000;
+
+    /// <summary>Sequences per step.</summary>
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>Peak learning rate, reached after warm-up.</summary>
+    public double LearningRate { get; init; } = 3e-3;
+
+    /// <summary>Steps of linear warm-up.</summary>
+    public int WarmupSteps { get; init; } = 50;
+
+    /// <summary>The cosine decay ends at this fraction of the peak rate.</summary>
+    public double MinLearningRateRatio { get; init; } = 0.1;
+
+    /// <summary>Decoupled weight decay of weight matrices (never of norms, biases or product keys).</summary>
+    public double WeightDecay { get; init; } = 0.1;
+
+    /// <summary>Adam β1.</summary>
+    public double Beta1 { get; init; } = 0.9;
+
+    /// <summary>Adam β2.</summary>
+    public double Beta2 { get; init; } = 0.95;
+
+    /// <summary>Gradients are rescaled so that their global L2 norm is at most this (0: off).</summary>
+    public double GradientClip { get; init; } = 1.0;
+
+    /// <summary>Validate every this many steps (and at the end).</summary>
+    public int EvalInterval { get; init; } = 200;
+
+    /// <summary>Validation tokens per evaluation.</summary>
+    public long EvalTokens { get; init; } = 65536;
+
+    /// <summary>A plain log line every this many steps when output is not a terminal.</summary>
+    public int LogInterval { get; init; } = 50;
+
+    /// <summary>Write a checkpoint every this many steps (and at the end); 0: only at the end.</summary>
+    public int CheckpointInterval { get; init; } = 500;
+
+    /// <summary>Seed of initialisation and of the data order.</summary>
+    public long Seed { get; init; } = 1337;
+
+    /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
+    public void Validate()
+    {
+        if (Steps <= 0) throw new PeerSharpException($"steps {Steps} must be positive");
+        if (BatchSize <= 0) throw new PeerSharpException($"batch size {BatchSize} must be positive");
+        if (!(LearningRate > 0)) throw new PeerSharpException($"learning rate {LearningRate} must be positive");
+        if (WarmupSteps < 0) throw new PeerSharpException($"warm-up steps {WarmupSteps} must not be negative");
+        if (EvalInterval <= 0) throw new PeerSharpException($"eval interval {EvalInterval} must be positive");
+        if (EvalTokens <= 0) throw new PeerSharpException($"eval tokens {EvalTokens} must be positive");
+    }
+}
