@@ -1,1 +1,23 @@
-return 0;
+using System.CommandLine;
+using PeerSharp;
+using PeerSharp.Cli.Commands;
+
+// The `peer` command: a thin shell over the PeerSharp library. Each sub-command lives in Commands/.
+var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) language models on the CPU.")
+{
+    TrainCommand.Create(),
+    EvalCommand.Create(),
+    GenerateCommand.Create(),
+    InfoCommand.Create(),
+};
+
+try
+{
+    return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (PeerSharpException e)
+{
+    // A user error: one line, no stack trace.
+    Console.Error.WriteLine($"peer: {e.Message}");
+    return 1;
+}

@@ -1,0 +1,40 @@
+using System.CommandLine;
+using PeerSharp.Data;
+using PeerSharp.Evaluation;
+using PeerSharp.Training;
+using Spectre.Console;
+
+namespace PeerSharp.Cli.Commands;
+
+/// <summary>`peer eval`: loss, perplexity, bits per byte and expert usage of a checkpoint on any text.</summary>
+static class EvalCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint (its .json sidecar or base name)", Required = true };
+        var data = new Option<string?>("--data") { Description = "Text to score (default: the bundled validation books)" };
+        var tokens = new Option<long>("--tokens") { Description = "Most tokens to score", DefaultValueFactory = _ => 262144 };
+        var batch = new Option<int>("--batch-size") { Description = "Sequences per forward", DefaultValueFactory = _ => 16 };
+        var command = new Command("eval", "Evaluate a checkpoint: loss, perplexity, bits per byte, expert usage.") { checkpoint, data, tokens, batch };
+        command.SetAction(parse =>
+        {
+            var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!);
+            using var _ = model;
+            using var corpus = RunOptions.OpenCorpus(parse.GetValue(data), BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
+            var result = Evaluator.Evaluate(model, corpus, parse.GetValue(batch), parse.GetValue(tokens));
+            var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
+            table.AddRow("tokens scored", result.Tokens.ToString("N0"));
+            table.AddRow("loss (nats/token)", result.Loss.ToString("F4"));
+            table.AddRow("perplexity", result.Perplexity.ToString("F2"));
+            table.AddRow("bits per byte", result.BitsPerByte.ToString("F4"));
+            foreach (var layer in result.Layers)
+            {
+                table.AddRow($"block {layer.Block} expert usage", $"{layer.Usage:P2} of {layer.ExpertCount:N0}");
+                table.AddRow($"block {layer.Block} unevenness (nats)", layer.Unevenness.ToString("F3"));
+            }
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,41 @@
+using System.CommandLine;
+using PeerSharp.Model;
+using PeerSharp.Training;
+using Spectre.Console;
+
+namespace PeerSharp.Cli.Commands;
+
+/// <summary>`peer info`: the model a config describes, its parameters per part, and the presets.</summary>
+static class InfoCommand
+{
+    public static Command Create()
+    {
+        var run = new RunOptions();
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "Describe the model of this checkpoint instead" };
+        var command = new Command("info", "Print a model's shape and parameter counts, total and per part.");
+        foreach (var option in run.All) command.Options.Add(option);
+        command.Options.Add(checkpoint);
+        command.SetAction(parse =>
+        {
+            var config = parse.GetValue(checkpoint) is { } path ? Checkpoint.Read(path).Config : run.Resolve(parse);
+            using var model = new TransformerLM(config.Model);
+            var m = config.Model;
+            AnsiConsole.MarkupLine($"[bold]Model[/] d_model {m.ModelDim}, {m.LayerCount} blocks, {m.AttentionHeads} attention heads, context {m.ContextLength}, tokenizer {m.Tokenizer} (vocab {m.VocabSize}), {m.Positions} positions");
+            AnsiConsole.MarkupLine($"[bold]Feed-forwards[/] {string.Join(" ", m.FeedForwardKinds().Select((k, i) => $"{i}:{k}"))}");
+            if (m.FeedForwardKinds().Contains("peer"))
+            {
+                var p = m.PeerLayer;
+                AnsiConsole.MarkupLine($"[bold]PEER[/] N = {p.SubKeyCount}² = {p.ExpertCount:N0} experts, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} active per token), d_key = {p.KeyDim}, σ = {p.Activation}, query BN {(p.QueryBatchNorm ? "on" : "off")}");
+            }
+            var table = new Table().AddColumn("part").AddColumn(new TableColumn("parameters").RightAligned());
+            var groups = ParameterSummary.Of(model);
+            foreach (var g in groups) table.AddRow(Markup.Escape(g.Part), g.Count.ToString("N0"));
+            table.AddRow("[bold]total[/]", $"[bold]{groups.Sum(g => g.Count):N0}[/]");
+            AnsiConsole.Write(table);
+            AnsiConsole.MarkupLine("[bold]Presets[/]");
+            foreach (var (name, description) in Presets.List()) AnsiConsole.MarkupLine($"  {name,-8} {Markup.Escape(description)}");
+            return 0;
+        });
+        return command;
+    }
+}

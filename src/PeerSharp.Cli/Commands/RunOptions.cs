@@ -1,0 +1,83 @@
+using System.CommandLine;
+using PeerSharp.Data;
+using PeerSharp.Layers;
+using PeerSharp.Training;
+
+namespace PeerSharp.Cli.Commands;
+
+/// <summary>The options that describe a run: a preset, a JSON config file, and overrides of single fields.</summary>
+sealed class RunOptions
+{
+    public readonly Option<string> Preset = new("--preset") { Description = "Named configuration: " + string.Join(", ", Presets.List().Select(p => p.Name)), DefaultValueFactory = _ => Presets.Default };
+    public readonly Option<FileInfo?> Config = new("--config") { Description = "JSON config file (see docs/CONFIG.md); overrides the preset" };
+    public readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps" };
+    public readonly Option<int?> BatchSize = new("--batch-size") { Description = "Sequences per step" };
+    public readonly Option<double?> LearningRate = new("--lr") { Description = "Peak learning rate" };
+    public readonly Option<long?> Seed = new("--seed") { Description = "Seed of initialisation and data order" };
+    public readonly Option<int?> EvalInterval = new("--eval-interval") { Description = "Validate every N steps" };
+    public readonly Option<long?> EvalTokens = new("--eval-tokens") { Description = "Validation tokens per evaluation" };
+    public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "byte or gpt2" };
+    public readonly Option<int?> Context = new("--context") { Description = "Context length in tokens" };
+    public readonly Option<int?> ModelDim = new("--d-model") { Description = "Model width" };
+    public readonly Option<int?> Layers = new("--layers") { Description = "Transformer blocks" };
+    public readonly Option<string?> Positions = new("--positions") { Description = "learned or rotary" };
+    public readonly Option<string?> SparseKind = new("--ffn") { Description = "Feed-forward of the sparse blocks: peer or dense" };
+    public readonly Option<string?> SparseBlocks = new("--sparse-blocks") { Description = "middle, all, none or a list like 1,3" };
+    public readonly Option<long?> Experts = new("--experts") { Description = "PEER expert count N (a perfect square)" };
+    public readonly Option<int?> PeerHeads = new("--peer-heads") { Description = "PEER retrieval heads h" };
+    public readonly Option<int?> TopK = new("--topk") { Description = "Experts per PEER head k" };
+    public readonly Option<int?> KeyDim = new("--key-dim") { Description = "PEER query/key width d_key" };
+    public readonly Option<bool?> QueryNorm = new("--query-bn") { Description = "Query BatchNorm on/off" };
+
+    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, SparseKind, SparseBlocks, Experts, PeerHeads, TopK, KeyDim, QueryNorm];
+
+    /// <summary>
+    /// Preset (or <paramref name="basis"/>, a resumed checkpoint's config, unless a preset is named), then the
+    /// config file, then command-line overrides.
+    /// </summary>
+    public RunConfig Resolve(ParseResult parse, RunConfig? basis = null)
+    {
+        var config = basis is not null && parse.GetResult(Preset) is null ? basis : Presets.Get(parse.GetValue(Preset)!);
+        if (parse.GetValue(Config) is { } file) config = RunConfig.Load(file.FullName, config);
+        var model = config.Model;
+        var peer = model.Peer;
+        var tokenizerName = parse.GetValue(Tokenizer) ?? model.Tokenizer;
+        var experts = parse.GetValue(Experts);
+        peer = peer with
+        {
+            SubKeyCount = experts is { } n ? PeerOptions.SubKeyCountFor(n) : peer.SubKeyCount,
+            HeadCount = parse.GetValue(PeerHeads) ?? peer.HeadCount,
+            TopK = parse.GetValue(TopK) ?? peer.TopK,
+            KeyDim = parse.GetValue(KeyDim) ?? peer.KeyDim,
+            QueryBatchNorm = parse.GetValue(QueryNorm) ?? peer.QueryBatchNorm,
+        };
+        model = model with
+        {
+            Tokenizer = tokenizerName,
+            VocabSize = tokenizerName == model.Tokenizer ? model.VocabSize : Tokenizers.Create(tokenizerName).VocabSize,
+            ContextLength = parse.GetValue(Context) ?? model.ContextLength,
+            ModelDim = parse.GetValue(ModelDim) ?? model.ModelDim,
+            LayerCount = parse.GetValue(Layers) ?? model.LayerCount,
+            Positions = parse.GetValue(Positions) ?? model.Positions,
+            SparseKind = parse.GetValue(SparseKind) ?? model.SparseKind,
+            SparseBlocks = parse.GetValue(SparseBlocks) ?? model.SparseBlocks,
+            Peer = peer,
+        };
+        var train = config.Train with
+        {
+            Steps = parse.GetValue(Steps) ?? config.Train.Steps,
+            BatchSize = parse.GetValue(BatchSize) ?? config.Train.BatchSize,
+            LearningRate = parse.GetValue(LearningRate) ?? config.Train.LearningRate,
+            Seed = parse.GetValue(Seed) ?? config.Train.Seed,
+            EvalInterval = parse.GetValue(EvalInterval) ?? config.Train.EvalInterval,
+            EvalTokens = parse.GetValue(EvalTokens) ?? config.Train.EvalTokens,
+        };
+        var resolved = new RunConfig { Model = model, Train = train };
+        resolved.Validate();
+        return resolved;
+    }
+
+    /// <summary>Tokenized corpus for a text path, or the bundled one when the path is null.</summary>
+    public static TokenCorpus OpenCorpus(string? path, string bundledPath, string tokenizer) =>
+        TokenCorpus.Build(TextSource.Open(path ?? bundledPath), Tokenizers.Create(tokenizer));
+}

@@ -1,0 +1,22 @@
+namespace PeerSharp.Evaluation;
+
+/// <summary>Expert usage of one sparse layer over an evaluation (PEER.md "Metrics").</summary>
+/// <param name="Block">0-based block index.</param>
+/// <param name="ExpertCount">N.</param>
+/// <param name="Usage">Fraction of experts that received any gate weight.</param>
+/// <param name="Unevenness">KL(z ‖ uniform) in nats.</param>
+public sealed record LayerUsage(int Block, long ExpertCount, double Usage, double Unevenness);
+
+/// <summary>Language-model metrics over held-out text.</summary>
+/// <param name="Loss">Mean cross-entropy, nats per token.</param>
+/// <param name="Tokens">Target tokens scored.</param>
+/// <param name="BytesPerToken">UTF-8 bytes per token of the text, to convert to bits per byte.</param>
+/// <param name="Layers">Expert usage per PEER layer.</param>
+public sealed record EvaluationResult(double Loss, long Tokens, double BytesPerToken, IReadOnlyList<LayerUsage> Layers)
+{
+    /// <summary>exp(loss).</summary>
+    public double Perplexity => Math.Exp(Loss);
+
+    /// <summary>Bits per UTF-8 byte: comparable across tokenizers.</summary>
+    public double BitsPerByte => Loss / Math.Log(2) / BytesPerToken;
+}

@@ -1,0 +1,52 @@
+using TorchSharp;
+using PeerSharp.Data;
+using PeerSharp.Layers;
+using PeerSharp.Model;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Evaluation;
+
+/// <summary>Scores a model on held-out text: loss, perplexity, bits per byte and expert usage.</summary>
+public static class Evaluator
+{
+    /// <summary>
+    /// Evaluates on consecutive non-overlapping windows from the start of the corpus, at most
+    /// <paramref name="maxTokens"/> target tokens, in evaluation mode (query BatchNorm uses its running
+    /// statistics, so every position sees only its past). The model's training mode is restored after.
+    /// </summary>
+    public static EvaluationResult Evaluate(TransformerLM model, TokenCorpus corpus, int batchSize, long maxTokens, IProgress<double>? progress = null)
+    {
+        var wasTraining = model.training;
+        model.eval();
+        var peers = model.Blocks.Select((block, index) => (index, layer: block.FeedForward as Peer)).Where(p => p.layer is not null).ToList();
+        var trackers = peers.Select(p => new ExpertUsage(p.layer!.Options.ExpertCount)).ToList();
+        for (int i = 0; i < peers.Count; i++) peers[i].layer!.Usage = trackers[i];
+        try
+        {
+            double lossSum = 0;
+            long tokens = 0;
+            var budget = Math.Min(maxTokens, corpus.TokenCount - 1);
+            using var noGrad = no_grad();
+            foreach (var (input, target) in new SequentialBatches(corpus, batchSize, model.Config.ContextLength, budget))
+            {
+                using var scope = NewDisposeScope();
+                var logits = model.forward(input);
+                var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), target.view(-1), reduction: nn.Reduction.Sum);
+                lossSum += loss.ToDouble();
+                tokens += target.numel();
+                progress?.Report((double)tokens / budget);
+                input.Dispose();
+                target.Dispose();
+            }
+            if (tokens == 0) throw new PeerSharpException("the evaluation text is too short to score a single token");
+            var layers = peers.Select((p, i) => new LayerUsage(p.index, trackers[i].ExpertCount, trackers[i].Usage, trackers[i].Unevenness)).ToList();
+            return new EvaluationResult(lossSum / tokens, tokens, (double)corpus.ByteCount / corpus.TokenCount, layers);
+        }
+        finally
+        {
+            foreach (var (_, layer) in peers) layer!.Usage = null;
+            foreach (var tracker in trackers) tracker.Dispose();
+            model.train(wasTraining);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+using PeerSharp.Data;
+using PeerSharp.Model;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Evaluation;
+
+/// <summary>Sampling settings for <see cref="TextGenerator"/>.</summary>
+/// <param name="MaxNewTokens">Tokens to generate.</param>
+/// <param name="Temperature">Softmax temperature; 0 picks the most likely token (greedy).</param>
+/// <param name="TopK">Sample only among the k most likely tokens (0: all).</param>
+/// <param name="Seed">Seed of the sampler.</param>
+public sealed record SamplingOptions(int MaxNewTokens = 200, double Temperature = 0.8, int TopK = 40, long Seed = 0);
+
+/// <summary>
+/// Autoregressive generation with a KV cache: the prompt is run once, then each new token costs one
+/// position. When the context is full, the last half of the text is run again to refill the cache.
+/// </summary>
+public static class TextGenerator
+{
+    /// <summary>Generates text after the prompt; <paramref name="onText"/> receives each new piece as it is decoded.</summary>
+    public static string Generate(TransformerLM model, ITokenizer tokenizer, string prompt, SamplingOptions options, Action<string>? onText = null)
+    {
+        if (options.Temperature < 0) throw new PeerSharpException($"temperature {options.Temperature} must not be negative");
+        if (options.TopK < 0) throw new PeerSharpException($"top-k {options.TopK} must not be negative");
+        var context = tokenizer.Encode(prompt.Length == 0 ? "\n" : prompt).ToList();
+        var wasTraining = model.training;
+        model.eval();
+        using var noGrad = no_grad();
+        using var cache = new KvCache(model.Config, 1);
+        using var random = new TorchSharp.torch.Generator((ulong)options.Seed);
+        var generated = new List<int>();
+        var emitted = "";
+        try
+        {
+            var pending = context.TakeLast(model.Config.ContextLength).ToList();   // tokens not yet in the cache
+            for (int i = 0; i < options.MaxNewTokens; i++)
+            {
+                using var scope = NewDisposeScope();
+                if (cache.Length + pending.Count > cache.Capacity)
+                {
+                    // Full: keep the last half of the context and run it again.
+                    cache.Clear();
+                    pending = context.TakeLast(model.Config.ContextLength / 2).ToList();
+                }
+                var input = tensor(pending.Select(t => (long)t).ToArray(), dtype: ScalarType.Int64).unsqueeze(0);   // (1, T)
+                var logits = model.forward(input, cache).select(1, -1).squeeze(0);                                   // (V)
+                var next = Sample(logits, options, random);
+                context.Add(next);
+                generated.Add(next);
+                pending = [next];
+                // Decode the whole continuation each time: a multi-byte character may span tokens.
+                var text = tokenizer.Decode(generated.ToArray());
+                if (text.Length > emitted.Length && !text.EndsWith('\uFFFD'))
+                {
+                    onText?.Invoke(text[emitted.Length..]);
+                    emitted = text;
+                }
+            }
+            var final = tokenizer.Decode(generated.ToArray());
+            if (final.Length > emitted.Length) onText?.Invoke(final[emitted.Length..]);
+            return final;
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+    }
+
+    static int Sample(Tensor logits, SamplingOptions options, TorchSharp.torch.Generator random)
+    {
+        if (options.Temperature == 0) return (int)logits.argmax().item<long>();
+        var scaled = logits / options.Temperature;
+        if (options.TopK > 0 && options.TopK < scaled.shape[0])
+        {
+            var threshold = scaled.topk(options.TopK).values[-1];
+            scaled = scaled.masked_fill(scaled.lt(threshold), double.NegativeInfinity);
+        }
+        var probabilities = scaled.softmax(-1);
+        return (int)multinomial(probabilities, 1, generator: random).item<long>();
+    }
+}

@@ -1,0 +1,140 @@
+using TorchSharp;
+using PeerSharp.Data;
+using PeerSharp.Evaluation;
+using PeerSharp.Model;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Training;
+
+/// <summary>What one finished optimizer step reports.</summary>
+/// <param name="Step">1-based count of steps done.</param>
+/// <param name="TotalSteps">Steps in the whole run.</param>
+/// <param name="Loss">Training loss of the step's batch, nats per token.</param>
+/// <param name="LearningRate">Learning rate used.</param>
+/// <param name="GradientNorm">Global gradient norm before clipping.</param>
+/// <param name="TokensPerSecond">Training throughput averaged since the run (or resume) started.</param>
+/// <param name="TokensSeen">Training tokens seen since step 0.</param>
+public sealed record StepReport(long Step, int TotalSteps, double Loss, double LearningRate, double GradientNorm, double TokensPerSecond, long TokensSeen);
+
+/// <summary>How a <see cref="Trainer.Run"/> ended.</summary>
+/// <param name="Step">Steps done.</param>
+/// <param name="Completed">False when it was cancelled before the last step (a checkpoint was still written).</param>
+/// <param name="Validation">Last validation result, if any.</param>
+/// <param name="CheckpointPath">The sidecar of the last checkpoint written.</param>
+/// <param name="TokensPerSecond">Training throughput of this invocation.</param>
+public sealed record TrainResult(long Step, bool Completed, EvaluationResult? Validation, string? CheckpointPath, double TokensPerSecond);
+
+/// <summary>
+/// The training loop: AdamW with warm-up and cosine decay, gradient clipping, one dispose scope per step
+/// (so native memory stays flat), validation at intervals, TensorBoard scalars and atomic checkpoints.
+/// The batch of step s depends only on (seed, s), so a resumed run sees exactly the data it would have.
+/// </summary>
+public sealed class Trainer
+{
+    readonly RunConfig _config;
+    readonly TransformerLM _model;
+    readonly IOptimizer _optimizer;
+    readonly TokenCorpus _train;
+    readonly TokenCorpus? _validation;
+    readonly string _checkpointPath;
+    readonly string? _tensorBoardFolder;
+
+    /// <summary>A trainer writing its checkpoints to <paramref name="checkpointPath"/> (NAME → NAME.safetensors, NAME.json…).</summary>
+    public Trainer(RunConfig config, TransformerLM model, IOptimizer optimizer, TokenCorpus train, TokenCorpus? validation,
+                   string checkpointPath, string? tensorBoardFolder = null)
+    {
+        config.Validate();
+        if (train.TokenizerName != config.Model.Tokenizer)
+            throw new PeerSharpException($"training data was tokenized with '{train.TokenizerName}' but the model expects '{config.Model.Tokenizer}'");
+        (_config, _model, _optimizer, _train, _validation) = (config, model, optimizer, train, validation);
+        (_checkpointPath, _tensorBoardFolder) = (checkpointPath, tensorBoardFolder);
+    }
+
+    /// <summary>Raised after every step.</summary>
+    public event Action<StepReport>? StepCompleted;
+
+    /// <summary>Raised after every validation, with the step it followed.</summary>
+    public event Action<long, EvaluationResult>? Evaluated;
+
+    /// <summary>Raised after every checkpoint, with its sidecar path.</summary>
+    public event Action<string>? CheckpointSaved;
+
+    /// <summary>Raised while validating, with the fraction done.</summary>
+    public event Action<double>? EvaluationProgress;
+
+    /// <summary>
+    /// Trains from <paramref name="startStep"/> to the configured number of steps. On cancellation it stops
+    /// after the current step and writes a checkpoint, so nothing is lost.
+    /// </summary>
+    public TrainResult Run(long startStep = 0, long tokensSeen = 0, CancellationToken cancellation = default)
+    {
+        var train = _config.Train;
+        var schedule = new LearningRateSchedule(train.LearningRate, train.WarmupSteps, train.Steps, train.MinLearningRateRatio);
+        var sampler = new BatchSampler(_train, train.BatchSize, _config.Model.ContextLength, train.Seed);
+        var parameters = _model.parameters().ToList();
+        var tokensPerStep = (long)train.BatchSize * _config.Model.ContextLength;
+        var tensorBoard = _tensorBoardFolder is null ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
+        EvaluationResult? validation = null;
+        string? checkpoint = null;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long step = startStep, stepsThisRun = 0;
+        _model.train();
+
+        while (step < train.Steps && !cancellation.IsCancellationRequested)
+        {
+            var learningRate = schedule.At(step);
+            double loss, gradientNorm;
+            using (var scope = NewDisposeScope())
+            {
+                var (input, target) = sampler.Batch(step);                  // (B, T) each
+                var lossTensor = _model.Loss(input, target);
+                lossTensor.backward();
+                gradientNorm = GradientClipping.ClipGlobalNorm(parameters, train.GradientClip);
+                _optimizer.Step(learningRate);
+                _optimizer.ZeroGrad();
+                loss = lossTensor.ToDouble();
+            }
+            if (!double.IsFinite(loss))
+                throw new PeerSharpException($"training diverged at step {step + 1}: the loss is {loss}; try a lower learning rate than {train.LearningRate}");
+            step++;
+            stepsThisRun++;
+            tokensSeen += tokensPerStep;
+            var tokensPerSecond = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            StepCompleted?.Invoke(new StepReport(step, train.Steps, loss, learningRate, gradientNorm, tokensPerSecond, tokensSeen));
+            tensorBoard?.add_scalar("train/loss", (float)loss, (int)step);
+            tensorBoard?.add_scalar("train/learning_rate", (float)learningRate, (int)step);
+            tensorBoard?.add_scalar("train/gradient_norm", (float)gradientNorm, (int)step);
+
+            var last = step == train.Steps;
+            if (_validation is not null && (step % train.EvalInterval == 0 || last))
+            {
+                validation = Evaluator.Evaluate(_model, _validation, train.BatchSize, train.EvalTokens,
+                    EvaluationProgress is null ? null : new Progress<double>(f => EvaluationProgress(f)));
+                Evaluated?.Invoke(step, validation);
+                tensorBoard?.add_scalar("validation/loss", (float)validation.Loss, (int)step);
+                tensorBoard?.add_scalar("validation/bits_per_byte", (float)validation.BitsPerByte, (int)step);
+                foreach (var layer in validation.Layers)
+                {
+                    tensorBoard?.add_scalar($"experts/block{layer.Block}/usage", (float)layer.Usage, (int)step);
+                    tensorBoard?.add_scalar($"experts/block{layer.Block}/unevenness", (float)layer.Unevenness, (int)step);
+                }
+            }
+            if (last || (train.CheckpointInterval > 0 && step % train.CheckpointInterval == 0))
+                checkpoint = SaveCheckpoint(step, tokensSeen, validation);
+        }
+
+        var completed = step >= train.Steps;
+        if (!completed) checkpoint = SaveCheckpoint(step, tokensSeen, validation);
+        var throughput = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+        return new TrainResult(step, completed, validation, checkpoint, throughput);
+    }
+
+    string SaveCheckpoint(long step, long tokensSeen, EvaluationResult? validation)
+    {
+        var info = new Checkpoint { Config = _config, Step = step, DataPosition = step, TokensSeen = tokensSeen, ValidationLoss = validation?.Loss };
+        var path = Checkpoint.Save(_checkpointPath, _model, _optimizer, info);
+        CheckpointSaved?.Invoke(path);
+        return path;
+    }
+}

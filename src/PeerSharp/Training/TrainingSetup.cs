@@ -1,0 +1,52 @@
+using PeerSharp.Model;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Training;
+
+/// <summary>Builds the model and optimizer of a run, fresh or from a checkpoint.</summary>
+public static class TrainingSetup
+{
+    /// <summary>A freshly initialised model (seeded by the config) and its optimizer.</summary>
+    public static (TransformerLM Model, IOptimizer Optimizer) Create(RunConfig config)
+    {
+        config.Validate();
+        manual_seed(config.Train.Seed);
+        var model = new TransformerLM(config.Model);
+        return (model, OptimizerFactory.Create(model, config.Train));
+    }
+
+    /// <summary>
+    /// Model and optimizer restored from a checkpoint, to continue training. A <paramref name="requested"/> config
+    /// (from the command line) must describe the same model; its training settings may differ (more steps, say).
+    /// </summary>
+    public static (TransformerLM Model, IOptimizer Optimizer, Checkpoint Info) Resume(string checkpointPath, RunConfig? requested = null)
+    {
+        var info = Checkpoint.Read(checkpointPath);
+        if (requested is not null && requested.Model != info.Config.Model)
+            throw new PeerSharpException($"checkpoint '{checkpointPath}' holds a different model than the one requested ({Difference(info.Config.Model, requested.Model)}); resume without model overrides or start a new run");
+        var config = requested is null ? info.Config : info.Config with { Train = requested.Train };
+        var (model, optimizer) = Create(config);
+        Checkpoint.Load(checkpointPath, model, optimizer);
+        return (model, optimizer, info with { Config = config });
+    }
+
+    /// <summary>A model restored from a checkpoint, in evaluation mode.</summary>
+    public static (TransformerLM Model, Checkpoint Info) LoadModel(string checkpointPath)
+    {
+        var info = Checkpoint.Read(checkpointPath);
+        var model = new TransformerLM(info.Config.Model);
+        Checkpoint.Load(checkpointPath, model, null);
+        model.eval();
+        return (model, info);
+    }
+
+    static string Difference(ModelConfig saved, ModelConfig requested)
+    {
+        var a = System.Text.Json.JsonSerializer.SerializeToNode(saved, RunConfig.Json)!.AsObject();
+        var b = System.Text.Json.JsonSerializer.SerializeToNode(requested, RunConfig.Json)!.AsObject();
+        foreach (var (key, value) in a)
+            if (value?.ToJsonString() != b[key]?.ToJsonString())
+                return $"{key}: checkpoint has {value?.ToJsonString()}, requested {b[key]?.ToJsonString()}";
+        return "a setting differs";
+    }
+}
