@@ -1,0 +1,250 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace PeerSharp.Data;
+
+/// <summary>
+/// A tokenized <see cref="TextSource"/>, kept on disk and memory-mapped so that a corpus of any size is
+/// never in memory whole. Tokenizing a large corpus takes long, so the tokens are cached in a file named
+/// by a hash of the source files (paths, sizes, modification times) and the tokenizer; building the same
+/// corpus again opens that file instead.
+/// </summary>
+/// <remarks>
+/// Cache file layout, little-endian: the 8 ASCII bytes <c>PEERTOK1</c>, int32 bytes per token (2 when the
+/// vocabulary fits in uint16, else 4), int32 vocabulary size, int64 token count, int64 byte count, then the
+/// tokens.
+/// </remarks>
+public sealed unsafe class TokenCorpus : IDisposable
+{
+    private const int HeaderBytes = 32;
+    private static readonly byte[] Magic = "PEERTOK1"u8.ToArray();
+
+    private readonly MemoryMappedFile file;
+    private readonly MemoryMappedViewAccessor view;
+    private readonly byte* tokens;
+    private readonly int bytesPerToken;
+    private bool disposed;
+
+    private TokenCorpus(string cachePath, string tokenizerName, MemoryMappedFile file, MemoryMappedViewAccessor view,
+        byte* mapped, int bytesPerToken, long tokenCount, long byteCount)
+    {
+        CachePath = cachePath;
+        TokenizerName = tokenizerName;
+        this.file = file;
+        this.view = view;
+        tokens = mapped + HeaderBytes;
+        this.bytesPerToken = bytesPerToken;
+        TokenCount = tokenCount;
+        ByteCount = byteCount;
+    }
+
+    /// <summary>
+    /// The folder token caches go to unless told otherwise: <c>$PEERSHARP_CACHE/tokens</c> when that
+    /// environment variable is set, else <c>~/.cache/peersharp/tokens</c>.
+    /// </summary>
+    public static string DefaultCacheFolder
+    {
+        get
+        {
+            string? root = Environment.GetEnvironmentVariable("PEERSHARP_CACHE");
+            if (string.IsNullOrEmpty(root))
+            {
+                root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "peersharp");
+            }
+            return Path.Combine(root, "tokens");
+        }
+    }
+
+    /// <summary>The cache file the tokens are mapped from.</summary>
+    public string CachePath { get; }
+
+    /// <summary>The <see cref="ITokenizer.Name"/> of the tokenizer that produced the tokens.</summary>
+    public string TokenizerName { get; }
+
+    /// <summary>The number of tokens, document separators included.</summary>
+    public long TokenCount { get; }
+
+    /// <summary>
+    /// The number of UTF-8 bytes in the source's documents, separators excluded, so it is the same for
+    /// every tokenizer. Bits per byte, comparable across tokenizers, is
+    /// <c>meanLossNats / ln(2) * TokenCount / ByteCount</c>.
+    /// </summary>
+    public long ByteCount { get; }
+
+    /// <summary>
+    /// Opens the cached tokens of <paramref name="source"/> under <paramref name="tokenizer"/>, tokenizing
+    /// the source first, document by document, if no cache file exists for it.
+    /// </summary>
+    /// <param name="source">The text to tokenize.</param>
+    /// <param name="tokenizer">The tokenizer; its <see cref="ITokenizer.DocumentSeparator"/> goes between documents.</param>
+    /// <param name="cacheFolder">Where cache files live; <see cref="DefaultCacheFolder"/> when null.</param>
+    /// <exception cref="PeerSharpException">The source cannot be read as text.</exception>
+    public static TokenCorpus Build(TextSource source, ITokenizer tokenizer, string? cacheFolder = null)
+    {
+        string folder = cacheFolder ?? DefaultCacheFolder;
+        string cachePath = Path.Combine(folder, $"{tokenizer.Name}-{CacheKey(source, tokenizer)}.tokens");
+        int bytesPerToken = tokenizer.VocabSize <= 65536 ? 2 : 4;
+
+        if (TryOpen(cachePath, tokenizer, bytesPerToken) is { } cached)
+        {
+            return cached;
+        }
+        Directory.CreateDirectory(folder);
+        // A unique temporary name and a rename make the cache file appear complete or not at all, even
+        // when the process is killed or two processes tokenize the same corpus at once.
+        string temporaryPath = $"{cachePath}.{Environment.ProcessId}-{Guid.NewGuid():N}.tmp";
+        try
+        {
+            Tokenize(source, tokenizer, bytesPerToken, temporaryPath);
+            File.Move(temporaryPath, cachePath, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temporaryPath);
+        }
+        return TryOpen(cachePath, tokenizer, bytesPerToken)
+            ?? throw new InvalidOperationException($"The token cache {cachePath} just written does not read back.");
+    }
+
+    /// <summary>
+    /// Copies the tokens from position <paramref name="start"/> on into <paramref name="destination"/>.
+    /// Only reads the mapped file, so several threads may call it at once.
+    /// </summary>
+    public void CopyTokens(long start, Span<long> destination)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (start < 0 || start > TokenCount - destination.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(start), start,
+                $"Tokens [{start}, {start + destination.Length}) are outside the corpus of {TokenCount} tokens.");
+        }
+        if (bytesPerToken == 2)
+        {
+            var source = new ReadOnlySpan<ushort>(tokens + start * 2, destination.Length);
+            for (int i = 0; i < source.Length; i++)
+            {
+                destination[i] = source[i];
+            }
+        }
+        else
+        {
+            var source = new ReadOnlySpan<int>(tokens + start * 4, destination.Length);
+            for (int i = 0; i < source.Length; i++)
+            {
+                destination[i] = source[i];
+            }
+        }
+    }
+
+    /// <summary>Unmaps the cache file; the file itself stays for the next run.</summary>
+    public void Dispose()
+    {
+        if (disposed)
+        {
+            return;
+        }
+        disposed = true;
+        view.SafeMemoryMappedViewHandle.ReleasePointer();
+        view.Dispose();
+        file.Dispose();
+    }
+
+    /// <summary>
+    /// A hash of everything the tokens depend on. Sizes and modification times stand in for the contents,
+    /// which would take as long to hash as to tokenize.
+    /// </summary>
+    private static string CacheKey(TextSource source, ITokenizer tokenizer)
+    {
+        var key = new StringBuilder("peersharp tokens 1\n").Append(tokenizer.Name).Append('\n');
+        foreach (string path in source.Files)
+        {
+            var info = new FileInfo(path);
+            key.Append(path).Append('\t').Append(info.Length).Append('\t').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key.ToString())))[..16];
+    }
+
+    private static void Tokenize(TextSource source, ITokenizer tokenizer, int bytesPerToken, string path)
+    {
+        using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        stream.Write(new byte[HeaderBytes]);
+        long tokenCount = 0;
+        long byteCount = 0;
+        byte[] buffer = [];
+        foreach (TextChunk chunk in source.Chunks())
+        {
+            if (chunk.StartsDocument && tokenCount > 0)
+            {
+                tokenCount += Write(stream, [.. tokenizer.DocumentSeparator], bytesPerToken, ref buffer);
+            }
+            tokenCount += Write(stream, tokenizer.Encode(chunk.Text), bytesPerToken, ref buffer);
+            byteCount += Encoding.UTF8.GetByteCount(chunk.Text);
+        }
+
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        Magic.CopyTo(header);
+        BinaryPrimitives.WriteInt32LittleEndian(header[8..], bytesPerToken);
+        BinaryPrimitives.WriteInt32LittleEndian(header[12..], tokenizer.VocabSize);
+        BinaryPrimitives.WriteInt64LittleEndian(header[16..], tokenCount);
+        BinaryPrimitives.WriteInt64LittleEndian(header[24..], byteCount);
+        stream.Position = 0;
+        stream.Write(header);
+        stream.Flush(flushToDisk: true);
+    }
+
+    private static int Write(Stream stream, int[] ids, int bytesPerToken, ref byte[] buffer)
+    {
+        if (buffer.Length < ids.Length * bytesPerToken)
+        {
+            buffer = new byte[ids.Length * bytesPerToken];
+        }
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (bytesPerToken == 2)
+            {
+                BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(i * 2), checked((ushort)ids[i]));
+            }
+            else
+            {
+                BinaryPrimitives.WriteInt32LittleEndian(buffer.AsSpan(i * 4), ids[i]);
+            }
+        }
+        stream.Write(buffer, 0, ids.Length * bytesPerToken);
+        return ids.Length;
+    }
+
+    /// <summary>Maps the cache file, or returns null when it is absent or not a cache of this tokenizer.</summary>
+    private static TokenCorpus? TryOpen(string path, ITokenizer tokenizer, int bytesPerToken)
+    {
+        if (!File.Exists(path) || new FileInfo(path).Length < HeaderBytes)
+        {
+            return null;
+        }
+        long fileLength = new FileInfo(path).Length;
+        var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, mapName: null, capacity: 0, MemoryMappedFileAccess.Read);
+        MemoryMappedViewAccessor view = file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        byte* mapped = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref mapped);
+        mapped += view.PointerOffset;
+
+        var header = new ReadOnlySpan<byte>(mapped, HeaderBytes);
+        long tokenCount = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        bool valid = header[..8].SequenceEqual(Magic)
+            && BinaryPrimitives.ReadInt32LittleEndian(header[8..]) == bytesPerToken
+            && BinaryPrimitives.ReadInt32LittleEndian(header[12..]) == tokenizer.VocabSize
+            && tokenCount >= 0
+            && fileLength == HeaderBytes + tokenCount * bytesPerToken;
+        if (!valid)
+        {
+            // Not written by this version (the atomic rename rules out a torn write): tokenize again.
+            view.SafeMemoryMappedViewHandle.ReleasePointer();
+            view.Dispose();
+            file.Dispose();
+            return null;
+        }
+        return new TokenCorpus(path, tokenizer.Name, file, view, mapped, bytesPerToken, tokenCount,
+            BinaryPrimitives.ReadInt64LittleEndian(header[24..]));
+    }
+}
