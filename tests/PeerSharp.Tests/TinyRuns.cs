@@ -1,0 +1,25 @@
+using PeerSharp.Data;
+using PeerSharp.Training;
+
+namespace PeerSharp.Tests;
+
+/// <summary>Shared pieces for tests that train the tiny preset on the bundled books.</summary>
+static class TinyRuns
+{
+    /// <summary>The tiny preset with a given number of steps and no periodic checkpoints.</summary>
+    public static RunConfig Config(int steps, int evalInterval = 1000) => Presets.Get("tiny") with
+    {
+        Train = Presets.Get("tiny").Train with { Steps = steps, EvalInterval = evalInterval, CheckpointInterval = 0 },
+    };
+
+    public static TokenCorpus Train() => TokenCorpus.Build(TextSource.Open(BundledCorpus.TrainPath), new ByteTokenizer());
+
+    public static TokenCorpus Validation() => TokenCorpus.Build(TextSource.Open(BundledCorpus.ValidationPath), new ByteTokenizer());
+
+    /// <summary>A fresh temporary folder, deleted when disposed.</summary>
+    public sealed class TempFolder : IDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("peersharp-test-").FullName;
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+}

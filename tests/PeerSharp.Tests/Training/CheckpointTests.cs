@@ -1,0 +1,75 @@
+using PeerSharp.Training;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Tests.Training;
+
+public class CheckpointTests
+{
+    [Fact]
+    public void SaveThenLoadRestoresModelAndOptimizerBitExactly()
+    {
+        using var folder = new TinyRuns.TempFolder();
+        using var corpus = TinyRuns.Train();
+        var config = TinyRuns.Config(steps: 3);
+        var (model, optimizer) = TrainingSetup.Create(config);
+        using var _ = model;
+        using var __ = optimizer;
+        var result = new Trainer(config, model, optimizer, corpus, null, Path.Combine(folder.Path, "ckpt")).Run();
+
+        var (restored, restoredOptimizer, info) = TrainingSetup.Resume(result.CheckpointPath!);
+        using var ___ = restored;
+        using var ____ = restoredOptimizer;
+        Assert.Equal(3, info.Step);
+        Assert.Equal(config, info.Config);
+        AssertSameTensors(model.state_dict(), restored.state_dict());
+        AssertSameTensors(optimizer.StateDict(), restoredOptimizer.StateDict());
+        Assert.Empty(Directory.GetFiles(folder.Path, "*.tmp"));
+    }
+
+    [Fact]
+    public void ResumedRunContinuesTheSameLossCurve()
+    {
+        using var folder = new TinyRuns.TempFolder();
+        using var corpus = TinyRuns.Train();
+        var config = TinyRuns.Config(steps: 12);
+
+        var straight = Losses(config, corpus, Path.Combine(folder.Path, "straight"), stopAfter: null, resumeFrom: null);
+        var firstHalf = Losses(config, corpus, Path.Combine(folder.Path, "split"), stopAfter: 6, resumeFrom: null);
+        var secondHalf = Losses(config, corpus, Path.Combine(folder.Path, "split"), stopAfter: null, resumeFrom: Path.Combine(folder.Path, "split"));
+
+        Assert.Equal(12, straight.Count);
+        Assert.Equal(straight, firstHalf.Concat(secondHalf).ToList());
+    }
+
+    static List<double> Losses(RunConfig config, PeerSharp.Data.TokenCorpus corpus, string checkpoint, int? stopAfter, string? resumeFrom)
+    {
+        Model.TransformerLM model;
+        IOptimizer optimizer;
+        long start = 0;
+        if (resumeFrom is null) (model, optimizer) = TrainingSetup.Create(config);
+        else
+        {
+            (model, optimizer, var info) = TrainingSetup.Resume(resumeFrom);
+            start = info.Step;
+        }
+        using var _ = model;
+        using var __ = optimizer;
+        var trainer = new Trainer(config, model, optimizer, corpus, null, checkpoint);
+        var losses = new List<double>();
+        using var stop = new CancellationTokenSource();
+        trainer.StepCompleted += r =>
+        {
+            losses.Add(r.Loss);
+            if (r.Step == stopAfter) stop.Cancel();
+        };
+        trainer.Run(start, cancellation: stop.Token);
+        return losses;
+    }
+
+    internal static void AssertSameTensors(IDictionary<string, Tensor> expected, IDictionary<string, Tensor> actual)
+    {
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, tensor) in expected)
+            Assert.True(tensor.shape.SequenceEqual(actual[name].shape) && tensor.eq(actual[name]).all().item<bool>(), $"tensor '{name}' differs after the round trip");
+    }
+}
