@@ -37,7 +37,7 @@ sealed class RunOptions
     /// </summary>
     public RunConfig Resolve(ParseResult parse, RunConfig? basis = null)
     {
-        var config = basis is not null && parse.GetResult(Preset) is null ? basis : Presets.Get(parse.GetValue(Preset)!);
+        var config = basis is not null && parse.GetResult(Preset) is null or { Implicit: true } ? basis : Presets.Get(parse.GetValue(Preset)!);
         if (parse.GetValue(Config) is { } file) config = RunConfig.Load(file.FullName, config);
         var model = config.Model;
         var peer = model.Peer;

@@ -1,0 +1,42 @@
+namespace PeerSharp.Tests.Cli;
+
+/// <summary>The commands a user runs, end to end through the real program.</summary>
+public class CommandTests : IDisposable
+{
+    readonly TinyRuns.TempFolder _folder = new();
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public void TrainEvalGenerateInfo()
+    {
+        var run = Path.Combine(_folder.Path, "run");
+        var train = PeerProcess.Run(_folder.Path, "train", "--preset", "tiny", "--steps", "20", "--out", run, "--sample-tokens", "20");
+        Assert.True(train.ExitCode == 0, train.Error);
+        Assert.Contains("bits per byte", train.Output);
+        Assert.True(File.Exists(Path.Combine(run, "checkpoint.safetensors")));
+        Assert.True(File.Exists(Path.Combine(run, "checkpoint.optimizer.safetensors")));
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard"), "*", SearchOption.AllDirectories));
+
+        var eval = PeerProcess.Run(_folder.Path, "eval", "--checkpoint", Path.Combine(run, "checkpoint.json"), "--tokens", "4096");
+        Assert.True(eval.ExitCode == 0, eval.Error);
+        Assert.Contains("bits per byte", eval.Output);
+        Assert.Contains("expert usage", eval.Output);
+
+        var generate = PeerProcess.Run(_folder.Path, "generate", "--checkpoint", Path.Combine(run, "checkpoint"), "--prompt", "Alice", "--tokens", "30");
+        Assert.True(generate.ExitCode == 0, generate.Error);
+        Assert.StartsWith("Alice", generate.Output);
+        Assert.True(generate.Output.TrimEnd('\n').Length > "Alice".Length);
+
+        // Resume to more steps continues from the checkpoint's step.
+        var resumed = PeerProcess.Run(_folder.Path, "train", "--resume", Path.Combine(run, "checkpoint.json"), "--steps", "25", "--out", run, "--sample-tokens", "0");
+        Assert.True(resumed.ExitCode == 0, resumed.Error);
+        Assert.Contains("at step 20", resumed.Output);
+        Assert.Contains("step     25/25", resumed.Output);
+
+        var info = PeerProcess.Run(_folder.Path, "info", "--preset", "tiny");
+        Assert.True(info.ExitCode == 0, info.Error);
+        Assert.Contains("PEER experts", info.Output);
+        Assert.Contains("total", info.Output);
+    }
+}
