@@ -2,6 +2,7 @@ using PeerSharp.Evaluation;
 using PeerSharp.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Layers;
@@ -16,6 +17,9 @@ public sealed class Peer : nn.Module<Tensor, Tensor>
 {
     readonly Linear _query;             // the h query networks, stacked: [h·d_key, d_model]
     readonly BatchNorm1d? _queryNorm;   // over the h·d_key query features
+    // Named for module.to(...): TorchSharp re-creates a converted or moved parameter and re-assigns only the field
+    // whose (component) name is the registered one; without it this field would keep the disposed original.
+    [ComponentName(Name = "keys")]
     readonly Parameter _subKeys;        // [2, n, d_key/2]: C and C'
     readonly Embedding _down;           // [N, d_model]: u_i
     readonly Embedding _up;             // [N, d_model]: v_i

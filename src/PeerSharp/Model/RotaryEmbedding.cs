@@ -28,7 +28,7 @@ public sealed class RotaryEmbedding : IDisposable
         var T = x.shape[2];
         var cos = _cos.narrow(0, start, T);                                    // (T, hd/2)
         var sin = _sin.narrow(0, start, T);
-        var pairs = x.unflatten(-1, [x.shape[^1] / 2, 2]);                     // (B, H, T, hd/2, 2)
+        var pairs = x.unflatten(x.dim() - 1, [x.shape[^1] / 2, 2]);            // (B, H, T, hd/2, 2); TorchSharp's unflatten takes no negative dim
         var even = pairs.select(-1, 0);
         var odd = pairs.select(-1, 1);
         var rotated = stack([even * cos - odd * sin, even * sin + odd * cos], dim: -1).flatten(-2);

@@ -1,0 +1,19 @@
+using PeerSharp.Layers;
+using PeerSharp.Model;
+
+namespace PeerSharp.Tests.Model;
+
+/// <summary>A transformer small enough for exhaustive checks, with PEER in every block.</summary>
+static class TinyModel
+{
+    public static ModelConfig Config(string positions) => new()
+    {
+        ModelDim = 32,
+        LayerCount = 2,
+        AttentionHeads = 2,
+        ContextLength = 16,
+        Positions = positions,
+        SparseBlocks = "all",
+        Peer = new PeerOptions { SubKeyCount = 8, HeadCount = 2, TopK = 2, KeyDim = 8 },
+    };
+}
