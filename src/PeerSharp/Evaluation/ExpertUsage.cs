@@ -32,7 +32,11 @@ public sealed class ExpertUsage : IDisposable
     /// <summary>Fraction of experts that received any gate weight.</summary>
     public double Usage
     {
-        get { using var used = _weight.gt(0); return used.to(ScalarType.Float64).mean().item<double>(); }
+        get
+        {
+            using var scope = NewDisposeScope();
+            return _weight.gt(0).to(ScalarType.Float64).mean().item<double>();
+        }
     }
 
     /// <summary>KL divergence of the normalised gate mass from the uniform distribution, in nats.</summary>
