@@ -9,7 +9,7 @@ namespace PeerSharp.Cli.Commands;
 sealed class RunOptions
 {
     public readonly Option<string> Preset = new("--preset") { Description = "Named configuration: " + string.Join(", ", Presets.List().Select(p => p.Name)), DefaultValueFactory = _ => Presets.Default };
-    public readonly Option<FileInfo?> Config = new("--config") { Description = "JSON config file (see docs/CONFIG.md); overrides the preset" };
+    public readonly Option<FileInfo?> Config = new("--config") { Description = "JSON config file (README: Configuration); overrides the preset" };
     public readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps" };
     public readonly Option<int?> BatchSize = new("--batch-size") { Description = "Sequences per step" };
     public readonly Option<double?> LearningRate = new("--lr") { Description = "Peak learning rate" };

@@ -23,7 +23,8 @@ public enum ExpertKernel
 /// </summary>
 public sealed record PeerOptions
 {
-    /// <summary>d_model: width of the layer's input and output.</summary>
+    /// <summary>d_model: width of the layer's input and output. Not part of a model's JSON config, which takes it from the model.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int ModelDim { get; init; } = 256;
 
     /// <summary>n, the number of sub-keys per half; the layer has N = n² experts.</summary>

@@ -13,7 +13,7 @@ namespace PeerSharp.Training;
 /// <param name="Loss">Training loss of the step's batch, nats per token.</param>
 /// <param name="LearningRate">Learning rate used.</param>
 /// <param name="GradientNorm">Global gradient norm before clipping.</param>
-/// <param name="TokensPerSecond">Training throughput averaged since the run (or resume) started.</param>
+/// <param name="TokensPerSecond">Training throughput since the run (or resume) started, validation excluded.</param>
 /// <param name="TokensSeen">Training tokens seen since step 0.</param>
 public sealed record StepReport(long Step, int TotalSteps, double Loss, double LearningRate, double GradientNorm, double TokensPerSecond, long TokensSeen);
 
@@ -22,7 +22,7 @@ public sealed record StepReport(long Step, int TotalSteps, double Loss, double L
 /// <param name="Completed">False when it was cancelled before the last step (a checkpoint was still written).</param>
 /// <param name="Validation">Last validation result, if any.</param>
 /// <param name="CheckpointPath">The sidecar of the last checkpoint written.</param>
-/// <param name="TokensPerSecond">Training throughput of this invocation.</param>
+/// <param name="TokensPerSecond">Training throughput of this invocation, validation and checkpoints excluded.</param>
 public sealed record TrainResult(long Step, bool Completed, EvaluationResult? Validation, string? CheckpointPath, double TokensPerSecond);
 
 /// <summary>
@@ -77,7 +77,7 @@ public sealed class Trainer
         var tensorBoard = _tensorBoardFolder is null ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
         EvaluationResult? validation = null;
         string? checkpoint = null;
-        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var clock = new System.Diagnostics.Stopwatch();   // optimizer steps only, not validation or checkpoints
         long step = startStep, stepsThisRun = 0;
         _model.train();
 
@@ -85,6 +85,7 @@ public sealed class Trainer
         {
             var learningRate = schedule.At(step);
             double loss, gradientNorm;
+            clock.Start();
             using (var scope = NewDisposeScope())
             {
                 var (input, target) = sampler.Batch(step);                  // (B, T) each
@@ -95,6 +96,7 @@ public sealed class Trainer
                 _optimizer.ZeroGrad();
                 loss = lossTensor.ToDouble();
             }
+            clock.Stop();
             if (!double.IsFinite(loss))
                 throw new PeerSharpException($"training diverged at step {step + 1}: the loss is {loss}; try a lower learning rate than {train.LearningRate}");
             step++;

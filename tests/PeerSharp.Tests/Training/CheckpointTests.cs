@@ -43,7 +43,7 @@ public class CheckpointTests
 
     static List<double> Losses(RunConfig config, PeerSharp.Data.TokenCorpus corpus, string checkpoint, int? stopAfter, string? resumeFrom)
     {
-        Model.TransformerLM model;
+        PeerSharp.Model.TransformerLM model;
         IOptimizer optimizer;
         long start = 0;
         if (resumeFrom is null) (model, optimizer) = TrainingSetup.Create(config);
