@@ -57,7 +57,10 @@ static class TrainCommand
             Directory.CreateDirectory(folder);
             File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
 
-            var trainer = new Trainer(config, model, optimizer, trainCorpus, validationCorpus, checkpointPath, Path.Combine(folder, "tensorboard"));
+            var metricsPath = Path.Combine(folder, "metrics.jsonl");
+            var curvesPath = Path.Combine(folder, "curves.png");
+            using var metrics = new MetricsLog(metricsPath, keepThroughStep: startStep);
+            var trainer = new Trainer(config, model, optimizer, trainCorpus, validationCorpus, checkpointPath, Path.Combine(folder, "tensorboard")) { Metrics = metrics };
             using var cancellation = new CancellationTokenSource();
             ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancellation.Cancel(); };
             Console.CancelKeyPress += onCancel;
@@ -73,13 +76,14 @@ static class TrainCommand
             {
                 Console.CancelKeyPress -= onCancel;
             }
+            TrainingCurves.Save(MetricsLog.Read(metricsPath), $"{Path.GetFileName(Path.GetFullPath(folder))}: {config.Model.LayerCount} blocks, d_model {config.Model.ModelDim}, {string.Join(" ", config.Model.FeedForwardKinds())}", curvesPath);
 
             if (!result.Completed)
             {
                 AnsiConsole.MarkupLine($"Stopped at step {result.Step}; checkpoint written to {Markup.Escape(result.CheckpointPath ?? "")}. Continue with --resume.");
                 return 130;
             }
-            AnsiConsole.MarkupLine($"Done: {result.Step} steps, {result.TokensPerSecond:N0} training tokens/s; checkpoint {Markup.Escape(result.CheckpointPath ?? "")}");
+            AnsiConsole.MarkupLine($"Done: {result.Step} steps, {result.TokensPerSecond:N0} training tokens/s; checkpoint {Markup.Escape(result.CheckpointPath ?? "")}; curves {Markup.Escape(curvesPath)}");
             if (result.Validation is { } v)
                 AnsiConsole.MarkupLine($"[bold]Validation: loss {v.Loss:F4} nats/token, perplexity {v.Perplexity:F2}, {v.BitsPerByte:F3} bits per byte[/] ({v.Tokens:N0} tokens)");
             var samples = parse.GetValue(sample);

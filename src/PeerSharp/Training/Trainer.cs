@@ -51,6 +51,9 @@ public sealed class Trainer
         (_checkpointPath, _tensorBoardFolder) = (checkpointPath, tensorBoardFolder);
     }
 
+    /// <summary>When set, every step and validation is appended to it.</summary>
+    public MetricsLog? Metrics { get; init; }
+
     /// <summary>Raised after every step.</summary>
     public event Action<StepReport>? StepCompleted;
 
@@ -104,6 +107,7 @@ public sealed class Trainer
             tokensSeen += tokensPerStep;
             var tokensPerSecond = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             StepCompleted?.Invoke(new StepReport(step, train.Steps, loss, learningRate, gradientNorm, tokensPerSecond, tokensSeen));
+            Metrics?.Append(new MetricsRecord { Step = step, Loss = loss, LearningRate = learningRate });
             tensorBoard?.add_scalar("train/loss", (float)loss, (int)step);
             tensorBoard?.add_scalar("train/learning_rate", (float)learningRate, (int)step);
             tensorBoard?.add_scalar("train/gradient_norm", (float)gradientNorm, (int)step);
@@ -114,6 +118,7 @@ public sealed class Trainer
                 validation = Evaluator.Evaluate(_model, _validation, train.BatchSize, train.EvalTokens,
                     EvaluationProgress is null ? null : new Progress<double>(f => EvaluationProgress(f)));
                 Evaluated?.Invoke(step, validation);
+                Metrics?.Append(new MetricsRecord { Step = step, ValidationLoss = validation.Loss, BitsPerByte = validation.BitsPerByte });
                 tensorBoard?.add_scalar("validation/loss", (float)validation.Loss, (int)step);
                 tensorBoard?.add_scalar("validation/bits_per_byte", (float)validation.BitsPerByte, (int)step);
                 foreach (var layer in validation.Layers)

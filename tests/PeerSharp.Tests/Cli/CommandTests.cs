@@ -33,6 +33,9 @@ public class CommandTests : IDisposable
         Assert.True(resumed.ExitCode == 0, resumed.Error);
         Assert.Contains("at step 20", resumed.Output);
         Assert.Contains("step     25/25", resumed.Output);
+        var steps = PeerSharp.Training.MetricsLog.Read(Path.Combine(run, "metrics.jsonl")).Where(r => r.Loss is not null).Select(r => r.Step);
+        Assert.Equal(Enumerable.Range(1, 25).Select(i => (long)i), steps);
+        Assert.True(new FileInfo(Path.Combine(run, "curves.png")).Length > 1000);
 
         var info = PeerProcess.Run(_folder.Path, "info", "--preset", "tiny");
         Assert.True(info.ExitCode == 0, info.Error);
