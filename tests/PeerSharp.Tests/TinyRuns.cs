@@ -15,11 +15,4 @@ static class TinyRuns
     public static TokenCorpus Train() => TokenCorpus.Build(TextSource.Open(BundledCorpus.TrainPath), new ByteTokenizer());
 
     public static TokenCorpus Validation() => TokenCorpus.Build(TextSource.Open(BundledCorpus.ValidationPath), new ByteTokenizer());
-
-    /// <summary>A fresh temporary folder, deleted when disposed.</summary>
-    public sealed class TempFolder : IDisposable
-    {
-        public string Path { get; } = Directory.CreateTempSubdirectory("peersharp-test-").FullName;
-        public void Dispose() => Directory.Delete(Path, recursive: true);
-    }
 }

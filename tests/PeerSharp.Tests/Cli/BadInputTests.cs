@@ -6,7 +6,7 @@ namespace PeerSharp.Tests.Cli;
 /// </summary>
 public class BadInputTests : IDisposable
 {
-    readonly TinyRuns.TempFolder _folder = new();
+    readonly TempFolder _folder = new();
     string Run(string name) => Path.Combine(_folder.Path, name);
 
     public void Dispose() => _folder.Dispose();

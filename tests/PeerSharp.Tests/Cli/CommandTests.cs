@@ -3,7 +3,7 @@ namespace PeerSharp.Tests.Cli;
 /// <summary>The commands a user runs, end to end through the real program.</summary>
 public class CommandTests : IDisposable
 {
-    readonly TinyRuns.TempFolder _folder = new();
+    readonly TempFolder _folder = new();
 
     public void Dispose() => _folder.Dispose();
 

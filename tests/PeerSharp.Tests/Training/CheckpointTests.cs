@@ -8,7 +8,7 @@ public class CheckpointTests
     [Fact]
     public void SaveThenLoadRestoresModelAndOptimizerBitExactly()
     {
-        using var folder = new TinyRuns.TempFolder();
+        using var folder = new TempFolder();
         using var corpus = TinyRuns.Train();
         var config = TinyRuns.Config(steps: 3);
         var (model, optimizer) = TrainingSetup.Create(config);
@@ -29,7 +29,7 @@ public class CheckpointTests
     [Fact]
     public void ResumedRunContinuesTheSameLossCurve()
     {
-        using var folder = new TinyRuns.TempFolder();
+        using var folder = new TempFolder();
         using var corpus = TinyRuns.Train();
         var config = TinyRuns.Config(steps: 12);
 

@@ -8,7 +8,7 @@ public class RunConfigTests
     [Fact]
     public void ConfigFileOverridesOnlyTheFieldsItNames()
     {
-        using var folder = new TinyRuns.TempFolder();
+        using var folder = new TempFolder();
         var path = Path.Combine(folder.Path, "run.json");
         File.WriteAllText(path, """
             {
@@ -42,7 +42,7 @@ public class RunConfigTests
     [Fact]
     public void UnknownFieldIsAnError()
     {
-        using var folder = new TinyRuns.TempFolder();
+        using var folder = new TempFolder();
         var path = Path.Combine(folder.Path, "bad.json");
         File.WriteAllText(path, """{ "model": { "modelDimension": 64 } }""");
         var error = Assert.Throws<PeerSharpException>(() => RunConfig.Load(path, Presets.Get("tiny")));

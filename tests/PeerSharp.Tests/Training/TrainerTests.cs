@@ -8,7 +8,7 @@ public class TrainerTests
     [Fact]
     public void TinyRunLowersTheLossAndValidates()
     {
-        using var folder = new TinyRuns.TempFolder();
+        using var folder = new TempFolder();
         using var train = TinyRuns.Train();
         using var validation = TinyRuns.Validation();
         var config = TinyRuns.Config(steps: 60, evalInterval: 60);
@@ -32,7 +32,7 @@ public class TrainerTests
     [Fact]
     public void LiveTensorsStayFlatOver200Steps()
     {
-        using var folder = new TinyRuns.TempFolder();
+        using var folder = new TempFolder();
         using var train = TinyRuns.Train();
         var config = TinyRuns.Config(steps: 200);
         var (model, optimizer) = TrainingSetup.Create(config);

@@ -1,4 +1,4 @@
-namespace PeerSharp.Tests.Data;
+namespace PeerSharp.Tests;
 
 /// <summary>A fresh folder under the system temp folder, deleted with everything in it on dispose.</summary>
 internal sealed class TempFolder : IDisposable
