@@ -48,9 +48,14 @@ static class TrainCommand
 
             var dataPath = parse.GetValue(data);
             var validationPath = parse.GetValue(validation) ?? (dataPath is null ? BundledCorpus.ValidationPath : null);
-            using var trainCorpus = RunOptions.OpenCorpus(dataPath, BundledCorpus.TrainPath, config.Model.Tokenizer);
-            using var validationCorpus = validationPath is null ? null : RunOptions.OpenCorpus(validationPath, validationPath, config.Model.Tokenizer);
-            if (validationCorpus is null) AnsiConsole.MarkupLine("[yellow]No --validation text given: training without validation.[/]");
+            using var corpus = RunOptions.OpenCorpus(dataPath, BundledCorpus.TrainPath, config.Model.Tokenizer);
+            using var heldOutCorpus = validationPath is null ? null : RunOptions.OpenCorpus(validationPath, validationPath, config.Model.Tokenizer);
+            // Without held-out text, the last 1% of the training text (at least 8 windows) validates.
+            var (trainCorpus, validationCorpus) = heldOutCorpus is null
+                ? corpus.HoldOut(0.01, 8L * (config.Model.ContextLength + 1))
+                : (corpus, heldOutCorpus);
+            if (heldOutCorpus is null)
+                AnsiConsole.MarkupLine($"No --validation text given: the last {validationCorpus.TokenCount:N0} tokens of --data are held out for validation.");
 
             var parameters = ParameterSummary.Of(model).Sum(g => g.Count);
             AnsiConsole.MarkupLine($"Training {parameters:N0} parameters on {trainCorpus.TokenCount:N0} tokens ({config.Model.Tokenizer}); feed-forwards {string.Join(" ", config.Model.FeedForwardKinds())}; {config.Train.Steps} steps of {config.Train.BatchSize}×{config.Model.ContextLength} tokens.");

@@ -25,11 +25,13 @@ public sealed unsafe class TokenCorpus : IDisposable
     private readonly MemoryMappedViewAccessor view;
     private readonly byte* tokens;
     private readonly int bytesPerToken;
+    private readonly bool ownsMapping;   // false for a Slice, which borrows its parent's mapping
     private bool disposed;
 
     private TokenCorpus(string cachePath, string tokenizerName, MemoryMappedFile file, MemoryMappedViewAccessor view,
-        byte* mapped, int bytesPerToken, long tokenCount, long byteCount)
+        byte* mapped, int bytesPerToken, long tokenCount, long byteCount, bool ownsMapping = true)
     {
+        this.ownsMapping = ownsMapping;
         CachePath = cachePath;
         TokenizerName = tokenizerName;
         this.file = file;
@@ -138,6 +140,36 @@ public sealed unsafe class TokenCorpus : IDisposable
         }
     }
 
+    /// <summary>
+    /// Tokens [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>) as a corpus of their
+    /// own, for holding out validation text from a single source. It shares this corpus's mapping, so this corpus
+    /// must outlive it. Its <see cref="ByteCount"/> is this corpus's bytes per token times <paramref name="count"/>.
+    /// </summary>
+    public TokenCorpus Slice(long start, long count)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (start < 0 || count < 0 || start + count > TokenCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(start), start, $"Slice [{start}, {start + count}) is outside the corpus of {TokenCount} tokens.");
+        }
+        long bytes = (long)Math.Round((double)ByteCount * count / Math.Max(1, TokenCount));
+        return new TokenCorpus(CachePath, TokenizerName, file, view, tokens - HeaderBytes + start * bytesPerToken, bytesPerToken, count, bytes, ownsMapping: false);
+    }
+
+    /// <summary>
+    /// Splits off the last <paramref name="fraction"/> of the tokens, at least <paramref name="minimum"/>, as
+    /// validation text: for a single source given without held-out text. Both parts are slices of this corpus.
+    /// </summary>
+    public (TokenCorpus Train, TokenCorpus Validation) HoldOut(double fraction, long minimum)
+    {
+        long held = Math.Max(minimum, (long)(TokenCount * fraction));
+        if (held * 2 > TokenCount)
+        {
+            throw new PeerSharpException($"the training text has only {TokenCount} tokens, too few to hold out {held} for validation; give held-out text with --validation");
+        }
+        return (Slice(0, TokenCount - held), Slice(TokenCount - held, held));
+    }
+
     /// <summary>Unmaps the cache file; the file itself stays for the next run.</summary>
     public void Dispose()
     {
@@ -146,6 +178,10 @@ public sealed unsafe class TokenCorpus : IDisposable
             return;
         }
         disposed = true;
+        if (!ownsMapping)
+        {
+            return;
+        }
         view.SafeMemoryMappedViewHandle.ReleasePointer();
         view.Dispose();
         file.Dispose();

@@ -27,6 +27,29 @@ public class TokenCorpusTests
     }
 
     [Fact]
+    public void HoldOutSplitsTheTokensIntoTwoSlices()
+    {
+        using var temp = new TempFolder();
+        string path = temp.Write("book.txt", string.Concat(Enumerable.Repeat(First + Second, 20)));
+        using var corpus = TokenCorpus.Build(TextSource.Open(path), new ByteTokenizer(), temp.File("cache"));
+        long[] all = ReadAll(corpus).ToArray();
+
+        var (train, validation) = corpus.HoldOut(0.1, minimum: 50);
+        using (train)
+        using (validation)
+        {
+            Assert.Equal(corpus.TokenCount, train.TokenCount + validation.TokenCount);
+            Assert.Equal(corpus.TokenCount / 10, validation.TokenCount);
+            Assert.Equal(all[..(int)train.TokenCount], ReadAll(train));
+            Assert.Equal(all[(int)train.TokenCount..], ReadAll(validation));
+            Assert.Equal(validation.TokenCount, validation.ByteCount);   // byte tokens, no separators
+        }
+        // The slices borrowed the mapping; the corpus still reads after they are disposed.
+        Assert.Equal(all, ReadAll(corpus));
+        Assert.Throws<PeerSharpException>(() => corpus.HoldOut(0.1, minimum: corpus.TokenCount));
+    }
+
+    [Fact]
     public void Gpt2TokensAreTheDocumentsJoinedByEndOfText()
     {
         using var temp = new TempFolder();
