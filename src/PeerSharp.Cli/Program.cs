@@ -9,6 +9,7 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
     EvalCommand.Create(),
     GenerateCommand.Create(),
     InfoCommand.Create(),
+    FlopsCommand.Create(),
 };
 
 try

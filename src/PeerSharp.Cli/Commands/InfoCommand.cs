@@ -1,4 +1,5 @@
 using System.CommandLine;
+using PeerSharp.Layers;
 using PeerSharp.Model;
 using PeerSharp.Training;
 using Spectre.Console;
@@ -22,16 +23,30 @@ static class InfoCommand
             var m = config.Model;
             AnsiConsole.MarkupLine($"[bold]Model[/] d_model {m.ModelDim}, {m.LayerCount} blocks, {m.AttentionHeads} attention heads, context {m.ContextLength}, tokenizer {m.Tokenizer} (vocab {m.VocabSize}), {m.Positions} positions");
             AnsiConsole.MarkupLine($"[bold]Feed-forwards[/] {string.Join(" ", m.FeedForwardKinds().Select((k, i) => $"{i}:{k}"))}");
-            if (m.FeedForwardKinds().Contains("peer"))
+            var kinds = m.FeedForwardKinds();
+            if (kinds.Contains(FeedForwardKind.Peer))
             {
                 var p = m.PeerLayer;
                 AnsiConsole.MarkupLine($"[bold]PEER[/] N = {p.SubKeyCount}² = {p.ExpertCount:N0} experts, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} active per token), d_key = {p.KeyDim}, σ = {p.Activation}, query BN {(p.QueryBatchNorm ? "on" : "off")}");
+            }
+            if (kinds.Contains(FeedForwardKind.Pkm))
+            {
+                var p = m.PkmLayer;
+                AnsiConsole.MarkupLine($"[bold]PKM[/] N = {p.SubKeyCount}² = {p.ValueCount:N0} values, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} read per token), d_key = {p.KeyDim}, query BN {(p.QueryBatchNorm ? "on" : "off")}");
+            }
+            if (kinds.Contains(FeedForwardKind.Moe))
+            {
+                var e = m.MoeLayer;
+                var routing = e.Routing == MoeOptions.TokenChoice ? $"token choice, top-{e.TopK}, load-balancing weight {e.AuxLossWeight}" : "expert choice";
+                AnsiConsole.MarkupLine($"[bold]MoE[/] E = {e.ExpertCount} experts of hidden width {e.HiddenDim}, {routing}, capacity factor {e.CapacityFactor}");
             }
             var table = new Table().AddColumn("part").AddColumn(new TableColumn("parameters").RightAligned());
             var groups = ParameterSummary.Of(model);
             foreach (var g in groups) table.AddRow(Markup.Escape(g.Part), g.Count.ToString("N0"));
             table.AddRow("[bold]total[/]", $"[bold]{groups.Sum(g => g.Count):N0}[/]");
             AnsiConsole.Write(table);
+            var flops = FlopCounter.Of(m);
+            AnsiConsole.MarkupLine($"[bold]Compute[/] {flops.ForwardFlopsPerToken:N0} forward FLOPs per token, {flops.ActiveParameters:N0} active parameters per token (details: peer flops)");
             AnsiConsole.MarkupLine("[bold]Presets[/]");
             foreach (var (name, description) in Presets.List()) AnsiConsole.MarkupLine($"  {name,-8} {Markup.Escape(description)}");
             return 0;

@@ -21,15 +21,19 @@ sealed class RunOptions
     public readonly Option<int?> ModelDim = new("--d-model") { Description = "Model width" };
     public readonly Option<int?> Layers = new("--layers") { Description = "Transformer blocks" };
     public readonly Option<string?> Positions = new("--positions") { Description = "learned or rotary" };
-    public readonly Option<string?> SparseKind = new("--ffn") { Description = "Feed-forward of the sparse blocks: peer or dense" };
+    public readonly Option<string?> SparseKind = new("--ffn") { Description = "Feed-forward of the sparse blocks: peer, pkm, moe or dense" };
     public readonly Option<string?> SparseBlocks = new("--sparse-blocks") { Description = "middle, all, none or a list like 1,3" };
+    public readonly Option<string?> BlockKinds = new("--block-kinds") { Description = "Feed-forward of every block, like dense,moe,peer,dense (replaces --ffn and --sparse-blocks)" };
     public readonly Option<long?> Experts = new("--experts") { Description = "PEER expert count N (a perfect square)" };
     public readonly Option<int?> PeerHeads = new("--peer-heads") { Description = "PEER retrieval heads h" };
     public readonly Option<int?> TopK = new("--topk") { Description = "Experts per PEER head k" };
     public readonly Option<int?> KeyDim = new("--key-dim") { Description = "PEER query/key width d_key" };
     public readonly Option<bool?> QueryNorm = new("--query-bn") { Description = "Query BatchNorm on/off" };
+    public readonly Option<int?> MoeExperts = new("--moe-experts") { Description = "MoE expert count E" };
+    public readonly Option<string?> Routing = new("--routing") { Description = "MoE routing: expert-choice or token-choice" };
+    public readonly Option<double?> Capacity = new("--capacity") { Description = "MoE capacity factor c" };
 
-    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, SparseKind, SparseBlocks, Experts, PeerHeads, TopK, KeyDim, QueryNorm];
+    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, SparseKind, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
 
     /// <summary>
     /// Preset (or <paramref name="basis"/>, a resumed checkpoint's config, unless a preset is named), then the
@@ -51,6 +55,12 @@ sealed class RunOptions
             KeyDim = parse.GetValue(KeyDim) ?? peer.KeyDim,
             QueryBatchNorm = parse.GetValue(QueryNorm) ?? peer.QueryBatchNorm,
         };
+        var moe = model.Moe with
+        {
+            ExpertCount = parse.GetValue(MoeExperts) ?? model.Moe.ExpertCount,
+            Routing = parse.GetValue(Routing) ?? model.Moe.Routing,
+            CapacityFactor = parse.GetValue(Capacity) ?? model.Moe.CapacityFactor,
+        };
         model = model with
         {
             Tokenizer = tokenizerName,
@@ -61,7 +71,9 @@ sealed class RunOptions
             Positions = parse.GetValue(Positions) ?? model.Positions,
             SparseKind = parse.GetValue(SparseKind) ?? model.SparseKind,
             SparseBlocks = parse.GetValue(SparseBlocks) ?? model.SparseBlocks,
+            BlockKinds = parse.GetValue(BlockKinds) ?? model.BlockKinds,
             Peer = peer,
+            Moe = moe,
         };
         var train = config.Train with
         {

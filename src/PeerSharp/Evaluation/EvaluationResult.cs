@@ -1,8 +1,8 @@
 namespace PeerSharp.Evaluation;
 
-/// <summary>Expert usage of one sparse layer over an evaluation (PEER.md "Metrics").</summary>
+/// <summary>Expert usage of one PEER or PKM layer over an evaluation (PEER.md "Metrics"); for PKM the experts are the memory values.</summary>
 /// <param name="Block">0-based block index.</param>
-/// <param name="ExpertCount">N.</param>
+/// <param name="ExpertCount">N, experts or memory values.</param>
 /// <param name="Usage">Fraction of experts that received any gate weight.</param>
 /// <param name="Unevenness">KL(z ‖ uniform) in nats.</param>
 public sealed record LayerUsage(int Block, long ExpertCount, double Usage, double Unevenness);
@@ -11,7 +11,7 @@ public sealed record LayerUsage(int Block, long ExpertCount, double Usage, doubl
 /// <param name="Loss">Mean cross-entropy, nats per token.</param>
 /// <param name="Tokens">Target tokens scored.</param>
 /// <param name="BytesPerToken">UTF-8 bytes per token of the text, to convert to bits per byte.</param>
-/// <param name="Layers">Expert usage per PEER layer.</param>
+/// <param name="Layers">Expert usage per PEER or PKM layer.</param>
 public sealed record EvaluationResult(double Loss, long Tokens, double BytesPerToken, IReadOnlyList<LayerUsage> Layers)
 {
     /// <summary>exp(loss).</summary>

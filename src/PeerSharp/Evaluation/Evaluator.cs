@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace PeerSharp.Evaluation;
 
-/// <summary>Scores a model on held-out text: loss, perplexity, bits per byte and expert usage.</summary>
+/// <summary>Scores a model on held-out text: loss, perplexity, bits per byte and expert usage (PEER and PKM layers).</summary>
 public static class Evaluator
 {
     /// <summary>
@@ -18,9 +18,9 @@ public static class Evaluator
     {
         var wasTraining = model.training;
         model.eval();
-        var peers = model.Blocks.Select((block, index) => (index, layer: block.FeedForward as Peer)).Where(p => p.layer is not null).ToList();
-        var trackers = peers.Select(p => new ExpertUsage(p.layer!.Options.ExpertCount)).ToList();
-        for (int i = 0; i < peers.Count; i++) peers[i].layer!.Usage = trackers[i];
+        var retrievals = model.Blocks.Select((block, index) => (index, layer: block.FeedForward as IExpertRetrieval)).Where(p => p.layer is not null).ToList();
+        var trackers = retrievals.Select(p => new ExpertUsage(p.layer!.ExpertCount)).ToList();
+        for (int i = 0; i < retrievals.Count; i++) retrievals[i].layer!.Usage = trackers[i];
         try
         {
             double lossSum = 0;
@@ -39,12 +39,12 @@ public static class Evaluator
                 target.Dispose();
             }
             if (tokens == 0) throw new PeerSharpException("the evaluation text is too short to score a single token");
-            var layers = peers.Select((p, i) => new LayerUsage(p.index, trackers[i].ExpertCount, trackers[i].Usage, trackers[i].Unevenness)).ToList();
+            var layers = retrievals.Select((p, i) => new LayerUsage(p.index, trackers[i].ExpertCount, trackers[i].Usage, trackers[i].Unevenness)).ToList();
             return new EvaluationResult(lossSum / tokens, tokens, (double)corpus.ByteCount / corpus.TokenCount, layers);
         }
         finally
         {
-            foreach (var (_, layer) in peers) layer!.Usage = null;
+            foreach (var (_, layer) in retrievals) layer!.Usage = null;
             foreach (var tracker in trackers) tracker.Dispose();
             model.train(wasTraining);
         }

@@ -27,6 +27,7 @@ public sealed class ExpertUsage : IDisposable
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         _weight.index_add_(0, ids.flatten(), gates.detach().flatten().to(ScalarType.Float64), alpha: 1);
+        Selections += ids.numel();
     }
 
     /// <summary>Fraction of experts that received any gate weight.</summary>
@@ -52,6 +53,9 @@ public sealed class ExpertUsage : IDisposable
             return Math.Log(ExpertCount) + zLogZ.sum().item<double>();
         }
     }
+
+    /// <summary>(token, head, slot) selections added so far: one per expert (or memory value) a forward used.</summary>
+    public long Selections { get; private set; }
 
     /// <inheritdoc />
     public void Dispose() => _weight.Dispose();

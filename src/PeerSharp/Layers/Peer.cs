@@ -13,7 +13,7 @@ namespace PeerSharp.Layers;
 /// State-dict names and shapes are the public contract of PEER.md: query.weight, query_norm.*, keys,
 /// down.weight, up.weight.
 /// </summary>
-public sealed class Peer : nn.Module<Tensor, Tensor>
+public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
 {
     readonly Linear _query;             // the h query networks, stacked: [h·d_key, d_model]
     readonly BatchNorm1d? _queryNorm;   // over the h·d_key query features
@@ -62,8 +62,11 @@ public sealed class Peer : nn.Module<Tensor, Tensor>
     /// <summary>The layer's settings.</summary>
     public PeerOptions Options { get; }
 
-    /// <summary>When set, every forward adds its selections to this tracker (evaluation).</summary>
+    /// <inheritdoc />
     public ExpertUsage? Usage { get; set; }
+
+    /// <inheritdoc />
+    public long ExpertCount => Options.ExpertCount;
 
     /// <summary>The expert tables [N, d_model]: u_i (down) and v_i (up).</summary>
     public Parameter Down => _down.weight!;

@@ -35,25 +35,59 @@ public sealed record ModelConfig
     /// <summary>Whether the output head shares the token embedding's weights.</summary>
     public bool TieEmbeddings { get; init; } = true;
 
-    /// <summary>Feed-forward put into the sparse blocks: "peer" or "dense" (no replacement).</summary>
-    public string SparseKind { get; init; } = "peer";
+    /// <summary>Feed-forward put into the sparse blocks: "peer", "pkm", "moe" or "dense" (no replacement).</summary>
+    public string SparseKind { get; init; } = FeedForwardKind.Peer;
 
     /// <summary>Blocks whose feed-forward is replaced: "middle" (the paper's setting), "all", "none" or a comma list of 0-based indices.</summary>
     public string SparseBlocks { get; init; } = "middle";
 
+    /// <summary>
+    /// Optional feed-forward of every block, a comma list with one kind per block (for example
+    /// "dense,moe,peer,dense"); when set it replaces <see cref="SparseKind"/> and <see cref="SparseBlocks"/>.
+    /// </summary>
+    public string BlockKinds { get; init; } = "";
+
     /// <summary>Settings of every PEER layer; its ModelDim is taken from this config.</summary>
     public PeerOptions Peer { get; init; } = new() { SubKeyCount = 64, HeadCount = 4, TopK = 8, KeyDim = 64 };
+
+    /// <summary>Settings of every MoE layer; its widths are taken from this config (each expert is a dense FFW).</summary>
+    public MoeOptions Moe { get; init; } = new();
+
+    /// <summary>Settings of every PKM layer; its ModelDim is taken from this config.</summary>
+    public PkmOptions Pkm { get; init; } = new() { SubKeyCount = 64, KeyDim = 64 };
 
     /// <summary>The PEER options with this model's width.</summary>
     [JsonIgnore]
     public PeerOptions PeerLayer => Peer with { ModelDim = ModelDim };
 
+    /// <summary>The MoE options with this model's widths.</summary>
+    [JsonIgnore]
+    public MoeOptions MoeLayer => Moe with { ModelDim = ModelDim, HiddenDim = FeedForwardMultiplier * ModelDim };
+
+    /// <summary>The PKM options with this model's width.</summary>
+    [JsonIgnore]
+    public PkmOptions PkmLayer => Pkm with { ModelDim = ModelDim };
+
     /// <summary>The feed-forward kind of each block.</summary>
     public string[] FeedForwardKinds()
     {
-        var kinds = Enumerable.Repeat("dense", LayerCount).ToArray();
+        if (!string.IsNullOrWhiteSpace(BlockKinds))
+        {
+            var listed = BlockKinds.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            if (listed.Length != LayerCount)
+                throw new PeerSharpException($"block kinds '{BlockKinds}' name {listed.Length} feed-forwards but the model has {LayerCount} blocks; expected one kind per block");
+            foreach (var kind in listed) CheckKind(kind);
+            return listed;
+        }
+        var kinds = Enumerable.Repeat(FeedForwardKind.Dense, LayerCount).ToArray();
         foreach (var block in SparseBlockIndices()) kinds[block] = SparseKind;
         return kinds;
+    }
+
+    static void CheckKind(string kind)
+    {
+        if (!FeedForwardKind.All.Contains(kind))
+            throw new PeerSharpException($"feed-forward kind '{kind}' is not known; expected one of {string.Join(", ", FeedForwardKind.All)}");
     }
 
     IEnumerable<int> SparseBlockIndices()
@@ -86,9 +120,10 @@ public sealed record ModelConfig
             throw new PeerSharpException($"positions '{Positions}' is not known; expected 'learned' or 'rotary'");
         if (Positions == "rotary" && (ModelDim / AttentionHeads) % 2 != 0)
             throw new PeerSharpException($"rotary positions need an even attention head width, not {ModelDim / AttentionHeads}");
-        if (SparseKind is not ("peer" or "dense"))
-            throw new PeerSharpException($"sparse layer kind '{SparseKind}' is not known; expected 'peer' or 'dense'");
+        CheckKind(SparseKind);
         var kinds = FeedForwardKinds();
-        if (kinds.Contains("peer")) PeerLayer.Validate();
+        if (kinds.Contains(FeedForwardKind.Peer)) PeerLayer.Validate();
+        if (kinds.Contains(FeedForwardKind.Pkm)) PkmLayer.Validate();
+        if (kinds.Contains(FeedForwardKind.Moe)) MoeLayer.Validate();
     }
 }

@@ -5,8 +5,9 @@ using static TorchSharp.torch;
 namespace PeerSharp.Model;
 
 /// <summary>
-/// Decoder-only transformer language model (GPT-2 shape, pre-norm) whose chosen blocks use a PEER
-/// feed-forward; by default only the middle block, as in all of the paper's runs.
+/// Decoder-only transformer language model (GPT-2 shape, pre-norm) whose chosen blocks use a sparse
+/// feed-forward (PEER, or the paper's baselines PKM and MoE); by default only the middle block, as in all of the
+/// paper's runs.
 /// </summary>
 public sealed class TransformerLM : nn.Module<Tensor, Tensor>
 {
@@ -52,8 +53,11 @@ public sealed class TransformerLM : nn.Module<Tensor, Tensor>
 
     static nn.Module<Tensor, Tensor> FeedForwardFor(string kind, ModelConfig config) => kind switch
     {
-        "peer" => new Peer(config.PeerLayer),
-        "dense" => new DenseFeedForward(config.ModelDim, config.FeedForwardMultiplier * config.ModelDim),
+        FeedForwardKind.Peer => new Peer(config.PeerLayer),
+        FeedForwardKind.Pkm => new ProductKeyMemory(config.PkmLayer),
+        FeedForwardKind.Moe when config.Moe.Routing == MoeOptions.TokenChoice => new TokenChoiceMoe(config.MoeLayer),
+        FeedForwardKind.Moe => new ExpertChoiceMoe(config.MoeLayer),
+        FeedForwardKind.Dense => new DenseFeedForward(config.ModelDim, config.FeedForwardMultiplier * config.ModelDim),
         _ => throw new PeerSharpException($"feed-forward kind '{kind}' is not known"),
     };
 
@@ -90,12 +94,18 @@ public sealed class TransformerLM : nn.Module<Tensor, Tensor>
         return scope.MoveToOuter(logits);
     }
 
-    /// <summary>Mean cross-entropy (nats per token) of the logits for tokens against targets (B, T).</summary>
+    /// <summary>
+    /// The training objective: mean cross-entropy (nats per token) of the logits for tokens against targets (B, T),
+    /// plus, in training mode, the auxiliary losses of the sparse layers (token-choice load balancing).
+    /// </summary>
     public Tensor Loss(Tensor tokens, Tensor targets)
     {
         using var scope = NewDisposeScope();
         var logits = forward(tokens);
         var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.view(-1));
+        if (training)
+            foreach (var auxiliary in _blocks.Select(b => b.FeedForward).OfType<IAuxiliaryLoss>())
+                if (auxiliary.AuxiliaryLoss is { } term) loss = loss + term;
         return scope.MoveToOuter(loss);
     }
 

@@ -17,6 +17,8 @@ public static class Presets
             {
                 ContextLength = 32, ModelDim = 32, LayerCount = 2, AttentionHeads = 2,
                 Peer = new PeerOptions { SubKeyCount = 8, HeadCount = 2, TopK = 2, KeyDim = 8 },
+                Pkm = new PkmOptions { SubKeyCount = 8, HeadCount = 2, TopK = 4, KeyDim = 8 },
+                Moe = new MoeOptions { ExpertCount = 4 },
             },
             Train = new TrainConfig { Steps = 40, BatchSize = 8, WarmupSteps = 5, EvalInterval = 20, EvalTokens = 2048, LogInterval = 10, CheckpointInterval = 0 },
         }),
@@ -26,6 +28,8 @@ public static class Presets
             {
                 ContextLength = 128, ModelDim = 128, LayerCount = 4, AttentionHeads = 4,
                 Peer = new PeerOptions { SubKeyCount = 128, HeadCount = 4, TopK = 8, KeyDim = 64 },
+                Pkm = new PkmOptions { SubKeyCount = 128, KeyDim = 64 },
+                Moe = new MoeOptions { ExpertCount = 8 },
             },
             Train = new TrainConfig { Steps = 1200, BatchSize = 32, LearningRate = 3e-3, WarmupSteps = 60, EvalInterval = 300, EvalTokens = 131072, LogInterval = 50, CheckpointInterval = 300 },
         }),
@@ -35,15 +39,19 @@ public static class Presets
             {
                 ContextLength = 256, ModelDim = 256, LayerCount = 6, AttentionHeads = 8,
                 Peer = new PeerOptions { SubKeyCount = 256, HeadCount = 8, TopK = 16, KeyDim = 128 },
+                Pkm = new PkmOptions { SubKeyCount = 256, KeyDim = 128 },
+                Moe = new MoeOptions { ExpertCount = 16 },
             },
             Train = new TrainConfig { Steps = 5000, BatchSize = 32, LearningRate = 1e-3, WarmupSteps = 200, EvalInterval = 500, EvalTokens = 262144, LogInterval = 100, CheckpointInterval = 500 },
         }),
-        ["paper"] = ("the paper's PEER layer (N = 1024², h = 8, k = 16) in a 12-block model", new RunConfig
+        ["paper"] = ("the paper's PEER layer (N = 1024², h = 8, k = 16) and baselines (PKM 1024² values, MoE 128 experts) in a 12-block model", new RunConfig
         {
             Model = new ModelConfig
             {
                 ContextLength = 256, ModelDim = 256, LayerCount = 12, AttentionHeads = 8,
                 Peer = new PeerOptions { SubKeyCount = 1024, HeadCount = 8, TopK = 16, KeyDim = 128 },
+                Pkm = new PkmOptions { SubKeyCount = 1024, HeadCount = 8, TopK = 32, KeyDim = 128 },
+                Moe = new MoeOptions { ExpertCount = 128 },
             },
             Train = new TrainConfig { Steps = 20000, BatchSize = 32, LearningRate = 1e-3, WarmupSteps = 500, EvalInterval = 1000, EvalTokens = 262144, LogInterval = 100, CheckpointInterval = 1000 },
         }),

@@ -1,0 +1,91 @@
+using PeerSharp.Evaluation;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Layers;
+
+/// <summary>
+/// Product-key memory (Lample et al. 2019), the paper's PKM baseline: PEER's retrieval (the same query networks,
+/// query BatchNorm and <see cref="ProductKeys.Retrieve"/>), but each selected row is a plain value vector instead
+/// of a single-neuron expert: f(x) = Σ_heads Σ_selected g_i · value_i.
+/// State-dict names: query.weight [h·d_key, d_model], query_norm.*, keys [2, n, d_key/2], values.weight [N, d_model].
+/// </summary>
+public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetrieval
+{
+    // Variance of a dense FFW's output at initialisation, for unit-variance input: its hidden units GELU(z),
+    // z ~ N(0, 1/3) (fan-in d_model, U(±1/√d) weights), have E[GELU(z)²] ≈ 0.1174, and the output sums 4·d_model of
+    // them with weights of variance 1/(3·4·d_model), so Var = 0.1174 / 3.
+    const double DenseOutputVariance = 0.1174 / 3;
+
+    readonly Linear _query;             // the h query networks, stacked: [h·d_key, d_model]
+    readonly BatchNorm1d? _queryNorm;   // over the h·d_key query features
+    // Named for module.to(...), which re-assigns a converted parameter only to the field of its registered name.
+    [ComponentName(Name = "keys")]
+    readonly Parameter _subKeys;        // [2, n, d_key/2]: C and C'
+    readonly EmbeddingBag _values;      // [N, d_model], summed with per-row weights (the gates)
+
+    /// <summary>Builds a layer with freshly initialised parameters.</summary>
+    public ProductKeyMemory(PkmOptions options, string name = "pkm") : base(name)
+    {
+        options.Validate();
+        Options = options;
+        int d = options.ModelDim, n = options.SubKeyCount, h = options.HeadCount, dk = options.KeyDim;
+
+        _query = nn.Linear(d, h * dk, hasBias: false);
+        register_module("query", _query);
+        if (options.QueryBatchNorm)
+        {
+            _queryNorm = nn.BatchNorm1d(h * dk, eps: 1e-5, momentum: 0.1);
+            register_module("query_norm", _queryNorm);
+        }
+
+        // Sub-keys as in PEER (unit-variance sub-key scores). Values: each head averages k of them with softmax
+        // gates (Σ g² ≈ 1/k when even) and h heads are summed, so Var(value) = k/h · Var(dense FFW output) starts
+        // the layer at a dense FFW's output scale (PEER.md asks the same of PEER; Lample et al. use variance 1/d).
+        _subKeys = new Parameter(randn(2, n, dk / 2) * Math.Sqrt(2.0 / dk));
+        register_parameter("keys", _subKeys);
+        _values = nn.EmbeddingBag(options.ValueCount, d, mode: EmbeddingBagMode.Sum);
+        register_module("values", _values);
+        using (no_grad()) Values.normal_(0, Math.Sqrt(DenseOutputVariance * options.TopK / h));
+    }
+
+    /// <summary>The layer's settings.</summary>
+    public PkmOptions Options { get; }
+
+    /// <inheritdoc />
+    public ExpertUsage? Usage { get; set; }
+
+    /// <inheritdoc />
+    public long ExpertCount => Options.ValueCount;
+
+    /// <summary>The memory values [N, d_model], state-dict name values.weight; a forward reads only h·k rows per token.</summary>
+    public Parameter Values => _values.get_parameter("weight")!;
+
+    /// <summary>The sub-key sets [2, n, d_key/2].</summary>
+    public Parameter SubKeys => _subKeys;
+
+    /// <summary>PKM forward. input: [..., d_model]; returns the same shape.</summary>
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        var o = Options;
+        var x = input.reshape(-1, o.ModelDim);                                       // [M, d_model]
+
+        // One query per head, q = BN(W_q x), then product-key retrieval and softmax gates, exactly as PEER.
+        var features = _query.forward(x);                                            // [M, h·d_key]
+        if (_queryNorm is not null) features = _queryNorm.forward(features);
+        var queries = features.view(-1, o.HeadCount, o.KeyDim);                      // [M, h, d_key]
+        var (scores, ids) = ProductKeys.Retrieve(queries, _subKeys, o.TopK);        // [M, h, k] each
+        var gates = scores.softmax(-1);                                              // [M, h, k]
+
+        // Σ_heads Σ_selected g · value as one weighted bag of h·k rows per token: embedding_bag reads the rows
+        // in place, never materialising [M, h, k, d_model], and back-propagates into the gates as well.
+        long M = x.shape[0], hk = o.HeadCount * o.TopK;
+        var y = _values.forward(ids.view(M, hk), null!, gates.view(M, hk));         // [M, d_model]
+
+        Usage?.Add(ids, gates);
+        return scope.MoveToOuter(y.view(input.shape));
+    }
+}
