@@ -12,6 +12,9 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
     FlopsCommand.Create(),
 };
 
+// Redirected output (a log file, CI) is read by people and tools line by line: never wrap it at 80 columns.
+if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 240;
+
 try
 {
     return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
