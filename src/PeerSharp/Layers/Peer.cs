@@ -70,6 +70,12 @@ public sealed class Peer : nn.Module<Tensor, Tensor>
     /// <summary>The sub-key sets [2, n, d_key/2].</summary>
     public Parameter SubKeys => _subKeys;
 
+    /// <summary>
+    /// Whether step 5 runs the fused kernel: chosen by <see cref="PeerOptions.Kernel"/>, and only where the
+    /// tables live on the CPU. Its expert-table gradients are then sparse (touched rows only).
+    /// </summary>
+    public bool UsesFusedKernel => Options.Kernel == ExpertKernel.Fused && Down.device_type == DeviceType.CPU;
+
     /// <summary>PEER forward, PEER.md steps 1-5. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {
@@ -88,8 +94,10 @@ public sealed class Peer : nn.Module<Tensor, Tensor>
         // 4. Gates: softmax over the k selected scores of each head.
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
-        // 5. Experts: Σ_heads Σ_selected g · σ(u_id · x) · v_id.
-        var y = PlainExperts.Forward(x, ids, gates, Down, Up, o.Activation);       // [M, d_model]
+        // 5. Experts: Σ_heads Σ_selected g · σ(u_id · x) · v_id (fused C# kernel on the CPU, else tensor ops).
+        var y = UsesFusedKernel
+            ? FusedExperts.Forward(x, ids, gates, Down, Up, o.Activation)          // [M, d_model]
+            : PlainExperts.Forward(x, ids, gates, Down, Up, o.Activation);         // [M, d_model]
 
         Usage?.Add(ids, gates);
         return scope.MoveToOuter(y.view(input.shape));
