@@ -8,9 +8,16 @@ namespace PeerSharp.Kernels;
 /// PEER step 5 as one autograd function whose forward and backward are the C# kernels of
 /// <see cref="FusedExpertsKernel"/>: same contract as <see cref="PlainExperts.Forward"/>, but it never builds
 /// the [M, h, k, d_model] gathers and the gradients of the expert tables are sparse COO tensors holding only
-/// the touched rows (unique ids, ascending), like nn.Embedding(sparse=True). Autograd sums such gradients
-/// when a table is used more than once (the sum may then repeat ids; <see cref="SparseRows.Coalesce"/> merges
-/// them). CPU and float32 only.
+/// the touched rows (unique ids, ascending), like nn.Embedding(sparse=True). CPU and float32 only.
+/// <para>
+/// Where a table is a leaf (a parameter, as in <see cref="Layers.Peer"/>), the backward adds its sparse
+/// gradient to the table's .grad itself, exactly as libtorch's AccumulateGrad would (set when empty, summed
+/// otherwise), instead of returning it through the graph: TorchSharp keeps a reference to every tensor a
+/// custom backward returns, and AccumulateGrad copies any gradient it cannot take over, which would be
+/// hundreds of MB per step at N = 1024². Only torch.autograd.grad-style calls that ask for the tables'
+/// gradients as results do not see them that way. A table that is not a leaf gets its gradient through the
+/// graph. Sums of several gradients may repeat ids; <see cref="SparseRows.Coalesce"/> merges them.
+/// </para>
 /// </summary>
 public static class FusedExperts
 {
@@ -59,6 +66,7 @@ public static class FusedExperts
             ctx.save_data("activation", activation);
             ctx.save_data("threads", threads);
             ctx.save_data("needs", new[] { x.requires_grad, gates.requires_grad, down.requires_grad, up.requires_grad });
+            ctx.save_data("leaves", new[] { down.is_leaf, up.is_leaf });
             return y;
         }
 
@@ -84,6 +92,7 @@ public static class FusedExperts
             var activation = (ExpertActivation)ctx.get_data("activation");
             var threads = (int)ctx.get_data("threads");
             var needs = (bool[])ctx.get_data("needs");
+            var leaves = (bool[])ctx.get_data("leaves");
             var dy = gradOutput.contiguous();                                     // [M, d_model]
             long M = x.shape[0], S = preActivations.shape[1], N = down.shape[0], d = down.shape[1];
 
@@ -106,6 +115,8 @@ public static class FusedExperts
                 groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));
                 if (needs[2]) dDown = TableGradient(groups, rows, pU, batch.X, (int)S, N, d, threads);
                 if (needs[3]) dUp = TableGradient(groups, rows, pV, pDy, (int)S, N, d, threads);
+                if (dDown is not null && leaves[0]) dDown = AccumulateInto(down, dDown);
+                if (dUp is not null && leaves[1]) dUp = AccumulateInto(up, dUp);
             }
             var grads = new List<Tensor> { dx!, null!, dGates!, dDown!, dUp!, null!, null! };
             scope.MoveToOuter(grads.Where(g => g is not null));
@@ -118,6 +129,17 @@ public static class FusedExperts
             var values = empty(groups.RowCount, d);                               // [U, d_model]
             FusedExpertsKernel.ReduceRows(groups, slots, (int)d, coefficient, source, TensorMemory.Pointer<float>(values), threads);
             return sparse_coo_tensor(rows, values, [N, d]);
+        }
+
+        /// <summary>
+        /// What AccumulateGrad does for a leaf: .grad = gradient, or .grad + gradient. Returns null, the
+        /// gradient left to hand back through the graph.
+        /// </summary>
+        static Tensor? AccumulateInto(Tensor table, Tensor gradient)
+        {
+            using var existing = table.grad;
+            table.grad = existing is null ? gradient : existing + gradient;
+            return null;
         }
 
         static FusedExpertsKernel.Batch BatchOf(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up) =>

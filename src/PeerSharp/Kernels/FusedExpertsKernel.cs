@@ -90,11 +90,14 @@ internal static unsafe class FusedExpertsKernel
 
     /// <summary>
     /// Second backward phase: for each touched row g (ascending id), rows[g] = Σ coefficient[p] · source[token(p)]
-    /// over the row's positions p in ascending order. source is x (for dU) or dy (for dV), [M, d]; a null
-    /// coefficient means 1 (plain sums of source rows, for merging repeated rows of a sparse gradient).
+    /// over the row's positions p in ascending order, token(p) = p / slots. source is x (for dU) or dy (for dV),
+    /// [M, d]; its rows are sourceStride floats apart (dim when null). A null coefficient means 1 (plain sums
+    /// of source rows, for merging repeated rows of a sparse gradient).
     /// </summary>
-    public static void ReduceRows(RowGroups groups, int slots, int dim, float* coefficient, float* source, float* rows, int threads)
+    public static void ReduceRows(RowGroups groups, int slots, int dim, float* coefficient, float* source, float* rows, int threads,
+                                  int? sourceStride = null)
     {
+        long stride = sourceStride ?? dim;
         KernelThreads.For(groups.RowCount, RowBlock, threads, (start, end) =>
         {
             var order = groups.Order;
@@ -104,11 +107,11 @@ internal static unsafe class FusedExpertsKernel
                 float* row = rows + (long)g * dim;
                 int first = starts[g], last = starts[g + 1];
                 int p = order[first];
-                VectorMath.Scale(row, coefficient is null ? 1f : coefficient[p], source + (long)(p / slots) * dim, dim);
+                VectorMath.Scale(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
                 for (int i = first + 1; i < last; i++)
                 {
                     p = order[i];
-                    VectorMath.Axpy(row, coefficient is null ? 1f : coefficient[p], source + (long)(p / slots) * dim, dim);
+                    VectorMath.Axpy(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
                 }
             }
         });

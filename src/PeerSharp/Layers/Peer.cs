@@ -71,8 +71,8 @@ public sealed class Peer : nn.Module<Tensor, Tensor>
     public Parameter SubKeys => _subKeys;
 
     /// <summary>
-    /// Whether step 5 runs the fused kernel: chosen by <see cref="PeerOptions.Kernel"/>, and only where the
-    /// tables live on the CPU. Its expert-table gradients are then sparse (touched rows only).
+    /// Whether retrieval and step 5 run the fused C# kernels: chosen by <see cref="PeerOptions.Kernel"/>, and
+    /// only where the parameters live on the CPU. The expert-table gradients are then sparse (touched rows only).
     /// </summary>
     public bool UsesFusedKernel => Options.Kernel == ExpertKernel.Fused && Down.device_type == DeviceType.CPU;
 
@@ -89,7 +89,9 @@ public sealed class Peer : nn.Module<Tensor, Tensor>
         var queries = features.view(-1, o.HeadCount, o.KeyDim);                      // [M, h, d_key]
 
         // 2-3. Product-key retrieval: per half top-k, then top-k of the k² candidates.
-        var (scores, ids) = ProductKeys.Retrieve(queries, _subKeys, o.TopK);        // [M, h, k] each
+        var (scores, ids) = UsesFusedKernel
+            ? FusedProductKeys.Retrieve(queries, _subKeys, o.TopK)                  // [M, h, k] each
+            : ProductKeys.Retrieve(queries, _subKeys, o.TopK);                       // [M, h, k] each
 
         // 4. Gates: softmax over the k selected scores of each head.
         var gates = scores.softmax(-1);                                              // [M, h, k]
