@@ -35,6 +35,7 @@ internal static class ExpertNonlinearity
     }
 
     /// <summary>erfc(z), given exp(−z²) (shared with φ by the caller).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static double Erfc(double z, double expMinusZSquared)
     {
         double t = 1.0 / (1.0 + 0.5 * Math.Abs(z));

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using PeerSharp.Layers;
 
 namespace PeerSharp.Kernels;
@@ -31,7 +32,7 @@ internal static unsafe class FusedExpertsKernel
     /// <summary>y [M, d] and the pre-activations a [M, S] (kept for the backward).</summary>
     public static void Forward(Batch b, float* preActivations, float* y, ExpertActivation activation, int threads)
     {
-        KernelThreads.For(b.Tokens, TokenBlock, threads, (start, end) =>
+        KernelThreads.For(b.Tokens, TokenBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int d = b.Dim, S = b.Slots;
             for (int m = start; m < end; m++)
@@ -61,7 +62,7 @@ internal static unsafe class FusedExpertsKernel
     public static void BackwardTokens(Batch b, float* preActivations, float* dy, float* dx, float* dGates,
                                       float* coefficientU, float* coefficientV, ExpertActivation activation, int threads)
     {
-        KernelThreads.For(b.Tokens, TokenBlock, threads, (start, end) =>
+        KernelThreads.For(b.Tokens, TokenBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int d = b.Dim, S = b.Slots;
             for (int m = start; m < end; m++)
@@ -98,7 +99,7 @@ internal static unsafe class FusedExpertsKernel
                                   int? sourceStride = null)
     {
         long stride = sourceStride ?? dim;
-        KernelThreads.For(groups.RowCount, RowBlock, threads, (start, end) =>
+        KernelThreads.For(groups.RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var order = groups.Order;
             var starts = groups.Starts;

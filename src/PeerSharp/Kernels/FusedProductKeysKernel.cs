@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace PeerSharp.Kernels;
@@ -22,7 +23,7 @@ internal static unsafe class FusedProductKeysKernel
     /// </summary>
     public static void Select(float* scores1, float* scores2, int rows, int n, int k, float* scores, long* ids, int threads)
     {
-        KernelThreads.For(rows, RowBlock, threads, (start, end) =>
+        KernelThreads.For(rows, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             float* best1 = stackalloc float[k], best2 = stackalloc float[k], best = stackalloc float[k];
             int* index1 = stackalloc int[k], index2 = stackalloc int[k], pair = stackalloc int[k];
@@ -53,6 +54,7 @@ internal static unsafe class FusedProductKeysKernel
     }
 
     /// <summary>The k largest of row[0..n) with their positions, descending (earlier position first among equals).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void TopK(float* row, int n, int k, float* values, int* positions)
     {
         int filled = 0, i = 0;
@@ -76,6 +78,7 @@ internal static unsafe class FusedProductKeysKernel
     }
 
     /// <summary>Inserts into the descending list of the best (at most k) values; returns the new fill count.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static int Insert(float* values, int* positions, int k, int filled, float value, int position)
     {
         int p = filled < k ? filled++ : k - 1;
@@ -96,7 +99,7 @@ internal static unsafe class FusedProductKeysKernel
     /// </summary>
     public static void QueryGradient(float* dScores, long* ids, float* subKeys, int rows, int n, int k, int keyDim, float* dQueries, int threads)
     {
-        KernelThreads.For(rows, RowBlock, threads, (start, end) =>
+        KernelThreads.For(rows, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int half = keyDim / 2;
             float* second = subKeys + (long)n * half;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 
 namespace PeerSharp.Kernels;
@@ -37,6 +38,7 @@ internal sealed unsafe class RowGroups : IDisposable
     public ReadOnlySpan<int> Starts => _starts.AsSpan(0, RowCount + 1);
 
     /// <summary>Groups the positions of <paramref name="ids"/> (each in [0, rowLimit)) by id.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static RowGroups Build(long* ids, int count, long rowLimit)
     {
         var pool = ArrayPool<int>.Shared;

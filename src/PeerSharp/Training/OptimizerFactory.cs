@@ -1,6 +1,6 @@
 using PeerSharp.Layers;
-using PeerSharp.Model;
 using TorchSharp.Modules;
+using static TorchSharp.torch;
 
 namespace PeerSharp.Training;
 
@@ -8,15 +8,17 @@ namespace PeerSharp.Training;
 public static class OptimizerFactory
 {
     /// <summary>
-    /// AdamW over all parameters; weight decay only on weight matrices. Norm gains, biases (1-D) and
+    /// The optimizer of a model (a <see cref="Model.TransformerLM"/>, or any module with PEER layers, such as
+    /// one layer in the benchmarks). AdamW over all parameters; weight decay only on weight matrices. Norm gains, biases (1-D) and
     /// PEER's product keys (3-D, [2, n, d_key/2]) are not decayed: shrinking keys would only blur retrieval.
     /// PEER's expert tables (down.weight, up.weight) get an optimizer of their own: <see cref="SparseAdamW"/>
     /// where the layer runs the fused kernel (sparse gradients), dense AdamW otherwise, at
     /// <see cref="TrainConfig.ExpertLearningRate"/> when that is set.
     /// </summary>
-    public static IOptimizer Create(TransformerLM model, TrainConfig config)
+    public static IOptimizer Create(nn.Module model, TrainConfig config)
     {
         var peers = model.named_modules().Where(m => m.module is Peer).Select(m => (m.name, Layer: (Peer)m.module)).ToList();
+        if (model is Peer layer) peers.Add(("", layer));
         var named = model.named_parameters().Select(p => (p.name, p.parameter, DecayFor(p.parameter, config.WeightDecay))).ToList();
         if (peers.Count == 0) return new AdamW(named, config.Beta1, config.Beta2);
 
@@ -34,7 +36,9 @@ public static class OptimizerFactory
     }
 
     static HashSet<string> TableNames(IEnumerable<(string Name, Peer Layer)> peers) =>
-        peers.SelectMany(p => new[] { $"{p.Name}.down.weight", $"{p.Name}.up.weight" }).ToHashSet();
+        peers.SelectMany(p => new[] { Prefixed(p.Name, "down.weight"), Prefixed(p.Name, "up.weight") }).ToHashSet();
+
+    static string Prefixed(string module, string parameter) => module.Length == 0 ? parameter : $"{module}.{parameter}";
 
     static double DecayFor(Parameter parameter, double weightDecay) => parameter.dim() == 2 ? weightDecay : 0;
 }

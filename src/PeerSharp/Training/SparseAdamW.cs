@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using PeerSharp.Kernels;
 using TorchSharp.Modules;
@@ -82,7 +83,7 @@ public sealed class SparseAdamW : IOptimizer
             long* pIds = ids is null ? null : TensorMemory.Pointer<long>(ids);
             float* pRows = TensorMemory.Pointer<float>(rows), p = TensorMemory.Pointer<float>(e.Parameter);
             float* m = TensorMemory.Pointer<float>(e.ExpAvg), v = TensorMemory.Pointer<float>(e.ExpAvgSq);
-            KernelThreads.For(count, RowBlock, _threads ?? KernelThreads.Default, (start, end) =>
+            KernelThreads.For(count, RowBlock, _threads ?? KernelThreads.Default, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
             {
                 for (int i = start; i < end; i++)
                 {
@@ -100,6 +101,7 @@ public sealed class SparseAdamW : IOptimizer
     /// One row of AdamW, in the order of <see cref="AdamW.Step"/>: p ← p·(1 − lr·λ); m ← β1·m + (1 − β1)·g;
     /// v ← β2·v + (1 − β2)·g²; p ← p − lr/(1 − β1^t) · m / (√(v/(1 − β2^t)) + ε).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void UpdateRow(in Rule r, float* p, float* m, float* v, float* g, int d)
     {
         int j = 0;
