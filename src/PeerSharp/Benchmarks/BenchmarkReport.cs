@@ -103,8 +103,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine("Times are medians in **ms per 1k tokens** over the timed steps after warm-up (steps per configuration below);");
             s.AppendLine("each configuration runs in a process of its own. *update* is gradient clipping (global norm 1) + optimizer step;");
             s.AppendLine("*peak RSS* is the process's peak resident memory (runtime, parameters, optimizer state and the step);");
-            s.AppendLine("*step memory* is the peak resident memory of one step above what was resident before it: activations,");
-            s.AppendLine("gradients and temporaries, on top of the parameters and optimizer state that live across steps.");
+            s.AppendLine("*step memory* is the peak resident memory during the steps above what was resident before the first one:");
+            s.AppendLine("activations, gradients and temporaries, on top of the parameters and optimizer state that live across steps.");
             s.AppendLine();
             s.AppendLine("Layers: (a) dense GELU FFW with 4·d_model hidden units; (b) dense GELU FFW with the PEER layer's forward FLOPs;");
             s.AppendLine("(c) PEER in pure tensor ops (`ExpertKernel.Plain`) with dense AdamW; (d) PEER with the fused kernels");

@@ -93,7 +93,7 @@ public sealed record LayerResult
     public long PeakResidentBytes { get; init; }
 
     /// <summary>
-    /// Peak resident memory of the last timed step above the memory resident before it, bytes: activations,
+    /// Peak resident memory of the steps above the memory resident before the first one, bytes: activations,
     /// gradients and temporaries, on top of the parameters and optimizer state that persist between steps.
     /// </summary>
     public long StepBytes { get; init; }
@@ -119,17 +119,14 @@ public static class LayerBenchmark
         var forward = new List<double>();
         var backward = new List<double>();
         var update = new List<double>();
-        long stepBytes = 0;
+        // Parameters and optimizer state exist now; what the steps add on top is their memory. (Measured from
+        // here rather than per step: the process keeps freed blocks, so a later step reuses earlier pages.)
+        GC.Collect();
+        long peakBeforeSteps = ResidentMemory.Peak;
+        ResidentMemory.ResetPeak();
+        long setup = ResidentMemory.Current;
         for (int step = 0; step < c.WarmupSteps + c.Steps; step++)
         {
-            bool last = step == c.WarmupSteps + c.Steps - 1;
-            long before = 0;
-            if (last)
-            {
-                GC.Collect();
-                ResidentMemory.ResetPeak();
-                before = ResidentMemory.Current;
-            }
             using var scope = NewDisposeScope();
             var t0 = Stopwatch.GetTimestamp();
             var loss = (layer.forward(x) * r).sum();
@@ -141,7 +138,6 @@ public static class LayerBenchmark
             optimizer.ZeroGrad();
             x.grad = null;
             var t3 = Stopwatch.GetTimestamp();
-            if (last) stepBytes = ResidentMemory.Peak - before;
             if (step < c.WarmupSteps) continue;
             double perThousand = 1000.0 / c.Tokens;
             forward.Add(Milliseconds(t0, t1) * perThousand);
@@ -158,8 +154,8 @@ public static class LayerBenchmark
             BackwardMs = Median(backward),
             OptimizerMs = Median(update),
             StepMs = Median(forward.Select((f, i) => f + backward[i] + update[i]).ToList()),
-            PeakResidentBytes = ResidentMemory.Peak,
-            StepBytes = stepBytes,
+            PeakResidentBytes = Math.Max(ResidentMemory.Peak, peakBeforeSteps),
+            StepBytes = ResidentMemory.Peak - setup,
         };
     }
 

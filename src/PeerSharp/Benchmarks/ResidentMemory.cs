@@ -28,6 +28,6 @@ public static class ResidentMemory
     {
         if (!OperatingSystem.IsLinux()) return 0;
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(name + ":"));
-        return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return line is null ? 0 : long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
     }
 }

@@ -14,7 +14,10 @@ public enum ExpertKernel
 {
     /// <summary>Pure tensor ops (gathers the selected rows); device independent, the tests' oracle.</summary>
     Plain,
-    /// <summary>Fused C# kernels for retrieval and experts, sparse expert-table gradients (CPU; other devices fall back to Plain).</summary>
+    /// <summary>
+    /// Fused C# kernels for retrieval and experts with sparse expert-table gradients (CPU; elsewhere the layer
+    /// uses Plain).
+    /// </summary>
     Fused,
 }
 

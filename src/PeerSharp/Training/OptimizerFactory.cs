@@ -9,11 +9,11 @@ public static class OptimizerFactory
 {
     /// <summary>
     /// The optimizer of a model (a <see cref="Model.TransformerLM"/>, or any module with PEER layers, such as
-    /// one layer in the benchmarks). AdamW over all parameters; weight decay only on weight matrices. Norm gains, biases (1-D) and
-    /// PEER's product keys (3-D, [2, n, d_key/2]) are not decayed: shrinking keys would only blur retrieval.
-    /// PEER's expert tables (down.weight, up.weight) get an optimizer of their own: <see cref="SparseAdamW"/>
-    /// where the layer runs the fused kernel (sparse gradients), dense AdamW otherwise, at
-    /// <see cref="TrainConfig.ExpertLearningRate"/> when that is set.
+    /// one layer in the benchmarks). AdamW over all parameters; weight decay only on weight matrices. Norm
+    /// gains, biases (1-D) and PEER's product keys (3-D, [2, n, d_key/2]) are not decayed: shrinking keys
+    /// would only blur retrieval. PEER's expert tables (down.weight, up.weight) get an optimizer of their own:
+    /// <see cref="SparseAdamW"/> where the layer runs the fused kernel (sparse gradients), dense AdamW
+    /// otherwise, at <see cref="TrainConfig.ExpertLearningRate"/> when that is set (docs/SPARSE_UPDATES.md).
     /// </summary>
     public static IOptimizer Create(nn.Module model, TrainConfig config)
     {

@@ -1,3 +1,4 @@
+using PeerSharp.Benchmarks;
 using PeerSharp.Layers;
 using PeerSharp.Training;
 using TorchSharp;
@@ -43,14 +44,11 @@ public class StepMemoryTests
         Step();
         Step();
         GC.Collect();
-        File.WriteAllText("/proc/self/clear_refs", "5");
-        var before = Status("VmRSS");
+        ResidentMemory.ResetPeak();
+        var before = ResidentMemory.Current;
         Step();
-        return (Status("VmHWM") - before) / MiB;
+        return (ResidentMemory.Peak - before) / MiB;
     }
-
-    static long Status(string field) =>
-        long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith(field + ":")).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
 
     [Fact]
     public void FusedStepMemoryDoesNotGrowWithExpertCount()
