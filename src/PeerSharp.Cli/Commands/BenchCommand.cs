@@ -96,8 +96,11 @@ public static class BenchCommand
             var model = quickModel
                 ? new ModelCase { SubKeyCount = subKeyCounts[^1], ModelDim = 128, LayerCount = 4, AttentionHeads = 4, KeyDim = 64, ContextLength = 64, BatchSize = 8, Steps = 2, Threads = threadCount }
                 : new ModelCase { SubKeyCount = subKeyCounts[^1], Threads = threadCount };
-            jobs.Add(new(null, model with { Peer = false }));
-            jobs.Add(new(null, model));
+            for (int round = 0; round < 2; round++)
+            {
+                jobs.Add(new(null, model with { Peer = false }));
+                jobs.Add(new(null, model));
+            }
         }
         return jobs;
     }

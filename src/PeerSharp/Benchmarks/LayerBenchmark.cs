@@ -89,6 +89,12 @@ public sealed record LayerResult
     /// <summary>Median of the whole step per 1k tokens, ms.</summary>
     public double StepMs { get; init; }
 
+    /// <summary>
+    /// Median CPU time of the whole step per 1k tokens, ms, over all threads: the work done, which other
+    /// processes on a shared machine disturb less than the wall time.
+    /// </summary>
+    public double StepCpuMs { get; init; }
+
     /// <summary>Peak resident memory of the process, bytes.</summary>
     public long PeakResidentBytes { get; init; }
 
@@ -119,6 +125,8 @@ public static class LayerBenchmark
         var forward = new List<double>();
         var backward = new List<double>();
         var update = new List<double>();
+        var cpu = new List<double>();
+        var process = Process.GetCurrentProcess();
         // Parameters and optimizer state exist now; what the steps add on top is their memory. (Measured from
         // here rather than per step: the process keeps freed blocks, so a later step reuses earlier pages.)
         GC.Collect();
@@ -128,6 +136,8 @@ public static class LayerBenchmark
         for (int step = 0; step < c.WarmupSteps + c.Steps; step++)
         {
             using var scope = NewDisposeScope();
+            process.Refresh();
+            var cpu0 = process.TotalProcessorTime;
             var t0 = Stopwatch.GetTimestamp();
             var loss = (layer.forward(x) * r).sum();
             var t1 = Stopwatch.GetTimestamp();
@@ -138,8 +148,11 @@ public static class LayerBenchmark
             optimizer.ZeroGrad();
             x.grad = null;
             var t3 = Stopwatch.GetTimestamp();
+            process.Refresh();
+            var cpu1 = process.TotalProcessorTime;
             if (step < c.WarmupSteps) continue;
             double perThousand = 1000.0 / c.Tokens;
+            cpu.Add((cpu1 - cpu0).TotalMilliseconds * perThousand);
             forward.Add(Milliseconds(t0, t1) * perThousand);
             backward.Add(Milliseconds(t1, t2) * perThousand);
             update.Add(Milliseconds(t2, t3) * perThousand);
@@ -154,6 +167,7 @@ public static class LayerBenchmark
             BackwardMs = Median(backward),
             OptimizerMs = Median(update),
             StepMs = Median(forward.Select((f, i) => f + backward[i] + update[i]).ToList()),
+            StepCpuMs = Median(cpu),
             PeakResidentBytes = Math.Max(ResidentMemory.Peak, peakBeforeSteps),
             StepBytes = ResidentMemory.Peak - setup,
         };
