@@ -99,6 +99,13 @@ public sealed record LayerResult
     public long PeakResidentBytes { get; init; }
 
     /// <summary>
+    /// Peak resident memory of the first forward above the memory resident before it, bytes: the activations
+    /// kept for the backward and the forward's temporaries (measured on the first step, before the process
+    /// holds freed blocks that a later forward would reuse).
+    /// </summary>
+    public long ActivationBytes { get; init; }
+
+    /// <summary>
     /// Peak resident memory of the steps above the memory resident before the first one, bytes: activations,
     /// gradients and temporaries, on top of the parameters and optimizer state that persist between steps.
     /// </summary>
@@ -132,7 +139,7 @@ public static class LayerBenchmark
         GC.Collect();
         long peakBeforeSteps = ResidentMemory.Peak;
         ResidentMemory.ResetPeak();
-        long setup = ResidentMemory.Current;
+        long setup = ResidentMemory.Current, activations = 0;
         for (int step = 0; step < c.WarmupSteps + c.Steps; step++)
         {
             using var scope = NewDisposeScope();
@@ -141,6 +148,7 @@ public static class LayerBenchmark
             var t0 = Stopwatch.GetTimestamp();
             var loss = (layer.forward(x) * r).sum();
             var t1 = Stopwatch.GetTimestamp();
+            if (step == 0) activations = ResidentMemory.Peak - setup;
             loss.backward();
             var t2 = Stopwatch.GetTimestamp();
             GradientClipping.ClipGlobalNorm(layer.parameters(), config.GradientClip);
@@ -169,6 +177,7 @@ public static class LayerBenchmark
             StepMs = Median(forward.Select((f, i) => f + backward[i] + update[i]).ToList()),
             StepCpuMs = Median(cpu),
             PeakResidentBytes = Math.Max(ResidentMemory.Peak, peakBeforeSteps),
+            ActivationBytes = activations,
             StepBytes = ResidentMemory.Peak - setup,
         };
     }
