@@ -62,4 +62,41 @@ public class OptimizerFactoryTests
         Assert.True(peer.SubKeys.eq(keys).all().item<bool>());
         Assert.False(peer.Down.eq(down).all().item<bool>());
     }
+
+    [Fact]
+    public void ResumeFromSavedModelAndOptimizerStateContinuesTheSameLossCurve()
+    {
+        using var scope = NewDisposeScope();
+        var config = new TrainConfig { ExpertLearningRate = 5e-3 };
+        var g = new Generator(21);
+        var batches = Enumerable.Range(0, 5).Select(_ => randint(256, [4, 9], dtype: ScalarType.Int64, generator: g)).ToArray();
+        float Step(TransformerLM model, IOptimizer optimizer, Tensor batch)
+        {
+            using var step = NewDisposeScope();
+            var loss = model.Loss(batch[.., ..^1].contiguous(), batch[.., 1..].contiguous());
+            loss.backward();
+            GradientClipping.ClipGlobalNorm(model.parameters(), 1.0);
+            optimizer.Step(1e-3);
+            optimizer.ZeroGrad();
+            return loss.item<float>();
+        }
+
+        manual_seed(3);
+        using var model = new TransformerLM(Config(ExpertKernel.Fused));
+        using var optimizer = OptimizerFactory.Create(model, config);
+        for (int i = 0; i < 3; i++) Step(model, optimizer, batches[i]);
+        // The checkpoint: copies of the weights (with BatchNorm statistics) and of the optimizer state.
+        var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var state = optimizer.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var expected = new[] { Step(model, optimizer, batches[3]), Step(model, optimizer, batches[4]) };
+
+        manual_seed(4);   // a different initialisation, all of it overwritten by the checkpoint
+        using var resumed = new TransformerLM(Config(ExpertKernel.Fused));
+        resumed.load_state_dict(weights);
+        using var resumedOptimizer = OptimizerFactory.Create(resumed, config);
+        resumedOptimizer.LoadStateDict(state);
+        Assert.Equal(3, resumedOptimizer.StepCount);
+        var actual = new[] { Step(resumed, resumedOptimizer, batches[3]), Step(resumed, resumedOptimizer, batches[4]) };
+        Assert.Equal(expected, actual);
+    }
 }
