@@ -98,23 +98,22 @@ public static class FusedExperts
 
             var dx = needs[0] ? empty_like(x) : null;                             // [M, d_model]
             var dGates = needs[1] ? empty_like(gates) : null;                     // [M, h, k]
-            var coefficientU = empty(M, S);                                       // [M, h·k]: g · t · σ'(a)
-            var coefficientV = empty(M, S);                                       // [M, h·k]: g · σ(a)
+            var coefficientU = needs[0] ? empty(M, S) : null;                     // [M, h·k]: g · t · σ'(a)
             var batch = BatchOf(x, ids, gates, down, up);
-            float* pDy = TensorMemory.Pointer<float>(dy), pU = TensorMemory.Pointer<float>(coefficientU), pV = TensorMemory.Pointer<float>(coefficientV);
-            FusedExpertsKernel.BackwardTokens(batch, TensorMemory.Pointer<float>(preActivations), pDy,
-                                              dx is null ? null : TensorMemory.Pointer<float>(dx),
-                                              dGates is null ? null : TensorMemory.Pointer<float>(dGates),
-                                              pU, pV, activation, threads);
+            using var groups = RowGroups.Build(TensorMemory.Pointer<long>(ids), (int)(M * S), N);
+            var dDownRows = needs[2] ? empty(groups.RowCount, d) : null;          // [U, d_model]
+            var dUpRows = needs[3] ? empty(groups.RowCount, d) : null;            // [U, d_model]
+            FusedExpertsKernel.BackwardRows(batch, groups, TensorMemory.Pointer<float>(preActivations), TensorMemory.Pointer<float>(dy),
+                                            Optional(dGates), Optional(coefficientU), Optional(dDownRows), Optional(dUpRows), activation, threads);
+            if (dx is not null) FusedExpertsKernel.BackwardInputs(batch, TensorMemory.Pointer<float>(coefficientU!), TensorMemory.Pointer<float>(dx), threads);
 
             Tensor? dDown = null, dUp = null;
             if (needs[2] || needs[3])
             {
-                using var groups = RowGroups.Build(TensorMemory.Pointer<long>(ids), (int)(M * S), N);
                 var rows = empty(1, groups.RowCount, dtype: ScalarType.Int64);    // [1, U]: touched ids, ascending
                 groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));
-                if (needs[2]) dDown = TableGradient(groups, rows, pU, batch.X, (int)S, N, d, threads);
-                if (needs[3]) dUp = TableGradient(groups, rows, pV, pDy, (int)S, N, d, threads);
+                if (dDownRows is not null) dDown = sparse_coo_tensor(rows, dDownRows, [N, d]);
+                if (dUpRows is not null) dUp = sparse_coo_tensor(rows, dUpRows, [N, d]);
                 if (dDown is not null && leaves[0]) dDown = AccumulateInto(down, dDown);
                 if (dUp is not null && leaves[1]) dUp = AccumulateInto(up, dUp);
             }
@@ -123,13 +122,7 @@ public static class FusedExperts
             return grads;
         }
 
-        /// <summary>The sparse gradient of one table: rows[g] = Σ coefficient · source over the positions of row g.</summary>
-        static Tensor TableGradient(RowGroups groups, Tensor rows, float* coefficient, float* source, int slots, long N, long d, int threads)
-        {
-            var values = empty(groups.RowCount, d);                               // [U, d_model]
-            FusedExpertsKernel.ReduceRows(groups, slots, (int)d, coefficient, source, TensorMemory.Pointer<float>(values), threads);
-            return sparse_coo_tensor(rows, values, [N, d]);
-        }
+        static float* Optional(Tensor? tensor) => tensor is null ? null : TensorMemory.Pointer<float>(tensor);
 
         /// <summary>
         /// What AccumulateGrad does for a leaf: .grad = gradient, or .grad + gradient. Returns null, the

@@ -9,11 +9,12 @@ namespace PeerSharp.Kernels;
 ///
 ///   forward   a[m,s] = u_id · x_m;   y_m = Σ_s g[m,s] · σ(a[m,s]) · v_id
 ///   backward  t = v_id · dy_m;   dg[m,s] = σ(a) · t;   c_u = g · t · σ'(a);   c_v = g · σ(a)
-///             dx_m = Σ_s c_u · u_id;   dU[id] = Σ_(m,s)→id c_u · x_m;   dV[id] = Σ_(m,s)→id c_v · dy_m
+///             dU[id] = Σ_(m,s)→id c_u · x_m;   dV[id] = Σ_(m,s)→id c_v · dy_m;   dx_m = Σ_s c_u · u_id
 ///
-/// Tokens are independent in the forward and in the first backward phase (threads over token blocks, each
-/// owning its rows of y, dx and dg). The table gradients are reduced per touched row in a fixed order
-/// (<see cref="RowGroups"/>), so nothing is ever [tokens, h, k, d_model] and nothing is N-sized.
+/// The forward runs over tokens (threads over token blocks, each owning its rows of y). The backward first
+/// runs over the touched rows in id order (<see cref="RowGroups"/>; each worker owns its rows of dU, dV and
+/// the dg and c_u entries of their selections), then over tokens for dx. Every sum has a fixed order, so
+/// the results do not depend on the thread count; nothing is ever [tokens, h, k, d_model] or N-sized.
 /// </summary>
 internal static unsafe class FusedExpertsKernel
 {
@@ -56,44 +57,80 @@ internal static unsafe class FusedExpertsKernel
     }
 
     /// <summary>
-    /// First backward phase, per token: dx [M, d] and dg [M, S] (either may be null when not wanted), and the
-    /// coefficients c_u, c_v [M, S] of the table gradients.
+    /// First backward phase, per touched row g (ascending id, one worker per row): reads v_id once and, for each
+    /// of its selections p in ascending order (token m = p / S), t = v_id · dy_m, dg[p] = σ(a)·t and
+    /// c_u[p] = g·t·σ'(a); sums dU[g] = Σ c_u · x_m and dV[g] = Σ g·σ(a) · dy_m. Any of dGates, coefficientU,
+    /// dDown and dUp may be null when not wanted. Walking the table in id order reads its rows in ascending
+    /// address order, where the hardware prefetchers help; only the token phase reads rows at random.
     /// </summary>
-    public static void BackwardTokens(Batch b, float* preActivations, float* dy, float* dx, float* dGates,
-                                      float* coefficientU, float* coefficientV, ExpertActivation activation, int threads)
+    public static void BackwardRows(Batch b, RowGroups groups, float* preActivations, float* dy, float* dGates, float* coefficientU,
+                                    float* dDown, float* dUp, ExpertActivation activation, int threads)
+    {
+        KernelThreads.For(groups.RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            int d = b.Dim, S = b.Slots;
+            var order = groups.Order;
+            var starts = groups.Starts;
+            var rows = groups.Rows;
+            for (int g = start; g < end; g++)
+            {
+                if (g + PrefetchAhead < end) VectorMath.Prefetch(b.Up + rows[g + PrefetchAhead] * d, d);
+                float* v = b.Up + rows[g] * d;
+                float* du = dDown is null ? null : dDown + (long)g * d;
+                float* dv = dUp is null ? null : dUp + (long)g * d;
+                for (int i = starts[g]; i < starts[g + 1]; i++)
+                {
+                    int p = order[i];
+                    long m = p / S;
+                    float* dym = dy + m * d;
+                    float t = VectorMath.Dot(v, dym, d);
+                    var (value, derivative) = ExpertNonlinearity.Evaluate(preActivations[p], activation);
+                    float gate = b.Gates[p];
+                    float cu = gate * t * derivative, cv = gate * value;
+                    if (dGates is not null) dGates[p] = value * t;
+                    if (coefficientU is not null) coefficientU[p] = cu;
+                    bool first = i == starts[g];
+                    if (du is not null)
+                    {
+                        if (first) VectorMath.Scale(du, cu, b.X + m * d, d);
+                        else VectorMath.Axpy(du, cu, b.X + m * d, d);
+                    }
+                    if (dv is not null)
+                    {
+                        if (first) VectorMath.Scale(dv, cv, dym, d);
+                        else VectorMath.Axpy(dv, cv, dym, d);
+                    }
+                }
+            }
+        });
+    }
+
+    /// <summary>Second backward phase, per token: dx_m = Σ_s c_u[m, s] · u_id, from the coefficients of the first.</summary>
+    public static void BackwardInputs(Batch b, float* coefficientU, float* dx, int threads)
     {
         KernelThreads.For(b.Tokens, TokenBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int d = b.Dim, S = b.Slots;
             for (int m = start; m < end; m++)
             {
-                float* dym = dy + (long)m * d;
-                float* dxm = dx is null ? null : dx + (long)m * d;
-                if (dxm is not null) new Span<float>(dxm, d).Clear();
+                float* dxm = dx + (long)m * d;
+                new Span<float>(dxm, d).Clear();
                 long* ids = b.Ids + (long)m * S;
-                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) PrefetchRows(b, ids[s]);
+                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) VectorMath.Prefetch(b.Down + ids[s] * d, d);
                 for (int s = 0; s < S; s++)
                 {
-                    if (s + PrefetchAhead < S) PrefetchRows(b, ids[s + PrefetchAhead]);
-                    long id = ids[s], at = (long)m * S + s;
-                    float t = VectorMath.Dot(b.Up + id * d, dym, d);
-                    var (value, derivative) = ExpertNonlinearity.Evaluate(preActivations[at], activation);
-                    float gate = b.Gates[at];
-                    float cu = gate * t * derivative;
-                    if (dGates is not null) dGates[at] = value * t;
-                    coefficientU[at] = cu;
-                    coefficientV[at] = gate * value;
-                    if (dxm is not null) VectorMath.Axpy(dxm, cu, b.Down + id * d, d);
+                    if (s + PrefetchAhead < S) VectorMath.Prefetch(b.Down + ids[s + PrefetchAhead] * d, d);
+                    VectorMath.Axpy(dxm, coefficientU[(long)m * S + s], b.Down + ids[s] * d, d);
                 }
             }
         });
     }
 
     /// <summary>
-    /// Second backward phase: for each touched row g (ascending id), rows[g] = Σ coefficient[p] · source[token(p)]
-    /// over the row's positions p in ascending order, token(p) = p / slots. source is x (for dU) or dy (for dV),
-    /// [M, d]; its rows are sourceStride floats apart (dim when null). A null coefficient means 1 (plain sums
-    /// of source rows, for merging repeated rows of a sparse gradient).
+    /// Row sums in a fixed order: for each touched row g (ascending id), rows[g] = Σ coefficient[p] · source[token(p)]
+    /// over the row's positions p in ascending order, token(p) = p / slots. source is [M, d] with rows
+    /// sourceStride floats apart (dim when null). A null coefficient means 1 (plain sums of source rows, for
+    /// merging repeated rows of a sparse gradient). Used for sub-key gradients and by <see cref="SparseRows"/>.
     /// </summary>
     public static void ReduceRows(RowGroups groups, int slots, int dim, float* coefficient, float* source, float* rows, int threads,
                                   int? sourceStride = null)

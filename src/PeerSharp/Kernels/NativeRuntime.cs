@@ -9,8 +9,8 @@ namespace PeerSharp.Kernels;
 /// instead of spinning. On a small machine shared with other work, or alternating with the C# kernels' own
 /// threads, spinning workers can make a 2-thread step many times slower (measured: a small model's step
 /// went from 56 ms to 2.7 s while another process used the CPU).</item>
-/// <item>glibc malloc keeps large blocks: no mmap for big allocations and up to 1 GiB of free heap kept
-/// (M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 1 GiB), so the tensors a step allocates reuse the previous step's
+/// <item>glibc malloc keeps large blocks: no mmap for big allocations and up to 2 GiB of free heap kept
+/// (M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2 GiB), so the tensors a step allocates reuse the previous step's
 /// pages instead of faulting in and zeroing fresh ones every step (at N = 1024² that was ~20% of a step's CPU
 /// time, in the kernel). The price: resident memory stays near its peak.</item>
 /// </list>
@@ -33,7 +33,7 @@ public static class NativeRuntime
                 Environment.SetEnvironmentVariable("OMP_WAIT_POLICY", "PASSIVE");   // child processes too
             }
             MallocOption(MmapMax, 0);
-            MallocOption(TrimThreshold, 1 << 30);
+            MallocOption(TrimThreshold, int.MaxValue);
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
