@@ -1,6 +1,9 @@
 using System.CommandLine;
 using PeerSharp;
 using PeerSharp.Cli.Commands;
+using PeerSharp.Kernels;
+
+NativeRuntime.Configure();   // before the first tensor: OpenMP and malloc settings for CPU training
 
 // The `peer` command: a thin shell over the PeerSharp library. Each sub-command lives in Commands/.
 var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) language models on the CPU.")
@@ -10,6 +13,7 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
     GenerateCommand.Create(),
     InfoCommand.Create(),
     FlopsCommand.Create(),
+    BenchCommand.Create(),
 };
 
 // Redirected output (a log file, CI) is read by people and tools line by line: never wrap it at 80 columns.

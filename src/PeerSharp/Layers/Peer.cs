@@ -77,6 +77,12 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
     /// <summary>The sub-key sets [2, n, d_key/2].</summary>
     public Parameter SubKeys => _subKeys;
 
+    /// <summary>
+    /// Whether retrieval and step 5 run the fused C# kernels: chosen by <see cref="PeerOptions.Kernel"/>, and
+    /// only where the parameters live on the CPU. The expert-table gradients are then sparse (touched rows only).
+    /// </summary>
+    public bool UsesFusedKernel => Options.Kernel == ExpertKernel.Fused && Down.device_type == DeviceType.CPU;
+
     /// <summary>PEER forward, PEER.md steps 1-5. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {
@@ -90,13 +96,17 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         var queries = features.view(-1, o.HeadCount, o.KeyDim);                      // [M, h, d_key]
 
         // 2-3. Product-key retrieval: per half top-k, then top-k of the k² candidates.
-        var (scores, ids) = ProductKeys.Retrieve(queries, _subKeys, o.TopK);        // [M, h, k] each
+        var (scores, ids) = UsesFusedKernel
+            ? FusedProductKeys.Retrieve(queries, _subKeys, o.TopK)                  // [M, h, k] each
+            : ProductKeys.Retrieve(queries, _subKeys, o.TopK);                       // [M, h, k] each
 
         // 4. Gates: softmax over the k selected scores of each head.
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
-        // 5. Experts: Σ_heads Σ_selected g · σ(u_id · x) · v_id.
-        var y = PlainExperts.Forward(x, ids, gates, Down, Up, o.Activation);       // [M, d_model]
+        // 5. Experts: Σ_heads Σ_selected g · σ(u_id · x) · v_id (fused C# kernel on the CPU, else tensor ops).
+        var y = UsesFusedKernel
+            ? FusedExperts.Forward(x, ids, gates, Down, Up, o.Activation)          // [M, d_model]
+            : PlainExperts.Forward(x, ids, gates, Down, Up, o.Activation);         // [M, d_model]
 
         Usage?.Add(ids, gates);
         return scope.MoveToOuter(y.view(input.shape));

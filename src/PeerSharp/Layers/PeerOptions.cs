@@ -14,7 +14,10 @@ public enum ExpertKernel
 {
     /// <summary>Pure tensor ops (gathers the selected rows); device independent, the tests' oracle.</summary>
     Plain,
-    /// <summary>Fused C# kernel with sparse expert-table gradients (CPU only).</summary>
+    /// <summary>
+    /// Fused C# kernels for retrieval and experts with sparse expert-table gradients (CPU; elsewhere the layer
+    /// uses Plain).
+    /// </summary>
     Fused,
 }
 
@@ -45,8 +48,8 @@ public sealed record PeerOptions
     /// <summary>BatchNorm on the query features (Lample et al. 2019); on in the paper's runs.</summary>
     public bool QueryBatchNorm { get; init; } = true;
 
-    /// <summary>How the selected experts are evaluated.</summary>
-    public ExpertKernel Kernel { get; init; } = ExpertKernel.Plain;
+    /// <summary>How the selected experts are evaluated; the fused kernel is used on the CPU, tensor ops elsewhere.</summary>
+    public ExpertKernel Kernel { get; init; } = ExpertKernel.Fused;
 
     /// <summary>N, the number of experts.</summary>
     public int ExpertCount => SubKeyCount * SubKeyCount;

@@ -1,22 +1,45 @@
-using TorchSharp;
+using PeerSharp.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Training;
 
-/// <summary>Global-norm gradient clipping.</summary>
+/// <summary>Global gradient-norm clipping over dense gradients and the row-sparse gradients of the fused PEER kernel.</summary>
 public static class GradientClipping
 {
-    /// <summary>Scales all gradients so that their joint L2 norm is at most maxNorm; returns the norm before.</summary>
+    /// <summary>
+    /// Rescales all gradients in place so that their global L2 norm is at most <paramref name="maxNorm"/>
+    /// (as torch.nn.utils.clip_grad_norm_: factor maxNorm / (norm + 1e-6)) and returns the norm before clipping.
+    /// Sparse gradients count each row once: repeated rows are merged first (the merged gradient replaces
+    /// .grad). maxNorm ≤ 0 only measures. A non-finite norm leaves the gradients as they are, so the caller
+    /// can see it and skip the step.
+    /// </summary>
     public static double ClipGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
-        if (grads.Count == 0) return 0;
-        var norm = stack(grads.Select(g => g.norm()).ToArray()).norm().ToDouble();
-        if (maxNorm > 0 && norm > maxNorm)
-            foreach (var g in grads) g.mul_(maxNorm / (norm + 1e-6));
-        return norm;
+        var values = new List<Tensor>();
+        double sumOfSquares = 0;
+        foreach (var parameter in parameters)
+        {
+            var grad = parameter.grad;
+            if (grad is null) continue;
+            if (grad.is_sparse && !SparseRows.IsCoalesced(grad))
+            {
+                grad = SparseRows.Coalesce(grad);
+                parameter.grad = grad;
+            }
+            var entries = grad.is_sparse ? grad.SparseValues : grad;   // the sparse values alias the gradient's storage
+            double norm = entries.norm().item<float>();
+            sumOfSquares += norm * norm;
+            values.Add(entries);
+        }
+        double total = Math.Sqrt(sumOfSquares);
+        if (maxNorm > 0 && total > maxNorm && double.IsFinite(total))
+        {
+            double scale = maxNorm / (total + 1e-6);
+            foreach (var entries in values) entries.mul_(scale);
+        }
+        return total;
     }
 }

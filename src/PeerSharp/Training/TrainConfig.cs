@@ -12,6 +12,13 @@ public sealed record TrainConfig
     /// <summary>Peak learning rate, reached after warm-up.</summary>
     public double LearningRate { get; init; } = 3e-3;
 
+    /// <summary>
+    /// Fixed learning rate of PEER's expert tables (down.weight, up.weight), held at every step without warm-up
+    /// or decay, as memory layers are usually trained (often higher than the rest); null: the tables follow
+    /// the schedule of <see cref="LearningRate"/> like every other parameter.
+    /// </summary>
+    public double? ExpertLearningRate { get; init; }
+
     /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; init; } = 50;
 
@@ -51,6 +58,8 @@ public sealed record TrainConfig
         if (Steps <= 0) throw new PeerSharpException($"steps {Steps} must be positive");
         if (BatchSize <= 0) throw new PeerSharpException($"batch size {BatchSize} must be positive");
         if (!(LearningRate > 0)) throw new PeerSharpException($"learning rate {LearningRate} must be positive");
+        if (ExpertLearningRate is { } expertRate && !(expertRate > 0))
+            throw new PeerSharpException($"expert learning rate {expertRate} must be positive (or left out to follow the schedule)");
         if (WarmupSteps < 0) throw new PeerSharpException($"warm-up steps {WarmupSteps} must not be negative");
         if (EvalInterval <= 0) throw new PeerSharpException($"eval interval {EvalInterval} must be positive");
         if (EvalTokens <= 0) throw new PeerSharpException($"eval tokens {EvalTokens} must be positive");

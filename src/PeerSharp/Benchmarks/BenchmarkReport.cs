@@ -1,0 +1,177 @@
+using System.Globalization;
+using System.Text;
+
+namespace PeerSharp.Benchmarks;
+
+/// <summary>The tables of `peer bench` and the docs/PERFORMANCE.md it writes, with the issue's targets checked.</summary>
+public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOnlyList<LayerResult> layers, IReadOnlyList<ModelResult> models)
+{
+    static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
+
+    /// <summary>The layer table (markdown).</summary>
+    public string LayerTable()
+    {
+        var s = new StringBuilder();
+        s.AppendLine("| layer | N | hidden | parameters | fwd MFLOP/token | forward | backward | update | **total** | CPU time | peak RSS | activations | step memory |");
+        s.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in layers)
+        {
+            var n = r.Case.Kind == LayerKind.DenseFfw ? "–" : $"{r.Case.SubKeyCount}²";
+            s.AppendLine(Invariant, $"| {Name(r.Case.Kind)} | {n} | {(r.HiddenDim > 0 ? r.HiddenDim.ToString(Invariant) : "–")} | {Millions(r.Parameters)} | " +
+                         $"{r.ForwardFlopsPerToken / 1e6:F2} | {r.ForwardMs:F1} | {r.BackwardMs:F1} | {r.OptimizerMs:F1} | **{r.StepMs:F1}** | {r.StepCpuMs:F0} | " +
+                         $"{Gib(r.PeakResidentBytes)} | {Mib(r.ActivationBytes)} | {Mib(r.StepBytes)} |");
+        }
+        return s.ToString();
+    }
+
+    /// <summary>The model table (markdown).</summary>
+    public string ModelTable()
+    {
+        var s = new StringBuilder();
+        s.AppendLine("| model | parameters | step (ms) | tokens/s | peak RSS |");
+        s.AppendLine("|---|---:|---:|---:|---:|");
+        foreach (var m in models)
+        {
+            var name = m.Case.Peer ? $"PEER (N = {m.Case.SubKeyCount}², fused) in the middle block" : "dense (all blocks GELU FFW)";
+            s.AppendLine(Invariant, $"| {name} | {Millions(m.Parameters)} | {m.StepMs:F0} | {m.TokensPerSecond:F0} | {Gib(m.PeakResidentBytes)} |");
+        }
+        return s.ToString();
+    }
+
+    /// <summary>The issue's targets that the measured configurations allow to check (markdown).</summary>
+    public string TargetTable()
+    {
+        var s = new StringBuilder();
+        s.AppendLine("| target | measured | met |");
+        s.AppendLine("|---|---|---|");
+        void Row(string target, string measured, bool met) => s.AppendLine($"| {target} | {measured} | {(met ? "yes" : "**no**")} |");
+
+        int largest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.SubKeyCount).DefaultIfEmpty(0).Max();
+        int smallest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.SubKeyCount).DefaultIfEmpty(0).Min();
+        var fused = Find(LayerKind.PeerFused, largest);
+        var plain = Find(LayerKind.PeerPlain, largest);
+        var equal = Find(LayerKind.DenseEqualFlops, largest);
+        var small = Find(LayerKind.PeerFused, smallest);
+        var at = $"N = {largest}²";
+        if (fused is not null)
+        {
+            Row($"{at}: fused + sparse ≤ 350 ms per 1k tokens (forward + backward + update)", $"{fused.StepMs:F0} ms", fused.StepMs <= 350);
+            Row($"{at}: ≤ 4 GB resident (layer benchmark)", $"{fused.PeakResidentBytes / 1e9:F2} GB", fused.PeakResidentBytes <= 4e9);
+        }
+        if (fused is not null && plain is not null)
+        {
+            Row($"{at}: ≥ 4× faster than tensor ops + dense AdamW", $"{plain.StepMs / fused.StepMs:F1}×", plain.StepMs >= 4 * fused.StepMs);
+            Row($"{at}: ≤ 1/8 of its activation memory",
+                $"{Mib(fused.ActivationBytes)} vs {Mib(plain.ActivationBytes)} (1/{(double)plain.ActivationBytes / Math.Max(1, fused.ActivationBytes):F0})",
+                fused.ActivationBytes * 8 <= plain.ActivationBytes);
+        }
+        if (fused is not null && small is not null && smallest < largest)
+            Row($"N = {smallest}² → {largest}²: ≤ 1.5× time per token", $"{fused.StepMs / small.StepMs:F2}×", fused.StepMs <= 1.5 * small.StepMs);
+        if (fused is not null && equal is not null)
+            Row($"{at}: ≤ 2.5× the dense FFW of equal forward FLOPs", $"{fused.StepMs / equal.StepMs:F2}×", fused.StepMs <= 2.5 * equal.StepMs);
+        var peerRuns = models.Where(m => m.Case.Peer).Select(m => m.TokensPerSecond).ToList();
+        var denseRuns = models.Where(m => !m.Case.Peer).Select(m => m.TokensPerSecond).ToList();
+        if (peerRuns.Count > 0 && denseRuns.Count > 0)
+        {
+            double ratio = peerRuns.Average() / denseRuns.Average();
+            Row("full model with PEER in the middle block: ≥ 70% of the dense model's tokens/s (mean of the runs)",
+                $"{100 * ratio:F0}%", ratio >= 0.7);
+        }
+        return s.ToString();
+    }
+
+    /// <summary>The whole docs/PERFORMANCE.md.</summary>
+    public string Markdown()
+    {
+        var first = layers.FirstOrDefault()?.Case;
+        var s = new StringBuilder();
+        s.AppendLine("# Performance");
+        s.AppendLine();
+        s.AppendLine("Written by `peer bench`; rerun it rather than editing this file. Command:");
+        s.AppendLine();
+        s.AppendLine($"    {command}");
+        s.AppendLine();
+        s.AppendLine("## Machine");
+        s.AppendLine();
+        s.AppendLine(Invariant, $"- CPU: {machine.Cpu}, {machine.Cores} cores ({machine.VectorWidth}); threads used: {first?.Threads ?? models.FirstOrDefault()?.Case.Threads}");
+        s.AppendLine(Invariant, $"- Memory: {machine.MemoryGiB:F0} GiB; {machine.Os}; {machine.Runtime}; TorchSharp {machine.TorchSharp}");
+        s.AppendLine($"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; load average (1, 5, 15 min) at the start: {machine.Load}, at the end: {MachineInfo.LoadAverage()}");
+        s.AppendLine("  (the machine is shared: a load above the core count means other work took CPU time from these measurements)");
+        s.AppendLine("- Process settings (`NativeRuntime.Configure`, applied by the `peer` CLI): OMP_WAIT_POLICY=PASSIVE, glibc malloc keeps large blocks");
+        if (first is not null)
+        {
+            s.AppendLine();
+            s.AppendLine(Invariant, $"## One feed-forward layer: d_model = {first.ModelDim}, h = {first.HeadCount}, k = {first.TopK}, d_key = {first.KeyDim}, {first.Tokens} tokens per step");
+            s.AppendLine();
+            s.AppendLine("Times are medians in **ms per 1k tokens** over the timed steps after warm-up (steps per configuration below);");
+            s.AppendLine("each configuration runs in a process of its own. *update* is gradient clipping (global norm 1) + optimizer step;");
+            s.AppendLine("*CPU time* is the median CPU time of a step over all threads, also per 1k tokens (about twice the wall time when");
+            s.AppendLine("both cores are busy; less disturbed than the wall time by other work on a shared machine);");
+            s.AppendLine("*peak RSS* is the process's peak resident memory (runtime, parameters, optimizer state and the step);");
+            s.AppendLine("*activations* is the peak resident memory of the first forward above what was resident before it: the tensors");
+            s.AppendLine("kept for the backward and the forward's temporaries;");
+            s.AppendLine("*step memory* is the peak resident memory during the steps above what was resident before the first one:");
+            s.AppendLine("activations, gradients and temporaries, on top of the parameters and optimizer state that live across steps.");
+            s.AppendLine();
+            s.AppendLine("Layers: (a) dense GELU FFW with 4·d_model hidden units; (b) dense GELU FFW with the PEER layer's forward FLOPs;");
+            s.AppendLine("(c) PEER in pure tensor ops (`ExpertKernel.Plain`) with dense AdamW; (d) PEER with the fused kernels");
+            s.AppendLine("(`ExpertKernel.Fused`) and sparse AdamW on the expert tables. All use AdamW (β = 0.9, 0.95) on the other parameters.");
+            s.AppendLine();
+            s.Append(LayerTable());
+            s.AppendLine();
+            s.AppendLine("Timed steps (warm-up): " + string.Join(", ", layers.Select(r =>
+                $"{Name(r.Case.Kind).Split(' ')[0]}{(r.Case.Kind == LayerKind.DenseFfw ? "" : $" {r.Case.SubKeyCount}²")}: {r.Case.Steps} ({r.Case.WarmupSteps})")) + ".");
+        }
+        if (models.Count > 0)
+        {
+            var m = models[0].Case;
+            s.AppendLine();
+            s.AppendLine(Invariant, $"## Language model training: {m.LayerCount} blocks, d_model = {m.ModelDim}, context {m.ContextLength}, batch {m.BatchSize} ({m.BatchSize * m.ContextLength} tokens per step)");
+            s.AppendLine();
+            s.AppendLine("Full training steps (forward, cross-entropy, backward, clipping, optimizer) on random byte sequences, median of");
+            s.AppendLine(Invariant, $"{m.Steps} steps after {m.WarmupSteps} warm-up; the PEER model uses the optimizer `OptimizerFactory` builds (sparse AdamW on the tables).");
+            s.AppendLine("The two models run alternately, twice each, so that a change in the machine's load affects both.");
+            s.AppendLine();
+            s.Append(ModelTable());
+        }
+        s.AppendLine();
+        s.AppendLine("## Targets");
+        s.AppendLine();
+        s.Append(TargetTable());
+        if (first is not null)
+        {
+            int largest = layers.Max(r => r.Case.SubKeyCount);
+            double tables = 2.0 * largest * largest * first.ModelDim * sizeof(float) / (1024.0 * 1024 * 1024);
+            s.AppendLine();
+            s.AppendLine("## Reading the numbers");
+            s.AppendLine();
+            s.AppendLine(Invariant, $"- At N = {largest}² the two expert tables are {tables:F1} GiB and their AdamW moments {2 * tables:F1} GiB (fp32): the parameters");
+            s.AppendLine(Invariant, $"  and optimizer state alone are {3 * tables:F1} GiB, so the resident memory of PEER with fp32 Adam state cannot go below that.");
+            s.AppendLine("  *Step memory* is what the kernels control: there the fused path holds the touched rows' gradients, no N-sized tensor.");
+            s.AppendLine("- The dense layers are two matrix products on MKL's sgemm, compute-bound; the PEER experts read two random rows per");
+            s.AppendLine("  (token, head, expert) and sparse AdamW reads and writes weights, both moments and the gradient of every touched row:");
+            s.AppendLine("  at large N the PEER step is bound by memory latency and bandwidth, not by its FLOPs.");
+            s.AppendLine("- The machine is shared: compare rows measured close together, and the CPU-time column, rather than runs taken at");
+            s.AppendLine("  different loads.");
+        }
+        return s.ToString();
+    }
+
+    LayerResult? Find(LayerKind kind, int subKeys) => layers.FirstOrDefault(r => r.Case.Kind == kind && r.Case.SubKeyCount == subKeys);
+
+    /// <summary>Short name of a layer kind, with its letter from the issue.</summary>
+    public static string Name(LayerKind kind) => kind switch
+    {
+        LayerKind.DenseFfw => "(a) dense FFW 4·d",
+        LayerKind.DenseEqualFlops => "(b) dense FFW, equal FLOPs",
+        LayerKind.PeerPlain => "(c) PEER tensor ops + AdamW",
+        LayerKind.PeerFused => "(d) PEER fused + sparse AdamW",
+        _ => kind.ToString(),
+    };
+
+    static string Millions(long count) => (count / 1e6).ToString(count < 10_000_000 ? "F2" : "F0", Invariant) + " M";
+
+    static string Gib(long bytes) => (bytes / (1024.0 * 1024 * 1024)).ToString("F2", Invariant) + " GiB";
+
+    static string Mib(long bytes) => (bytes / (1024.0 * 1024)).ToString("F0", Invariant) + " MiB";
+}

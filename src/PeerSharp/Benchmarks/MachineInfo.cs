@@ -1,0 +1,29 @@
+using System.Runtime.InteropServices;
+
+namespace PeerSharp.Benchmarks;
+
+/// <summary>What a benchmark ran on, for the report; Load is the load average when it was taken.</summary>
+public sealed record MachineInfo(string Cpu, int Cores, string VectorWidth, double MemoryGiB, string Os, string Runtime, string TorchSharp, string Load)
+{
+    /// <summary>The 1, 5 and 15-minute load averages now (other work on the machine slows every measurement).</summary>
+    public static string LoadAverage() =>
+        OperatingSystem.IsLinux() ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+
+    /// <summary>This machine.</summary>
+    public static MachineInfo Current()
+    {
+        string cpu = "unknown CPU";
+        double memory = 0;
+        if (OperatingSystem.IsLinux())
+        {
+            cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? cpu;
+            var total = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:"));
+            if (total is not null) memory = long.Parse(total.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / (1024.0 * 1024);
+        }
+        var vector = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "AVX-512 available, kernels use AVX2 + FMA"
+                   : System.Runtime.Intrinsics.X86.Fma.IsSupported ? "AVX2 + FMA" : "no AVX2";
+        return new MachineInfo(cpu, Environment.ProcessorCount, vector, memory, RuntimeInformation.OSDescription,
+                               RuntimeInformation.FrameworkDescription, typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString() ?? "?",
+                               LoadAverage());
+    }
+}

@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using System.Text.Json.Serialization;
+using PeerSharp.Layers;
+using PeerSharp.Model;
+using PeerSharp.Training;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Benchmarks;
+
+/// <summary>One language model to time: the paper's placement (PEER in the middle block) or the same model dense.</summary>
+public sealed record ModelCase
+{
+    /// <summary>Whether the middle block's feed-forward is PEER (fused kernels, sparse updates) or dense.</summary>
+    public bool Peer { get; init; } = true;
+
+    /// <summary>n of the PEER layer (N = n²).</summary>
+    public int SubKeyCount { get; init; } = 1024;
+
+    /// <summary>h of the PEER layer.</summary>
+    public int HeadCount { get; init; } = 8;
+
+    /// <summary>k of the PEER layer.</summary>
+    public int TopK { get; init; } = 16;
+
+    /// <summary>d_key of the PEER layer.</summary>
+    public int KeyDim { get; init; } = 128;
+
+    /// <summary>d_model.</summary>
+    public int ModelDim { get; init; } = 256;
+
+    /// <summary>Transformer blocks.</summary>
+    public int LayerCount { get; init; } = 12;
+
+    /// <summary>Attention heads.</summary>
+    public int AttentionHeads { get; init; } = 8;
+
+    /// <summary>Tokens per sequence.</summary>
+    public int ContextLength { get; init; } = 256;
+
+    /// <summary>Sequences per step.</summary>
+    public int BatchSize { get; init; } = 16;
+
+    /// <summary>Untimed steps first.</summary>
+    public int WarmupSteps { get; init; } = 1;
+
+    /// <summary>Timed steps.</summary>
+    public int Steps { get; init; } = 3;
+
+    /// <summary>Threads of libtorch and of the C# kernels.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>The model's shape (byte vocabulary, learned positions, tied embeddings).</summary>
+    [JsonIgnore]
+    public ModelConfig Config => new()
+    {
+        ContextLength = ContextLength, ModelDim = ModelDim, LayerCount = LayerCount, AttentionHeads = AttentionHeads,
+        SparseKind = Peer ? "peer" : "dense", SparseBlocks = "middle",
+        Peer = new PeerOptions { SubKeyCount = SubKeyCount, HeadCount = HeadCount, TopK = TopK, KeyDim = KeyDim, Kernel = ExpertKernel.Fused },
+    };
+}
+
+/// <summary>Training throughput of one model.</summary>
+public sealed record ModelResult
+{
+    /// <summary>What was measured.</summary>
+    public required ModelCase Case { get; init; }
+
+    /// <summary>Trainable parameters.</summary>
+    public long Parameters { get; init; }
+
+    /// <summary>Median training step, ms.</summary>
+    public double StepMs { get; init; }
+
+    /// <summary>Training tokens per second at the median step.</summary>
+    public double TokensPerSecond { get; init; }
+
+    /// <summary>Peak resident memory of the process, bytes.</summary>
+    public long PeakResidentBytes { get; init; }
+}
+
+/// <summary>
+/// Times full training steps (forward, cross-entropy, backward, clipping, optimizer) of a language model on
+/// random token sequences, with the optimizer <see cref="OptimizerFactory"/> builds for a run.
+/// </summary>
+public static class ModelBenchmark
+{
+    /// <summary>Runs one model.</summary>
+    public static ModelResult Run(ModelCase c)
+    {
+        set_num_threads(c.Threads);
+        manual_seed(1);
+        using var model = new TransformerLM(c.Config);
+        var config = new TrainConfig();
+        using var optimizer = OptimizerFactory.Create(model, config);
+        var tokens = randint(c.Config.VocabSize, [c.BatchSize, c.ContextLength + 1], dtype: ScalarType.Int64);
+        var inputs = tokens[.., ..^1].contiguous();   // (B, T)
+        var targets = tokens[.., 1..].contiguous();   // (B, T)
+        var steps = new List<double>();
+        for (int step = 0; step < c.WarmupSteps + c.Steps; step++)
+        {
+            using var scope = NewDisposeScope();
+            var start = Stopwatch.GetTimestamp();
+            model.Loss(inputs, targets).backward();
+            GradientClipping.ClipGlobalNorm(model.parameters(), config.GradientClip);
+            optimizer.Step(config.LearningRate);
+            optimizer.ZeroGrad();
+            if (step >= c.WarmupSteps) steps.Add(LayerBenchmark.Milliseconds(start, Stopwatch.GetTimestamp()));
+        }
+        var median = LayerBenchmark.Median(steps);
+        return new ModelResult
+        {
+            Case = c,
+            Parameters = model.parameters().Sum(p => p.numel()),
+            StepMs = median,
+            TokensPerSecond = c.BatchSize * c.ContextLength / (median / 1000),
+            PeakResidentBytes = ResidentMemory.Peak,
+        };
+    }
+}

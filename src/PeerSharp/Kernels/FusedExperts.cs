@@ -1,0 +1,143 @@
+using PeerSharp.Layers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Kernels;
+
+/// <summary>
+/// PEER step 5 as one autograd function whose forward and backward are the C# kernels of
+/// <see cref="FusedExpertsKernel"/>: same contract as <see cref="PlainExperts.Forward"/>, but it never builds
+/// the [M, h, k, d_model] gathers and the gradients of the expert tables are sparse COO tensors holding only
+/// the touched rows (unique ids, ascending), like nn.Embedding(sparse=True). CPU and float32 only.
+/// <para>
+/// Where a table is a leaf (a parameter, as in <see cref="Layers.Peer"/>), the backward adds its sparse
+/// gradient to the table's .grad itself, exactly as libtorch's AccumulateGrad would (set when empty, summed
+/// otherwise), instead of returning it through the graph: TorchSharp keeps a reference to every tensor a
+/// custom backward returns, and AccumulateGrad copies any gradient it cannot take over, which would be
+/// hundreds of MB per step at N = 1024². Only torch.autograd.grad-style calls that ask for the tables'
+/// gradients as results do not see them that way. A table that is not a leaf gets its gradient through the
+/// graph. Sums of several gradients may repeat ids; <see cref="SparseRows.Coalesce"/> merges them.
+/// </para>
+/// </summary>
+public static class FusedExperts
+{
+    /// <param name="x">[M, d_model] token inputs.</param>
+    /// <param name="ids">[M, h, k] selected expert ids (int64, in [0, N)).</param>
+    /// <param name="gates">[M, h, k] softmax gates.</param>
+    /// <param name="down">[N, d_model] u_i rows.</param>
+    /// <param name="up">[N, d_model] v_i rows.</param>
+    /// <param name="activation">σ.</param>
+    /// <param name="threads">Threads of the kernels; null: <see cref="KernelThreads.Default"/>.</param>
+    /// <returns>[M, d_model].</returns>
+    public static Tensor Forward(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up, ExpertActivation activation, int? threads = null)
+    {
+        using var scope = NewDisposeScope();
+        long N = down.shape[0], d = down.shape[1];
+        if (x.dim() != 2 || x.shape[1] != d || !up.shape.SequenceEqual(down.shape) || !gates.shape.SequenceEqual(ids.shape) || ids.shape[0] != x.shape[0])
+            throw new ArgumentException($"fused experts: shapes x [{string.Join(", ", x.shape)}], ids [{string.Join(", ", ids.shape)}], gates [{string.Join(", ", gates.shape)}], tables [{string.Join(", ", down.shape)}] / [{string.Join(", ", up.shape)}] do not fit");
+        if (x.dtype != ScalarType.Float32 || gates.dtype != ScalarType.Float32 || down.dtype != ScalarType.Float32 || up.dtype != ScalarType.Float32 || ids.dtype != ScalarType.Int64)
+            throw new ArgumentException("fused experts take float32 tensors and int64 ids");
+        if (ids.numel() > 0 && (ids.min().item<long>() < 0 || ids.max().item<long>() >= N))
+            throw new ArgumentException($"fused experts: an expert id is outside [0, {N})");
+        var y = ExpertFunction.apply(x.contiguous(), ids.contiguous(), gates.contiguous(), down.contiguous(), up.contiguous(),
+                                     activation, threads ?? KernelThreads.Default);
+        return scope.MoveToOuter(y);
+    }
+
+    /// <summary>
+    /// The autograd node. A singleton (TorchSharp keeps one instance), so it holds no state: everything a
+    /// backward needs travels in the context. Its backward runs inside libtorch's engine, where an exception
+    /// would end the process; it only computes on tensors the forward already checked.
+    /// </summary>
+    sealed unsafe class ExpertFunction : autograd.SingleTensorFunction<ExpertFunction>
+    {
+        public override string Name => "FusedPeerExperts";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var (x, ids, gates, down, up) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Tensor)vars[4]);
+            var (activation, threads) = ((ExpertActivation)vars[5], (int)vars[6]);
+            long M = x.shape[0], S = M == 0 ? 0 : ids.numel() / M;
+            var y = empty(M, x.shape[1]);                                         // [M, d_model]
+            var preActivations = empty(M, S);                                     // [M, h·k]: a = u_id · x
+            FusedExpertsKernel.Forward(BatchOf(x, ids, gates, down, up), TensorMemory.Pointer<float>(preActivations),
+                                       TensorMemory.Pointer<float>(y), activation, threads);
+            ctx.save_for_backward([x, ids, gates, down, up, preActivations]);
+            ctx.save_data("activation", activation);
+            ctx.save_data("threads", threads);
+            ctx.save_data("needs", new[] { x.requires_grad, gates.requires_grad, down.requires_grad, up.requires_grad });
+            ctx.save_data("leaves", new[] { down.is_leaf, up.is_leaf });
+            return y;
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            try
+            {
+                return Backward(ctx, gradOutput);
+            }
+            catch (Exception e)
+            {
+                // libtorch cannot carry a managed exception back to the caller of backward(): say why we stop.
+                Console.Error.WriteLine($"fatal: fused PEER backward failed: {e}");
+                throw;
+            }
+        }
+
+        static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            using var scope = NewDisposeScope();
+            var saved = ctx.get_saved_variables();
+            var (x, ids, gates, down, up, preActivations) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]);
+            var activation = (ExpertActivation)ctx.get_data("activation");
+            var threads = (int)ctx.get_data("threads");
+            var needs = (bool[])ctx.get_data("needs");
+            var leaves = (bool[])ctx.get_data("leaves");
+            var dy = gradOutput.contiguous();                                     // [M, d_model]
+            long M = x.shape[0], S = preActivations.shape[1], N = down.shape[0], d = down.shape[1];
+
+            var dx = needs[0] ? empty_like(x) : null;                             // [M, d_model]
+            var dGates = needs[1] ? empty_like(gates) : null;                     // [M, h, k]
+            var coefficientU = needs[0] ? empty(M, S) : null;                     // [M, h·k]: g · t · σ'(a)
+            var batch = BatchOf(x, ids, gates, down, up);
+            using var groups = RowGroups.Build(TensorMemory.Pointer<long>(ids), (int)(M * S), N);
+            var dDownRows = needs[2] ? empty(groups.RowCount, d) : null;          // [U, d_model]
+            var dUpRows = needs[3] ? empty(groups.RowCount, d) : null;            // [U, d_model]
+            FusedExpertsKernel.BackwardRows(batch, groups, TensorMemory.Pointer<float>(preActivations), TensorMemory.Pointer<float>(dy),
+                                            Optional(dGates), Optional(coefficientU), Optional(dDownRows), Optional(dUpRows), activation, threads);
+            if (dx is not null) FusedExpertsKernel.BackwardInputs(batch, TensorMemory.Pointer<float>(coefficientU!), TensorMemory.Pointer<float>(dx), threads);
+
+            Tensor? dDown = null, dUp = null;
+            if (needs[2] || needs[3])
+            {
+                var rows = empty(1, groups.RowCount, dtype: ScalarType.Int64);    // [1, U]: touched ids, ascending
+                groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));
+                if (dDownRows is not null) dDown = sparse_coo_tensor(rows, dDownRows, [N, d]);
+                if (dUpRows is not null) dUp = sparse_coo_tensor(rows, dUpRows, [N, d]);
+                if (dDown is not null && leaves[0]) dDown = AccumulateInto(down, dDown);
+                if (dUp is not null && leaves[1]) dUp = AccumulateInto(up, dUp);
+            }
+            var grads = new List<Tensor> { dx!, null!, dGates!, dDown!, dUp!, null!, null! };
+            scope.MoveToOuter(grads.Where(g => g is not null));
+            return grads;
+        }
+
+        static float* Optional(Tensor? tensor) => tensor is null ? null : TensorMemory.Pointer<float>(tensor);
+
+        /// <summary>
+        /// What AccumulateGrad does for a leaf: .grad = gradient, or .grad + gradient. Returns null, the
+        /// gradient left to hand back through the graph.
+        /// </summary>
+        static Tensor? AccumulateInto(Tensor table, Tensor gradient)
+        {
+            using var existing = table.grad;
+            table.grad = existing is null ? gradient : existing + gradient;
+            return null;
+        }
+
+        static FusedExpertsKernel.Batch BatchOf(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up) =>
+            new(TensorMemory.Pointer<float>(x), TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(gates),
+                TensorMemory.Pointer<float>(down), TensorMemory.Pointer<float>(up),
+                (int)x.shape[0], x.shape[0] == 0 ? 0 : (int)(ids.numel() / x.shape[0]), (int)x.shape[1]);
+    }
+}

@@ -1,0 +1,163 @@
+using System.Runtime.CompilerServices;
+using PeerSharp.Layers;
+
+namespace PeerSharp.Kernels;
+
+/// <summary>
+/// The fused PEER expert step over raw float32 memory (llm.c style: a forward and a backward over plain
+/// arrays, next to the tensor-op reference <see cref="PlainExperts"/>). With S = h·k selections per token:
+///
+///   forward   a[m,s] = u_id · x_m;   y_m = Σ_s g[m,s] · σ(a[m,s]) · v_id
+///   backward  t = v_id · dy_m;   dg[m,s] = σ(a) · t;   c_u = g · t · σ'(a);   c_v = g · σ(a)
+///             dU[id] = Σ_(m,s)→id c_u · x_m;   dV[id] = Σ_(m,s)→id c_v · dy_m;   dx_m = Σ_s c_u · u_id
+///
+/// The forward runs over tokens (threads over token blocks, each owning its rows of y). The backward first
+/// runs over the touched rows in id order (<see cref="RowGroups"/>; each worker owns its rows of dU, dV and
+/// the dg and c_u entries of their selections), then over tokens for dx. Every sum has a fixed order, so
+/// the results do not depend on the thread count; nothing is ever [tokens, h, k, d_model] or N-sized.
+/// </summary>
+internal static unsafe class FusedExpertsKernel
+{
+    const int TokenBlock = 8;      // tokens per work item
+    const int RowBlock = 64;       // gradient rows per work item
+    const int PrefetchAhead = 2;   // selections whose rows are requested before they are needed
+
+    /// <summary>Pointers and sizes of one batch: x [M, d], ids and gates [M, S], down and up [N, d].</summary>
+    internal readonly struct Batch(float* x, long* ids, float* gates, float* down, float* up, int tokens, int slots, int dim)
+    {
+        public readonly float* X = x, Gates = gates, Down = down, Up = up;
+        public readonly long* Ids = ids;
+        public readonly int Tokens = tokens, Slots = slots, Dim = dim;
+    }
+
+    /// <summary>y [M, d] and the pre-activations a [M, S] (kept for the backward).</summary>
+    public static void Forward(Batch b, float* preActivations, float* y, ExpertActivation activation, int threads)
+    {
+        KernelThreads.For(b.Tokens, TokenBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            int d = b.Dim, S = b.Slots;
+            for (int m = start; m < end; m++)
+            {
+                float* xm = b.X + (long)m * d;
+                float* ym = y + (long)m * d;
+                new Span<float>(ym, d).Clear();
+                long* ids = b.Ids + (long)m * S;
+                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) PrefetchRows(b, ids[s]);
+                for (int s = 0; s < S; s++)
+                {
+                    if (s + PrefetchAhead < S) PrefetchRows(b, ids[s + PrefetchAhead]);
+                    long id = ids[s];
+                    float a = VectorMath.Dot(b.Down + id * d, xm, d);
+                    preActivations[(long)m * S + s] = a;
+                    float weight = b.Gates[(long)m * S + s] * ExpertNonlinearity.Value(a, activation);
+                    VectorMath.Axpy(ym, weight, b.Up + id * d, d);
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// First backward phase, per touched row g (ascending id, one worker per row): reads v_id once and, for each
+    /// of its selections p in ascending order (token m = p / S), t = v_id · dy_m, dg[p] = σ(a)·t and
+    /// c_u[p] = g·t·σ'(a); sums dU[g] = Σ c_u · x_m and dV[g] = Σ g·σ(a) · dy_m. Any of dGates, coefficientU,
+    /// dDown and dUp may be null when not wanted. Walking the table in id order reads its rows in ascending
+    /// address order, where the hardware prefetchers help; only the token phase reads rows at random.
+    /// </summary>
+    public static void BackwardRows(Batch b, RowGroups groups, float* preActivations, float* dy, float* dGates, float* coefficientU,
+                                    float* dDown, float* dUp, ExpertActivation activation, int threads)
+    {
+        KernelThreads.For(groups.RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            int d = b.Dim, S = b.Slots;
+            var order = groups.Order;
+            var starts = groups.Starts;
+            var rows = groups.Rows;
+            for (int g = start; g < end; g++)
+            {
+                if (g + PrefetchAhead < end) VectorMath.Prefetch(b.Up + rows[g + PrefetchAhead] * d, d);
+                float* v = b.Up + rows[g] * d;
+                float* du = dDown is null ? null : dDown + (long)g * d;
+                float* dv = dUp is null ? null : dUp + (long)g * d;
+                for (int i = starts[g]; i < starts[g + 1]; i++)
+                {
+                    int p = order[i];
+                    long m = p / S;
+                    float* dym = dy + m * d;
+                    float t = VectorMath.Dot(v, dym, d);
+                    var (value, derivative) = ExpertNonlinearity.Evaluate(preActivations[p], activation);
+                    float gate = b.Gates[p];
+                    float cu = gate * t * derivative, cv = gate * value;
+                    if (dGates is not null) dGates[p] = value * t;
+                    if (coefficientU is not null) coefficientU[p] = cu;
+                    bool first = i == starts[g];
+                    if (du is not null)
+                    {
+                        if (first) VectorMath.Scale(du, cu, b.X + m * d, d);
+                        else VectorMath.Axpy(du, cu, b.X + m * d, d);
+                    }
+                    if (dv is not null)
+                    {
+                        if (first) VectorMath.Scale(dv, cv, dym, d);
+                        else VectorMath.Axpy(dv, cv, dym, d);
+                    }
+                }
+            }
+        });
+    }
+
+    /// <summary>Second backward phase, per token: dx_m = Σ_s c_u[m, s] · u_id, from the coefficients of the first.</summary>
+    public static void BackwardInputs(Batch b, float* coefficientU, float* dx, int threads)
+    {
+        KernelThreads.For(b.Tokens, TokenBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            int d = b.Dim, S = b.Slots;
+            for (int m = start; m < end; m++)
+            {
+                float* dxm = dx + (long)m * d;
+                new Span<float>(dxm, d).Clear();
+                long* ids = b.Ids + (long)m * S;
+                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) VectorMath.Prefetch(b.Down + ids[s] * d, d);
+                for (int s = 0; s < S; s++)
+                {
+                    if (s + PrefetchAhead < S) VectorMath.Prefetch(b.Down + ids[s + PrefetchAhead] * d, d);
+                    VectorMath.Axpy(dxm, coefficientU[(long)m * S + s], b.Down + ids[s] * d, d);
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// Row sums in a fixed order: for each touched row g (ascending id), rows[g] = Σ coefficient[p] · source[token(p)]
+    /// over the row's positions p in ascending order, token(p) = p / slots. source is [M, d] with rows
+    /// sourceStride floats apart (dim when null). A null coefficient means 1 (plain sums of source rows, for
+    /// merging repeated rows of a sparse gradient). Used for sub-key gradients and by <see cref="SparseRows"/>.
+    /// </summary>
+    public static void ReduceRows(RowGroups groups, int slots, int dim, float* coefficient, float* source, float* rows, int threads,
+                                  int? sourceStride = null)
+    {
+        long stride = sourceStride ?? dim;
+        KernelThreads.For(groups.RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            var order = groups.Order;
+            var starts = groups.Starts;
+            for (int g = start; g < end; g++)
+            {
+                float* row = rows + (long)g * dim;
+                int first = starts[g], last = starts[g + 1];
+                int p = order[first];
+                VectorMath.Scale(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
+                for (int i = first + 1; i < last; i++)
+                {
+                    p = order[i];
+                    VectorMath.Axpy(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
+                }
+            }
+        });
+    }
+
+    static void PrefetchRows(Batch b, long id)
+    {
+        VectorMath.Prefetch(b.Down + id * b.Dim, b.Dim);
+        VectorMath.Prefetch(b.Up + id * b.Dim, b.Dim);
+    }
+}
