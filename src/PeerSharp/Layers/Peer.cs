@@ -79,9 +79,10 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
 
     /// <summary>
     /// Whether retrieval and step 5 run the fused C# kernels: chosen by <see cref="PeerOptions.Kernel"/>, and
-    /// only where the parameters live on the CPU. The expert-table gradients are then sparse (touched rows only).
+    /// only where the parameters are float32 on the CPU (what the kernels are written for); elsewhere, float64
+    /// gradient checks included, the plain tensor ops run. The expert-table gradients are then sparse.
     /// </summary>
-    public bool UsesFusedKernel => Options.Kernel == ExpertKernel.Fused && Down.device_type == DeviceType.CPU;
+    public bool UsesFusedKernel => Options.Kernel == ExpertKernel.Fused && Down.device_type == DeviceType.CPU && Down.dtype == ScalarType.Float32;
 
     /// <summary>PEER forward, PEER.md steps 1-5. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
