@@ -1,4 +1,5 @@
 using PeerSharp.Evaluation;
+using TorchSharp.Modules;
 
 namespace PeerSharp.Layers;
 
@@ -13,4 +14,13 @@ public interface IExpertRetrieval
 
     /// <summary>N, the number of rows (experts or memory values) the layer selects from.</summary>
     long ExpertCount { get; }
+
+    /// <summary>The [N, d_model] tables a step touches only a few rows of, by state-dict name within the layer.</summary>
+    IReadOnlyList<(string Name, Parameter Table)> Tables { get; }
+
+    /// <summary>
+    /// Whether the tables' gradients are row-sparse (touched rows only), so that <see cref="Training.SparseAdamW"/>
+    /// updates them; otherwise they are dense and take the ordinary AdamW.
+    /// </summary>
+    bool SparseTableGradients { get; }
 }

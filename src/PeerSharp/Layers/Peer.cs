@@ -84,6 +84,12 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
     /// </summary>
     public bool UsesFusedKernel => Options.Kernel == ExpertKernel.Fused && Down.device_type == DeviceType.CPU && Down.dtype == ScalarType.Float32;
 
+    /// <inheritdoc />
+    public IReadOnlyList<(string Name, Parameter Table)> Tables => [("down.weight", Down), ("up.weight", Up)];
+
+    /// <inheritdoc />
+    public bool SparseTableGradients => UsesFusedKernel;
+
     /// <summary>PEER forward, PEER.md steps 1-5. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {

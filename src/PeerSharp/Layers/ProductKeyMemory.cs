@@ -46,7 +46,8 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         // the layer at a dense FFW's output scale (PEER.md asks the same of PEER; Lample et al. use variance 1/d).
         _subKeys = new Parameter(randn(2, n, dk / 2) * Math.Sqrt(2.0 / dk));
         register_parameter("keys", _subKeys);
-        _values = nn.EmbeddingBag(options.ValueCount, d, mode: EmbeddingBagMode.Sum);
+        // sparse: the value table's gradient holds only the rows read this step, for SparseAdamW.
+        _values = nn.EmbeddingBag(options.ValueCount, d, mode: EmbeddingBagMode.Sum, sparse: true);
         register_module("values", _values);
         using (no_grad()) Values.normal_(0, Math.Sqrt(DenseOutputVariance * options.TopK / h));
     }
@@ -65,6 +66,12 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
 
     /// <summary>The sub-key sets [2, n, d_key/2].</summary>
     public Parameter SubKeys => _subKeys;
+
+    /// <inheritdoc />
+    public IReadOnlyList<(string Name, Parameter Table)> Tables => [("values.weight", Values)];
+
+    /// <inheritdoc />
+    public bool SparseTableGradients => Values.dtype == ScalarType.Float32 && Values.device_type == TorchSharp.DeviceType.CPU;
 
     /// <summary>PKM forward. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)

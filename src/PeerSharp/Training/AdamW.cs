@@ -43,6 +43,7 @@ public sealed class AdamW : IOptimizer
         {
             var grad = e.Parameter.grad;
             if (grad is null) continue;
+            if (grad.is_sparse) grad = grad.to_dense();   // a row-sparse table gradient on a dense-updated table
             // Decoupled decay: p ← p · (1 − lr·λ), then the Adam step on the moments.
             if (e.WeightDecay != 0) e.Parameter.mul_(1 - learningRate * e.WeightDecay);
             e.ExpAvg.mul_(_beta1).add_(grad, alpha: 1 - _beta1);

@@ -8,22 +8,23 @@ namespace PeerSharp.Training;
 public static class OptimizerFactory
 {
     /// <summary>
-    /// The optimizer of a model (a <see cref="Model.TransformerLM"/>, or any module with PEER layers, such as
-    /// one layer in the benchmarks). AdamW over all parameters; weight decay only on weight matrices. Norm
-    /// gains, biases (1-D) and PEER's product keys (3-D, [2, n, d_key/2]) are not decayed: shrinking keys
-    /// would only blur retrieval. PEER's expert tables (down.weight, up.weight) get an optimizer of their own:
-    /// <see cref="SparseAdamW"/> where the layer runs the fused kernel (sparse gradients), dense AdamW
-    /// otherwise, at <see cref="TrainConfig.ExpertLearningRate"/> when that is set (docs/SPARSE_UPDATES.md).
+    /// The optimizer of a model (a <see cref="Model.TransformerLM"/>, or any module with PEER or PKM layers, such
+    /// as one layer in the benchmarks). AdamW over all parameters; weight decay only on weight matrices. Norm
+    /// gains, biases (1-D) and product keys (3-D, [2, n, d_key/2]) are not decayed: shrinking keys would only
+    /// blur retrieval. The large tables of retrieval layers (PEER's down.weight and up.weight, PKM's
+    /// values.weight) get an optimizer of their own: <see cref="SparseAdamW"/> where their gradients are
+    /// row-sparse (fused PEER kernel, PKM's sparse embedding bag), dense AdamW otherwise, at
+    /// <see cref="TrainConfig.ExpertLearningRate"/> when that is set (docs/SPARSE_UPDATES.md).
     /// </summary>
     public static IOptimizer Create(nn.Module model, TrainConfig config)
     {
-        var peers = model.named_modules().Where(m => m.module is Peer).Select(m => (m.name, Layer: (Peer)m.module)).ToList();
-        if (model is Peer layer) peers.Add(("", layer));
+        var peers = model.named_modules().Where(m => m.module is IExpertRetrieval).Select(m => (m.name, Layer: (IExpertRetrieval)m.module)).ToList();
+        if (model is IExpertRetrieval layer) peers.Add(("", layer));
         var named = model.named_parameters().Select(p => (p.name, p.parameter, DecayFor(p.parameter, config.WeightDecay))).ToList();
         if (peers.Count == 0) return new AdamW(named, config.Beta1, config.Beta2);
 
-        var sparseTables = TableNames(peers.Where(p => p.Layer.UsesFusedKernel));
-        var denseTables = TableNames(peers.Where(p => !p.Layer.UsesFusedKernel));
+        var sparseTables = TableNames(peers.Where(p => p.Layer.SparseTableGradients));
+        var denseTables = TableNames(peers.Where(p => !p.Layer.SparseTableGradients));
         var parts = new List<(IOptimizer, double?)>
         {
             (new AdamW(named.Where(p => !sparseTables.Contains(p.name) && !denseTables.Contains(p.name)), config.Beta1, config.Beta2), null),
@@ -35,8 +36,8 @@ public static class OptimizerFactory
         return new CompositeOptimizer([.. parts]);
     }
 
-    static HashSet<string> TableNames(IEnumerable<(string Name, Peer Layer)> peers) =>
-        peers.SelectMany(p => new[] { Prefixed(p.Name, "down.weight"), Prefixed(p.Name, "up.weight") }).ToHashSet();
+    static HashSet<string> TableNames(IEnumerable<(string Name, IExpertRetrieval Layer)> layers) =>
+        layers.SelectMany(l => l.Layer.Tables.Select(t => Prefixed(l.Name, t.Name))).ToHashSet();
 
     static string Prefixed(string module, string parameter) => module.Length == 0 ? parameter : $"{module}.{parameter}";
 

@@ -27,6 +27,20 @@ public class OptimizerFactoryTests
     }
 
     [Fact]
+    public void PkmValueTableGetsSparseAdamW()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new TransformerLM(Config(ExpertKernel.Fused) with
+        {
+            SparseKind = FeedForwardKind.Pkm,
+            Pkm = new PkmOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 },
+        });
+        using var optimizer = OptimizerFactory.Create(model, new TrainConfig());
+        var sparse = Assert.IsType<SparseAdamW>(Assert.IsType<CompositeOptimizer>(optimizer).Parts[1]);
+        Assert.Equal(["blocks.1.ffn.values.weight"], sparse.ParameterNames);
+    }
+
+    [Fact]
     public void StateNamesDoNotDependOnTheKernel()
     {
         using var scope = NewDisposeScope();
