@@ -31,7 +31,7 @@ public static class Presets
                 Pkm = new PkmOptions { SubKeyCount = 128, KeyDim = 64 },
                 Moe = new MoeOptions { ExpertCount = 8 },
             },
-            Train = new TrainConfig { Steps = 1200, BatchSize = 32, LearningRate = 3e-3, WarmupSteps = 60, EvalInterval = 300, EvalTokens = 131072, LogInterval = 50, CheckpointInterval = 300 },
+            Train = new TrainConfig { Steps = 1400, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 50, EvalInterval = 350, EvalTokens = 65536, LogInterval = 100, CheckpointInterval = 350 },
         }),
         ["small"] = ("about an hour on 2 cores", new RunConfig
         {
