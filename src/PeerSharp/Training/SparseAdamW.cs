@@ -26,45 +26,40 @@ public sealed class SparseAdamW : IOptimizer
 {
     const int RowBlock = 64;   // rows per work item
 
-    readonly List<Entry> _entries = [];
+    readonly AdamState _state;
     readonly double _beta1, _beta2, _epsilon;
     readonly int? _threads;
-    readonly Tensor _step = zeros(1, dtype: ScalarType.Int64);
-
-    sealed record Entry(string Name, Parameter Parameter, double WeightDecay, Tensor ExpAvg, Tensor ExpAvgSq);
 
     /// <summary>An optimizer over named 2-D tables [N, d], each with its own decoupled weight decay.</summary>
     public SparseAdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
                        double beta1 = 0.9, double beta2 = 0.95, double epsilon = 1e-8, int? threads = null)
     {
         (_beta1, _beta2, _epsilon, _threads) = (beta1, beta2, epsilon, threads);
-        foreach (var (name, parameter, decay) in parameters)
-        {
+        var tables = parameters.ToList();
+        foreach (var (name, parameter, _) in tables)
             if (parameter.dim() != 2 || parameter.dtype != ScalarType.Float32 || parameter.device_type != TorchSharp.DeviceType.CPU)
                 throw new ArgumentException($"SparseAdamW updates float32 CPU tables [N, d]; '{name}' is not one");
-            _entries.Add(new Entry(name, parameter, decay, zeros_like(parameter).requires_grad_(false), zeros_like(parameter).requires_grad_(false)));
-        }
+        _state = new AdamState(tables);
     }
 
     /// <inheritdoc />
-    public long StepCount => _step.item<long>();
+    public long StepCount => _state.StepCount;
 
     /// <summary>Names of the parameters it updates.</summary>
-    public IEnumerable<string> ParameterNames => _entries.Select(e => e.Name);
+    public IEnumerable<string> ParameterNames => _state.Entries.Select(e => e.Name);
 
     /// <inheritdoc />
     public unsafe void Step(double learningRate)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        _step.add_(1);
-        var t = StepCount;
+        var t = _state.Advance();
         var rule = new Rule(
             Beta1: (float)_beta1, Beta2: (float)_beta2, Epsilon: (float)_epsilon,
             InverseCorrection2: (float)(1 / (1 - Math.Pow(_beta2, t))),
             StepSize: (float)(learningRate / (1 - Math.Pow(_beta1, t))),
             Decay: 0);
-        foreach (var e in _entries)
+        foreach (var e in _state.Entries)
         {
             var grad = e.Parameter.grad;
             if (grad is null) continue;
@@ -139,43 +134,14 @@ public sealed class SparseAdamW : IOptimizer
     }
 
     /// <inheritdoc />
-    public void ZeroGrad()
-    {
-        foreach (var e in _entries) e.Parameter.grad = null;
-    }
+    public void ZeroGrad() => _state.ZeroGrad();
 
     /// <inheritdoc />
-    public Dictionary<string, Tensor> StateDict()
-    {
-        var state = new Dictionary<string, Tensor> { ["step"] = _step };
-        foreach (var e in _entries)
-        {
-            state[$"exp_avg.{e.Name}"] = e.ExpAvg;
-            state[$"exp_avg_sq.{e.Name}"] = e.ExpAvgSq;
-        }
-        return state;
-    }
+    public Dictionary<string, Tensor> StateDict() => _state.StateDict();
 
     /// <inheritdoc />
-    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state)
-    {
-        using var noGrad = no_grad();
-        AdamW.CopyInto(state, "step", _step);
-        foreach (var e in _entries)
-        {
-            AdamW.CopyInto(state, $"exp_avg.{e.Name}", e.ExpAvg);
-            AdamW.CopyInto(state, $"exp_avg_sq.{e.Name}", e.ExpAvgSq);
-        }
-    }
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state) => _state.LoadStateDict(state);
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        _step.Dispose();
-        foreach (var e in _entries)
-        {
-            e.ExpAvg.Dispose();
-            e.ExpAvgSq.Dispose();
-        }
-    }
+    public void Dispose() => _state.Dispose();
 }
