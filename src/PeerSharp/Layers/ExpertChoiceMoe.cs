@@ -18,35 +18,13 @@ namespace PeerSharp.Layers;
 /// </para>
 /// State-dict names: router.weight [E, d_model], experts.* (see <see cref="MoeExperts"/>).
 /// </summary>
-public sealed class ExpertChoiceMoe : nn.Module<Tensor, Tensor>
+public sealed class ExpertChoiceMoe : MoeLayer
 {
-    readonly Linear _router;      // W_g: [E, d_model]
-    readonly MoeExperts _experts;
 
     /// <summary>Builds a layer with freshly initialised parameters.</summary>
-    public ExpertChoiceMoe(MoeOptions options, string name = "moe") : base(name)
+    public ExpertChoiceMoe(MoeOptions options, string name = "moe") : base(options, MoeOptions.ExpertChoice, name)
     {
-        options.Validate();
-        if (options.Routing != MoeOptions.ExpertChoice)
-            throw new PeerSharpException($"an expert-choice layer cannot use '{options.Routing}' routing");
-        Options = options;
-        _router = nn.Linear(options.ModelDim, options.ExpertCount, hasBias: false);
-        _experts = new MoeExperts(options.ExpertCount, options.ModelDim, options.HiddenDim);
-        register_module("router", _router);
-        register_module("experts", _experts);
     }
-
-    /// <summary>The layer's settings.</summary>
-    public MoeOptions Options { get; }
-
-    /// <summary>The router's weight W_g [E, d_model].</summary>
-    public Parameter RouterWeight => _router.weight!;
-
-    /// <summary>The experts.</summary>
-    public MoeExperts Experts => _experts;
-
-    /// <summary>How the last forward routed its tokens.</summary>
-    public MoeRouting? LastRouting { get; private set; }
 
     /// <summary>Expert-choice forward. input: [B, T, d_model] (or [M, d_model]); returns the same shape.</summary>
     public override Tensor forward(Tensor input)
@@ -57,13 +35,13 @@ public sealed class ExpertChoiceMoe : nn.Module<Tensor, Tensor>
         long G = x.shape[0], S = x.shape[1], C = Options.Capacity(S);
 
         // Token-to-expert affinities: softmax over experts (Zhou et al. 2022, eq. 1).
-        var probabilities = _router.forward(x).softmax(-1);                            // [G, S, E]
+        var probabilities = RouterProbabilities(x);                                    // [G, S, E]
         var (gates, tokens) = Route(probabilities, C);                                 // [G, E, C] each
 
         // Gather each expert's C tokens; all experts run as one batched product.
         var slots = tokens.view(G, E * C, 1).expand(-1, -1, d);                        // [G, E·C, d]
         var chosen = x.gather(1, slots).view(G, E, C, d).transpose(0, 1);             // [E, G, C, d]
-        var outputs = _experts.forward(chosen.reshape(E, G * C, d));                   // [E, G·C, d]
+        var outputs = Experts.forward(chosen.reshape(E, G * C, d));                   // [E, G·C, d]
 
         // Weight by the router's score and add into the tokens each expert took.
         var weighted = outputs.view(E, G, C, d).transpose(0, 1).reshape(G, E * C, d)

@@ -18,36 +18,14 @@ namespace PeerSharp.Layers;
 /// </para>
 /// State-dict names: router.weight [E, d_model], experts.* (see <see cref="MoeExperts"/>).
 /// </summary>
-public sealed class TokenChoiceMoe : nn.Module<Tensor, Tensor>, IAuxiliaryLoss
+public sealed class TokenChoiceMoe : MoeLayer, IAuxiliaryLoss
 {
-    readonly Linear _router;      // [E, d_model]
-    readonly MoeExperts _experts;
     Tensor? _auxiliaryLoss;       // owned here, outside any dispose scope, until the next forward
 
     /// <summary>Builds a layer with freshly initialised parameters.</summary>
-    public TokenChoiceMoe(MoeOptions options, string name = "moe") : base(name)
+    public TokenChoiceMoe(MoeOptions options, string name = "moe") : base(options, MoeOptions.TokenChoice, name)
     {
-        options.Validate();
-        if (options.Routing != MoeOptions.TokenChoice)
-            throw new PeerSharpException($"a token-choice layer cannot use '{options.Routing}' routing");
-        Options = options;
-        _router = nn.Linear(options.ModelDim, options.ExpertCount, hasBias: false);
-        _experts = new MoeExperts(options.ExpertCount, options.ModelDim, options.HiddenDim);
-        register_module("router", _router);
-        register_module("experts", _experts);
     }
-
-    /// <summary>The layer's settings.</summary>
-    public MoeOptions Options { get; }
-
-    /// <summary>The router's weight [E, d_model].</summary>
-    public Parameter RouterWeight => _router.weight!;
-
-    /// <summary>The experts.</summary>
-    public MoeExperts Experts => _experts;
-
-    /// <summary>How the last forward routed its tokens, dropped choices included.</summary>
-    public MoeRouting? LastRouting { get; private set; }
 
     /// <inheritdoc />
     public Tensor? AuxiliaryLoss => _auxiliaryLoss;
@@ -60,7 +38,7 @@ public sealed class TokenChoiceMoe : nn.Module<Tensor, Tensor>, IAuxiliaryLoss
         var x = input.reshape(-1, d);                                                  // [M, d]: one routing group
         long M = x.shape[0];
 
-        var probabilities = _router.forward(x).softmax(-1);                            // [M, E]
+        var probabilities = RouterProbabilities(x);                                    // [M, E]
         var (gates, experts) = probabilities.topk(K, dim: -1);                         // [M, K] each
         ReplaceAuxiliaryLoss(training ? Options.AuxLossWeight * LoadBalancingLoss(probabilities, experts, E) : null);
 
@@ -77,7 +55,7 @@ public sealed class TokenChoiceMoe : nn.Module<Tensor, Tensor>, IAuxiliaryLoss
 
         // Each expert's C slots as one [E, C, d] batch (empty slots stay zero and are never read back).
         var dispatched = zeros(E * C, d, dtype: x.dtype).index_copy(0, slot, x.index_select(0, token));   // [E·C, d]
-        var outputs = _experts.forward(dispatched.view(E, C, d)).view(E * C, d);                         // [E·C, d]
+        var outputs = Experts.forward(dispatched.view(E, C, d)).view(E * C, d);                         // [E·C, d]
         var y = zeros_like(x).index_add(0, token, outputs.index_select(0, slot) * gate.unsqueeze(1), alpha: 1);   // [M, d]
 
         var served = zeros(M, dtype: ScalarType.Int64).index_add(0, token, ones_like(token), alpha: 1);   // [M]
