@@ -15,8 +15,7 @@ namespace PeerSharp.Layers;
 /// </summary>
 public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
 {
-    readonly Linear _query;             // the h query networks, stacked: [h·d_key, d_model]
-    readonly BatchNorm1d? _queryNorm;   // over the h·d_key query features
+    readonly ProductKeyQueries _queries;   // query, query_norm
     // Named for module.to(...): TorchSharp re-creates a converted or moved parameter and re-assigns only the field
     // whose (component) name is the registered one; without it this field would keep the disposed original.
     [ComponentName(Name = "keys")]
@@ -31,22 +30,15 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         Options = options;
         int d = options.ModelDim, n = options.SubKeyCount, h = options.HeadCount, dk = options.KeyDim;
 
-        _query = nn.Linear(d, h * dk, hasBias: false);
-        register_module("query", _query);
-        if (options.QueryBatchNorm)
-        {
-            _queryNorm = nn.BatchNorm1d(h * dk, eps: 1e-5, momentum: 0.1);
-            register_module("query_norm", _queryNorm);
-        }
+        _queries = new ProductKeyQueries(this, d, h, dk, options.QueryBatchNorm);
 
-        // Initialisation (ours; PEER.md warns that N(0, 1) tables make the output explode). Queries leave the
-        // BatchNorm with unit variance per feature, so sub-keys of variance 2/d_key give sub-key scores of unit
-        // variance. u_i is drawn like the first layer of a dense FFW, U(±1/√d_model), so u_i · x has the same
-        // spread as a dense hidden unit. Each head's output averages k experts with softmax gates (Σ g² ≈ 1/k
+        // Initialisation (ours; PEER.md warns that N(0, 1) tables make the output explode). Sub-key scores have
+        // unit variance (ProductKeyQueries.NewSubKeys). u_i is drawn like the first layer of a dense FFW,
+        // U(±1/√d_model), so u_i · x has the same spread as a dense hidden unit. Each head's output averages k experts with softmax gates (Σ g² ≈ 1/k
         // when the gates are even), and h heads are summed, so v_i of variance k / (3h) gives the output the
         // variance of a dense FFW with hidden width 4·d_model and the same U(±1/√fan_in) initialisation:
         // Σ_4d Var(W2) · E[σ²] = 4d · 1/(3·4d) · E[σ²] = E[σ²]/3 = h · (1/k) · Var(v) · E[σ²].
-        _subKeys = new Parameter(randn(2, n, dk / 2) * Math.Sqrt(2.0 / dk));
+        _subKeys = ProductKeyQueries.NewSubKeys(n, dk);
         register_parameter("keys", _subKeys);
         _down = nn.Embedding(options.ExpertCount, d);
         _up = nn.Embedding(options.ExpertCount, d);
@@ -98,9 +90,7 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         var x = input.reshape(-1, o.ModelDim);                                       // [M, d_model]
 
         // 1. One query per head: q = BN(W_q x), features [j·d_key, (j+1)·d_key) for head j.
-        var features = _query.forward(x);                                            // [M, h·d_key]
-        if (_queryNorm is not null) features = _queryNorm.forward(features);
-        var queries = features.view(-1, o.HeadCount, o.KeyDim);                      // [M, h, d_key]
+        var queries = _queries.Compute(x);                                           // [M, h, d_key]
 
         // 2-3. Product-key retrieval: per half top-k, then top-k of the k² candidates.
         var (scores, ids) = UsesFusedKernel

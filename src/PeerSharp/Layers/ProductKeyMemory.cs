@@ -19,8 +19,7 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
     // them with weights of variance 1/(3·4·d_model), so Var = 0.1174 / 3.
     const double DenseOutputVariance = 0.1174 / 3;
 
-    readonly Linear _query;             // the h query networks, stacked: [h·d_key, d_model]
-    readonly BatchNorm1d? _queryNorm;   // over the h·d_key query features
+    readonly ProductKeyQueries _queries;   // query, query_norm
     // Named for module.to(...), which re-assigns a converted parameter only to the field of its registered name.
     [ComponentName(Name = "keys")]
     readonly Parameter _subKeys;        // [2, n, d_key/2]: C and C'
@@ -33,18 +32,12 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         Options = options;
         int d = options.ModelDim, n = options.SubKeyCount, h = options.HeadCount, dk = options.KeyDim;
 
-        _query = nn.Linear(d, h * dk, hasBias: false);
-        register_module("query", _query);
-        if (options.QueryBatchNorm)
-        {
-            _queryNorm = nn.BatchNorm1d(h * dk, eps: 1e-5, momentum: 0.1);
-            register_module("query_norm", _queryNorm);
-        }
+        _queries = new ProductKeyQueries(this, d, h, dk, options.QueryBatchNorm);
 
         // Sub-keys as in PEER (unit-variance sub-key scores). Values: each head averages k of them with softmax
         // gates (Σ g² ≈ 1/k when even) and h heads are summed, so Var(value) = k/h · Var(dense FFW output) starts
         // the layer at a dense FFW's output scale (PEER.md asks the same of PEER; Lample et al. use variance 1/d).
-        _subKeys = new Parameter(randn(2, n, dk / 2) * Math.Sqrt(2.0 / dk));
+        _subKeys = ProductKeyQueries.NewSubKeys(n, dk);
         register_parameter("keys", _subKeys);
         // sparse: the value table's gradient holds only the rows read this step, for SparseAdamW.
         _values = nn.EmbeddingBag(options.ValueCount, d, mode: EmbeddingBagMode.Sum, sparse: true);
@@ -81,9 +74,7 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         var x = input.reshape(-1, o.ModelDim);                                       // [M, d_model]
 
         // One query per head, q = BN(W_q x), then product-key retrieval and softmax gates, exactly as PEER.
-        var features = _query.forward(x);                                            // [M, h·d_key]
-        if (_queryNorm is not null) features = _queryNorm.forward(features);
-        var queries = features.view(-1, o.HeadCount, o.KeyDim);                      // [M, h, d_key]
+        var queries = _queries.Compute(x);                                           // [M, h, d_key]
         var (scores, ids) = ProductKeys.Retrieve(queries, _subKeys, o.TopK);        // [M, h, k] each
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
