@@ -22,7 +22,7 @@ public static class Presets
             },
             Train = new TrainConfig { Steps = 40, BatchSize = 8, WarmupSteps = 5, EvalInterval = 20, EvalTokens = 2048, LogInterval = 10, CheckpointInterval = 0 },
         }),
-        [Default] = ("a few minutes on 2 cores; the README's run", new RunConfig
+        [Default] = ("4 blocks, d_model 128, PEER N = 128²; the README's run, about 3.5 minutes on 2 cores", new RunConfig
         {
             Model = new ModelConfig
             {
@@ -33,7 +33,7 @@ public static class Presets
             },
             Train = new TrainConfig { Steps = 1400, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 50, EvalInterval = 350, EvalTokens = 65536, LogInterval = 100, CheckpointInterval = 350 },
         }),
-        ["small"] = ("about an hour on 2 cores", new RunConfig
+        ["small"] = ("6 blocks, d_model 256, PEER N = 256², h = 8, k = 16; 5000 steps of 32×256 tokens", new RunConfig
         {
             Model = new ModelConfig
             {
