@@ -51,7 +51,7 @@ public static class BenchCommand
             if (parse.GetValue(runCase) is { } job) return RunCase(job);
             bool isQuick = parse.GetValue(quick);
             var plan = Plan(
-                subKeyCounts: isQuick && parse.GetResult(sizes) is null ? [64, 128] : ParseSizes(parse.GetValue(sizes)!),
+                subKeyCounts: isQuick && parse.GetResult(sizes) is null or { Implicit: true } ? [64, 128] : ParseSizes(parse.GetValue(sizes)!),
                 tokensPerStep: parse.GetValue(tokens) ?? (isQuick ? 1024 : 4096),
                 timedSteps: parse.GetValue(steps) ?? (isQuick ? 3 : 5),
                 warmupSteps: parse.GetValue(warmup) ?? (isQuick ? 1 : 2),
