@@ -42,4 +42,17 @@ public class CommandTests : IDisposable
         Assert.Contains("PEER experts", info.Output);
         Assert.Contains("total", info.Output);
     }
+
+    [Fact]
+    public void BenchWritesItsReport()
+    {
+        var report = Path.Combine(_folder.Path, "PERFORMANCE.md");
+        var bench = PeerProcess.Run(_folder.Path, "bench", "--quick", "--no-model", "--sizes", "16,32", "--tokens", "256",
+            "--steps", "1", "--warmup", "0", "--output", report);
+        Assert.True(bench.ExitCode == 0, bench.Error);
+        var text = File.ReadAllText(report);
+        foreach (var row in new[] { "(a) dense FFW 4·d", "(b) dense FFW, equal FLOPs", "(c) PEER tensor ops + AdamW", "(d) PEER fused + sparse AdamW" })
+            Assert.Contains(row, text);
+        Assert.Contains("32²", text);
+    }
 }
