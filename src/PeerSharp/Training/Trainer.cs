@@ -95,13 +95,14 @@ public sealed class Trainer
                 var lossTensor = _model.Loss(input, target);
                 lossTensor.backward();
                 gradientNorm = GradientClipping.ClipGlobalNorm(parameters, train.GradientClip);
+                loss = lossTensor.ToDouble();
+                // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).
+                if (!double.IsFinite(loss) || !double.IsFinite(gradientNorm))
+                    throw new PeerSharpException($"training diverged at step {step + 1} (loss {loss}, gradient norm {gradientNorm}); nothing from this step was saved; try a lower learning rate than {train.LearningRate}");
                 _optimizer.Step(learningRate);
                 _optimizer.ZeroGrad();
-                loss = lossTensor.ToDouble();
             }
             clock.Stop();
-            if (!double.IsFinite(loss))
-                throw new PeerSharpException($"training diverged at step {step + 1}: the loss is {loss}; try a lower learning rate than {train.LearningRate}");
             step++;
             stepsThisRun++;
             tokensSeen += tokensPerStep;

@@ -56,6 +56,13 @@ public class BadInputTests : IDisposable
     }
 
     [Fact]
+    public void DivergingRunStopsBeforeTheBadUpdate()
+    {
+        AssertFailsWith("training diverged", "train", "--preset", "tiny", "--lr", "1e30", "--steps", "5", "--out", Run("diverged"));
+        Assert.False(File.Exists(Path.Combine(Run("diverged"), "checkpoint.safetensors")));
+    }
+
+    [Fact]
     public void BadCheckpoints()
     {
         var trained = PeerProcess.Run(_folder.Path, "train", "--preset", "tiny", "--steps", "2", "--out", Run("ok"), "--sample-tokens", "0");
