@@ -9,7 +9,6 @@ namespace PeerSharp.Tests.Layers;
 /// </summary>
 public class PeerGradientTests
 {
-    const double Step = 1e-6;
     const int Tokens = 5;
 
     [Theory]
@@ -26,8 +25,7 @@ public class PeerGradientTests
         var options = PeerTesting.Small with { Activation = activation, QueryBatchNorm = batchNorm };
         var peer = PeerTesting.Float64Layer(options);
         peer.train(training);
-        var x = randn(Tokens, options.ModelDim, dtype: ScalarType.Float64).requires_grad_();
-        var outputWeight = randn(Tokens, options.ModelDim, dtype: ScalarType.Float64);
+        var x = randn(Tokens, options.ModelDim, dtype: ScalarType.Float64);
 
         // The selection is piecewise constant and ReLU has a kink at 0: a perturbation of 1e-6 must cross neither.
         var reference = PeerReference.Of(peer).Forward(PeerReference.Doubles(x), training);
@@ -35,35 +33,7 @@ public class PeerGradientTests
         if (activation == ExpertActivation.Relu)
             Assert.True(reference.SmallestExpertLogit > 1e-4, $"the seed puts an expert at ReLU's kink ({reference.SmallestExpertLogit})");
 
-        double Loss()
-        {
-            using var inner = NewDisposeScope();
-            using var noGrad = no_grad();
-            return (peer.forward(x) * outputWeight).sum().item<double>();
-        }
-        (peer.forward(x) * outputWeight).sum().backward();
-
-        var checkedNames = new List<string>();
-        foreach (var (name, parameter) in peer.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Append(("input", x)))
-        {
-            var analytic = PeerReference.Doubles(parameter.grad ?? throw new Xunit.Sdk.XunitException($"{name} has no gradient"));
-            Assert.True(analytic.Max(Math.Abs) > 1e-6, $"{name}: gradient is zero, so the check proves nothing");
-            var flat = parameter.detach().view(-1);
-            for (int i = 0; i < analytic.Length; i++)
-            {
-                var slot = flat.narrow(0, i, 1);
-                var value = slot.item<double>();
-                slot.fill_(value + Step);
-                var plus = Loss();
-                slot.fill_(value - Step);
-                var minus = Loss();
-                slot.fill_(value);
-                var numeric = (plus - minus) / (2 * Step);
-                Assert.True(Math.Abs(numeric - analytic[i]) <= 1e-5 * Math.Max(Math.Abs(analytic[i]), 1e-2),
-                    $"{name}[{i}]: autograd {analytic[i]:G10}, finite difference {numeric:G10}");
-            }
-            checkedNames.Add(name);
-        }
+        var checkedNames = GradientCheck.AssertMatchesFiniteDifferences(peer, x);
 
         string[] expected = batchNorm
             ? ["query.weight", "query_norm.weight", "query_norm.bias", "keys", "down.weight", "up.weight", "input"]

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace PeerSharp.Tests.Baselines;
+namespace PeerSharp.Tests;
 
 /// <summary>Autograd against central finite differences, in float64, for a layer's input and every parameter.</summary>
 static class GradientCheck
