@@ -70,19 +70,8 @@ public static class FusedExperts
             return y;
         }
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-        {
-            try
-            {
-                return Backward(ctx, gradOutput);
-            }
-            catch (Exception e)
-            {
-                // libtorch cannot carry a managed exception back to the caller of backward(): say why we stop.
-                Console.Error.WriteLine($"fatal: fused PEER backward failed: {e}");
-                throw;
-            }
-        }
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) =>
+            BackwardGuard.Run("fused PEER", () => Backward(ctx, gradOutput));
 
         static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradOutput)
         {

@@ -80,19 +80,8 @@ public static class FusedProductKeys
             return scope.MoveToOuter(scores);
         }
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradScores)
-        {
-            try
-            {
-                return Backward(ctx, gradScores);
-            }
-            catch (Exception e)
-            {
-                // libtorch cannot carry a managed exception back to the caller of backward(): say why we stop.
-                Console.Error.WriteLine($"fatal: fused product-key backward failed: {e}");
-                throw;
-            }
-        }
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradScores) =>
+            BackwardGuard.Run("fused product-key", () => Backward(ctx, gradScores));
 
         static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor gradScores)
         {
