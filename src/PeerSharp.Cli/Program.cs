@@ -1,7 +1,7 @@
 using System.CommandLine;
 using PeerSharp;
 using PeerSharp.Cli.Commands;
-using PeerSharp.Kernels;
+using PeerSharp.Cli;
 
 NativeRuntime.Configure();   // before the first tensor: OpenMP and malloc settings for CPU training
 

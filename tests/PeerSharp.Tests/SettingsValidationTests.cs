@@ -10,7 +10,7 @@ public class SettingsValidationTests
     [InlineData(16384, 128)]
     [InlineData(1048576, 1024)]
     [InlineData(1, 1)]
-    public void SubKeyCountOfAPerfectSquare(long experts, int n) => Assert.Equal(n, PeerOptions.SubKeyCountFor(experts));
+    public void SubKeyCountOfAPerfectSquare(long experts, int n) => Assert.Equal(n, ProductKeyOptions.SubKeyCountFor(experts));
 
     [Theory]
     [InlineData(1000)]
@@ -19,7 +19,7 @@ public class SettingsValidationTests
     [InlineData(-4)]
     public void ExpertCountThatIsNotAPerfectSquareIsRejected(long experts)
     {
-        var error = Assert.Throws<PeerSharpException>(() => PeerOptions.SubKeyCountFor(experts));
+        var error = Assert.Throws<PeerSharpException>(() => ProductKeyOptions.SubKeyCountFor(experts));
         Assert.Contains($"{experts}", error.Message);
         Assert.Contains("perfect square", error.Message);
     }
@@ -27,7 +27,7 @@ public class SettingsValidationTests
     [Fact]
     public void TopKLargerThanTheSubKeyCountIsRejected()
     {
-        var error = Assert.Throws<PeerSharpException>(() => new Peer(new PeerOptions { ModelDim = 8, SubKeyCount = 4, TopK = 5, KeyDim = 8, HeadCount = 1 }));
+        var error = Assert.Throws<PeerSharpException>(() => new Peer(8, new PeerOptions { SubKeyCount = 4, TopK = 5, KeyDim = 8, HeadCount = 1 }));
         Assert.Contains("5", error.Message);
         Assert.Contains("n = 4", error.Message);
     }
@@ -35,7 +35,7 @@ public class SettingsValidationTests
     [Fact]
     public void OddKeyDimIsRejected()
     {
-        var error = Assert.Throws<PeerSharpException>(() => new Peer(new PeerOptions { ModelDim = 8, SubKeyCount = 4, TopK = 2, KeyDim = 7, HeadCount = 1 }));
+        var error = Assert.Throws<PeerSharpException>(() => new Peer(8, new PeerOptions { SubKeyCount = 4, TopK = 2, KeyDim = 7, HeadCount = 1 }));
         Assert.Contains("7", error.Message);
         Assert.Contains("even", error.Message);
     }
@@ -43,7 +43,7 @@ public class SettingsValidationTests
     [Fact]
     public void UnknownPositionsAreRejected()
     {
-        var error = Assert.Throws<PeerSharpException>(() => new ModelConfig { Positions = "alibi" }.Validate());
+        var error = Assert.Throws<PeerSharpException>(() => EnumNames.Parse<PositionKind>("alibi", "positions"));
         Assert.Contains("'alibi'", error.Message);
     }
 
@@ -58,7 +58,7 @@ public class SettingsValidationTests
     [Fact]
     public void AnImpossiblePeerInsideAModelIsRejected()
     {
-        var config = new ModelConfig { Peer = new PeerOptions { SubKeyCount = 4, TopK = 8, KeyDim = 8, HeadCount = 1 } };
+        var config = new ModelConfig { PeerOptions = new PeerOptions { SubKeyCount = 4, TopK = 8, KeyDim = 8, HeadCount = 1 } };
         Assert.Throws<PeerSharpException>(config.Validate);
     }
 }

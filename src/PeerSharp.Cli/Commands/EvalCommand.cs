@@ -20,7 +20,7 @@ static class EvalCommand
         {
             var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!);
             using var _ = model;
-            using var corpus = RunOptions.OpenCorpus(parse.GetValue(data), BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
+            using var corpus = TokenCorpus.Open(parse.GetValue(data) ?? BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
             var result = Evaluator.Evaluate(model, corpus, parse.GetValue(batch), parse.GetValue(tokens));
             var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
             table.AddRow("tokens scored", result.Tokens.ToString("N0"));

@@ -25,7 +25,7 @@ static class FlopsCommand
             var config = parse.GetValue(checkpoint) is { } path ? Checkpoint.Read(path).Config : run.Resolve(parse);
             var m = config.Model;
             var report = FlopCounter.Of(m);
-            AnsiConsole.MarkupLine($"[bold]Model[/] d_model {m.ModelDim}, {m.LayerCount} blocks, context {m.ContextLength}, vocab {m.VocabSize}; feed-forwards {string.Join(" ", m.FeedForwardKinds().Select((k, i) => $"{i}:{k}"))}");
+            AnsiConsole.MarkupLine($"[bold]Model[/] d_model {m.ModelDim}, {m.LayerCount} blocks, context {m.ContextLength}, vocab {m.VocabSize}; feed-forwards {string.Join(" ", m.FeedForwardKinds().Select((k, i) => $"{i}:{EnumNames.Name(k)}"))}");
 
             var table = new Table().AddColumn("part").AddColumn(new TableColumn("forward FLOPs / token").RightAligned()).AddColumn(new TableColumn("share").RightAligned());
             var forward = report.ForwardFlopsPerToken;

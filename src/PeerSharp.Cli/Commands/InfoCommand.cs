@@ -21,24 +21,24 @@ static class InfoCommand
             var config = parse.GetValue(checkpoint) is { } path ? Checkpoint.Read(path).Config : run.Resolve(parse);
             using var model = new TransformerLM(config.Model);
             var m = config.Model;
-            AnsiConsole.MarkupLine($"[bold]Model[/] d_model {m.ModelDim}, {m.LayerCount} blocks, {m.AttentionHeads} attention heads, context {m.ContextLength}, tokenizer {m.Tokenizer} (vocab {m.VocabSize}), {m.Positions} positions");
-            AnsiConsole.MarkupLine($"[bold]Feed-forwards[/] {string.Join(" ", m.FeedForwardKinds().Select((k, i) => $"{i}:{k}"))}");
+            AnsiConsole.MarkupLine($"[bold]Model[/] d_model {m.ModelDim}, {m.LayerCount} blocks, {m.AttentionHeads} attention heads, context {m.ContextLength}, tokenizer {EnumNames.Name(m.Tokenizer)} (vocab {m.VocabSize}), {EnumNames.Name(m.Positions)} positions");
+            AnsiConsole.MarkupLine($"[bold]Feed-forwards[/] {string.Join(" ", m.FeedForwardKinds().Select((k, i) => $"{i}:{EnumNames.Name(k)}"))}");
             var kinds = m.FeedForwardKinds();
             if (kinds.Contains(FeedForwardKind.Peer))
             {
-                var p = m.PeerLayer;
-                AnsiConsole.MarkupLine($"[bold]PEER[/] N = {p.SubKeyCount}² = {p.ExpertCount:N0} experts, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} active per token), d_key = {p.KeyDim}, σ = {p.Activation}, query BN {(p.QueryBatchNorm ? "on" : "off")}");
+                var p = m.PeerOptions;
+                AnsiConsole.MarkupLine($"[bold]PEER[/] N = {p.SubKeyCount}² = {p.ExpertCount:N0} experts, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} active per token), d_key = {p.KeyDim}, σ = {EnumNames.Name(p.Activation)}, query BN {(p.QueryBatchNorm ? "on" : "off")}");
             }
             if (kinds.Contains(FeedForwardKind.Pkm))
             {
-                var p = m.PkmLayer;
+                var p = m.PkmOptions;
                 AnsiConsole.MarkupLine($"[bold]PKM[/] N = {p.SubKeyCount}² = {p.ValueCount:N0} values, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} read per token), d_key = {p.KeyDim}, query BN {(p.QueryBatchNorm ? "on" : "off")}");
             }
             if (kinds.Contains(FeedForwardKind.Moe))
             {
-                var e = m.MoeLayer;
-                var routing = e.Routing == MoeOptions.TokenChoice ? $"token choice, top-{e.TopK}, load-balancing weight {e.AuxLossWeight}" : "expert choice";
-                AnsiConsole.MarkupLine($"[bold]MoE[/] E = {e.ExpertCount} experts of hidden width {e.HiddenDim}, {routing}, capacity factor {e.CapacityFactor}");
+                var e = m.MoeOptions;
+                var routing = e.Routing == MoeRouting.TokenChoice ? $"token choice, top-{e.TopK}, load-balancing weight {e.AuxLossWeight}" : "expert choice";
+                AnsiConsole.MarkupLine($"[bold]MoE[/] E = {e.ExpertCount} experts of hidden width {m.HiddenDim}, {routing}, capacity factor {e.CapacityFactor}");
             }
             var table = new Table().AddColumn("part").AddColumn(new TableColumn("parameters").RightAligned());
             var groups = ParameterSummary.Of(model);

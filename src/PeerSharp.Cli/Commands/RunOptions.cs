@@ -1,6 +1,7 @@
 using System.CommandLine;
 using PeerSharp.Data;
 using PeerSharp.Layers;
+using PeerSharp.Model;
 using PeerSharp.Training;
 
 namespace PeerSharp.Cli.Commands;
@@ -16,12 +17,12 @@ sealed class RunOptions
     public readonly Option<long?> Seed = new("--seed") { Description = "Seed of initialisation and data order" };
     public readonly Option<int?> EvalInterval = new("--eval-interval") { Description = "Validate every N steps" };
     public readonly Option<long?> EvalTokens = new("--eval-tokens") { Description = "Validation tokens per evaluation" };
-    public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "byte or gpt2" };
+    public readonly Option<TokenizerKind?> Tokenizer = EnumOption<TokenizerKind>("--tokenizer", "Tokenizer");
     public readonly Option<int?> Context = new("--context") { Description = "Context length in tokens" };
     public readonly Option<int?> ModelDim = new("--d-model") { Description = "Model width" };
     public readonly Option<int?> Layers = new("--layers") { Description = "Transformer blocks" };
-    public readonly Option<string?> Positions = new("--positions") { Description = "learned or rotary" };
-    public readonly Option<string?> SparseKind = new("--ffn") { Description = "Feed-forward of the sparse blocks: peer, pkm, moe or dense" };
+    public readonly Option<PositionKind?> Positions = EnumOption<PositionKind>("--positions", "Positions");
+    public readonly Option<FeedForwardKind?> FeedForward = EnumOption<FeedForwardKind>("--ffn", "Feed-forward of the sparse blocks (the others are dense)");
     public readonly Option<string?> SparseBlocks = new("--sparse-blocks") { Description = "middle, all, none or a list like 1,3" };
     public readonly Option<string?> BlockKinds = new("--block-kinds") { Description = "Feed-forward of every block, like dense,moe,peer,dense (replaces --ffn and --sparse-blocks)" };
     public readonly Option<long?> Experts = new("--experts") { Description = "PEER expert count N (a perfect square)" };
@@ -30,10 +31,10 @@ sealed class RunOptions
     public readonly Option<int?> KeyDim = new("--key-dim") { Description = "PEER query/key width d_key" };
     public readonly Option<bool?> QueryNorm = new("--query-bn") { Description = "Query BatchNorm on/off" };
     public readonly Option<int?> MoeExperts = new("--moe-experts") { Description = "MoE expert count E" };
-    public readonly Option<string?> Routing = new("--routing") { Description = "MoE routing: expert-choice or token-choice" };
+    public readonly Option<MoeRouting?> Routing = EnumOption<MoeRouting>("--routing", "MoE routing");
     public readonly Option<double?> Capacity = new("--capacity") { Description = "MoE capacity factor c" };
 
-    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, SparseKind, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
+    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
 
     /// <summary>
     /// Preset (or <paramref name="basis"/>, a resumed checkpoint's config, unless a preset is named), then the
@@ -44,36 +45,36 @@ sealed class RunOptions
         var config = basis is not null && parse.GetResult(Preset) is null or { Implicit: true } ? basis : Presets.Get(parse.GetValue(Preset)!);
         if (parse.GetValue(Config) is { } file) config = RunConfig.Load(file.FullName, config);
         var model = config.Model;
-        var peer = model.Peer;
-        var tokenizerName = parse.GetValue(Tokenizer) ?? model.Tokenizer;
+        var peer = model.PeerOptions;
+        var tokenizer = parse.GetValue(Tokenizer) ?? model.Tokenizer;
         var experts = parse.GetValue(Experts);
         peer = peer with
         {
-            SubKeyCount = experts is { } n ? PeerOptions.SubKeyCountFor(n) : peer.SubKeyCount,
+            SubKeyCount = experts is { } n ? ProductKeyOptions.SubKeyCountFor(n) : peer.SubKeyCount,
             HeadCount = parse.GetValue(PeerHeads) ?? peer.HeadCount,
             TopK = parse.GetValue(TopK) ?? peer.TopK,
             KeyDim = parse.GetValue(KeyDim) ?? peer.KeyDim,
             QueryBatchNorm = parse.GetValue(QueryNorm) ?? peer.QueryBatchNorm,
         };
-        var moe = model.Moe with
+        var moe = model.MoeOptions with
         {
-            ExpertCount = parse.GetValue(MoeExperts) ?? model.Moe.ExpertCount,
-            Routing = parse.GetValue(Routing) ?? model.Moe.Routing,
-            CapacityFactor = parse.GetValue(Capacity) ?? model.Moe.CapacityFactor,
+            ExpertCount = parse.GetValue(MoeExperts) ?? model.MoeOptions.ExpertCount,
+            Routing = parse.GetValue(Routing) ?? model.MoeOptions.Routing,
+            CapacityFactor = parse.GetValue(Capacity) ?? model.MoeOptions.CapacityFactor,
         };
         model = model with
         {
-            Tokenizer = tokenizerName,
-            VocabSize = tokenizerName == model.Tokenizer ? model.VocabSize : Tokenizers.Create(tokenizerName).VocabSize,
+            Tokenizer = tokenizer,
+            VocabSize = tokenizer == model.Tokenizer ? model.VocabSize : Tokenizers.VocabSize(tokenizer),
             ContextLength = parse.GetValue(Context) ?? model.ContextLength,
             ModelDim = parse.GetValue(ModelDim) ?? model.ModelDim,
             LayerCount = parse.GetValue(Layers) ?? model.LayerCount,
             Positions = parse.GetValue(Positions) ?? model.Positions,
-            SparseKind = parse.GetValue(SparseKind) ?? model.SparseKind,
+            FeedForward = parse.GetValue(FeedForward) ?? model.FeedForward,
             SparseBlocks = parse.GetValue(SparseBlocks) ?? model.SparseBlocks,
             BlockKinds = parse.GetValue(BlockKinds) ?? model.BlockKinds,
-            Peer = peer,
-            Moe = moe,
+            PeerOptions = peer,
+            MoeOptions = moe,
         };
         var train = config.Train with
         {
@@ -89,7 +90,10 @@ sealed class RunOptions
         return resolved;
     }
 
-    /// <summary>Tokenized corpus for a text path, or the bundled one when the path is null.</summary>
-    public static TokenCorpus OpenCorpus(string? path, string bundledPath, string tokenizer) =>
-        TokenCorpus.Build(TextSource.Open(path ?? bundledPath), Tokenizers.Create(tokenizer));
+    /// <summary>An option whose values are the enum's config-file names (<see cref="EnumNames"/>), listed in its help.</summary>
+    static Option<T?> EnumOption<T>(string name, string description) where T : struct, Enum => new(name)
+    {
+        Description = $"{description}: {string.Join(", ", EnumNames.All<T>())}",
+        CustomParser = result => EnumNames.Parse<T>(result.Tokens.Single().Value, name.TrimStart('-')),
+    };
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Model;
@@ -7,99 +8,86 @@ using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;
 
-/// <summary>`peer train`: trains a language model, validating and checkpointing as it goes.</summary>
+/// <summary>`peer train`: resolves the run's settings, then runs a <see cref="TrainingRun"/> with a progress display.</summary>
 static class TrainCommand
 {
     public static Command Create()
     {
         var run = new RunOptions();
         var data = new Option<string?>("--data") { Description = "Training text: a .txt file, a folder of .txt files, or .jsonl/.jsonl.gz with a text field (default: the bundled Gutenberg books)" };
-        var validation = new Option<string?>("--validation") { Description = "Validation text (default: the bundled validation books when --data is not given)" };
-        var output = new Option<string?>("--out") { Description = "Run folder for checkpoints and TensorBoard logs (default: runs/PRESET)" };
+        var validation = new Option<string?>("--validation") { Description = "Validation text (default: the bundled validation books when --data is not given, else the last 1% of --data)" };
+        var output = new Option<string?>("--out") { Description = "Run folder for checkpoints and logs (default: runs/PRESET; when resuming, the checkpoint's folder)" };
         var resume = new Option<string?>("--resume") { Description = "Continue from a checkpoint (default: the run folder's)", Arity = ArgumentArity.ZeroOrOne };
+        var force = new Option<bool>("--force") { Description = "Start a fresh run even in a folder that already holds one, replacing it" };
         var sample = new Option<int>("--sample-tokens") { Description = "Tokens of text to generate at the end", DefaultValueFactory = _ => 300 };
         var command = new Command("train", "Train a PEER language model.");
-        foreach (var option in run.All.Concat<Option>([data, validation, output, resume, sample])) command.Options.Add(option);
+        foreach (var option in run.All.Concat<Option>([data, validation, output, resume, force, sample])) command.Options.Add(option);
 
         command.SetAction(parse =>
         {
-            var folder = parse.GetValue(output) ?? Path.Combine("runs", parse.GetValue(run.Preset)!);
-            var checkpointPath = Path.Combine(folder, "checkpoint");
-            TransformerLM model;
-            IOptimizer optimizer;
-            RunConfig config;
-            long startStep = 0, tokensSeen = 0;
+            string? resumeFrom = null;
+            RunConfig? resumed = null;
             if (parse.GetResult(resume) is not null)
             {
-                var from = parse.GetValue(resume) ?? checkpointPath;
-                var saved = Checkpoint.Read(from);
-                config = run.Resolve(parse, saved.Config);
-                (model, optimizer, var info) = TrainingSetup.Resume(from, config);
-                (startStep, tokensSeen) = (info.Step, info.TokensSeen);
-                AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(from)}[/] at step {startStep}.");
+                resumeFrom = parse.GetValue(resume) ?? TrainingRun.CheckpointPath(parse.GetValue(output) ?? Path.Combine("runs", parse.GetValue(run.Preset)!));
+                resumed = Checkpoint.Read(resumeFrom).Config;
             }
-            else
+            var config = run.Resolve(parse, resumed);
+            using var training = TrainingRun.Open(new TrainingRunOptions
             {
-                config = run.Resolve(parse);
-                (model, optimizer) = TrainingSetup.Create(config);
-            }
-            using var _ = model;
-            using var __ = optimizer;
-
-            var dataPath = parse.GetValue(data);
-            var validationPath = parse.GetValue(validation) ?? (dataPath is null ? BundledCorpus.ValidationPath : null);
-            using var corpus = RunOptions.OpenCorpus(dataPath, BundledCorpus.TrainPath, config.Model.Tokenizer);
-            using var heldOutCorpus = validationPath is null ? null : RunOptions.OpenCorpus(validationPath, validationPath, config.Model.Tokenizer);
-            // Without held-out text, the last 1% of the training text (at least 8 windows) validates.
-            var (trainCorpus, validationCorpus) = heldOutCorpus is null
-                ? corpus.HoldOut(0.01, 8L * (config.Model.ContextLength + 1))
-                : (corpus, heldOutCorpus);
-            if (heldOutCorpus is null)
-                AnsiConsole.MarkupLine($"No --validation text given: the last {validationCorpus.TokenCount:N0} tokens of --data are held out for validation.");
-
-            var parameters = ParameterSummary.Of(model).Sum(g => g.Count);
-            AnsiConsole.MarkupLine($"Training {parameters:N0} parameters on {trainCorpus.TokenCount:N0} tokens ({config.Model.Tokenizer}); feed-forwards {string.Join(" ", config.Model.FeedForwardKinds())}; {config.Train.Steps} steps of {config.Train.BatchSize}×{config.Model.ContextLength} tokens.");
-            Directory.CreateDirectory(folder);
-            File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
-
-            var metricsPath = Path.Combine(folder, "metrics.jsonl");
-            var curvesPath = Path.Combine(folder, "curves.png");
-            using var metrics = new MetricsLog(metricsPath, keepThroughStep: startStep);
-            var trainer = new Trainer(config, model, optimizer, trainCorpus, validationCorpus, checkpointPath, Path.Combine(folder, "tensorboard")) { Metrics = metrics };
-            using var cancellation = new CancellationTokenSource();
-            ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancellation.Cancel(); };
-            Console.CancelKeyPress += onCancel;
-            trainer.Evaluated += (step, result) => AnsiConsole.MarkupLine(
+                Config = config,
+                Folder = parse.GetValue(output) ?? (resumeFrom is null ? Path.Combine("runs", parse.GetValue(run.Preset)!) : null),
+                DataPath = parse.GetValue(data),
+                ValidationPath = parse.GetValue(validation),
+                ResumeFrom = resumeFrom,
+                Overwrite = parse.GetValue(force),
+            });
+            if (resumeFrom is not null) AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(resumeFrom)}[/] at step {training.StartStep} in {Markup.Escape(training.Folder)}.");
+            if (training.ValidationHeldOutFromData)
+                AnsiConsole.MarkupLine($"No --validation text given: the last {training.ValidationCorpus.TokenCount:N0} tokens of --data are held out for validation.");
+            var parameters = ParameterSummary.Of(training.Model).Sum(g => g.Count);
+            var m = config.Model;
+            AnsiConsole.MarkupLine($"Training {parameters:N0} parameters on {training.TrainCorpus.TokenCount:N0} tokens ({EnumNames.Name(m.Tokenizer)}); feed-forwards {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}; {config.Train.Steps} steps of {config.Train.BatchSize}×{m.ContextLength} tokens.");
+            training.Trainer.Evaluated += (step, result) => AnsiConsole.MarkupLine(
                 $"step {step,6}  validation loss {result.Loss:F4}  perplexity {result.Perplexity:F2}  [bold]bits/byte {result.BitsPerByte:F3}[/]" +
                 string.Concat(result.Layers.Select(l => $"  block {l.Block}: usage {l.Usage:P1}, unevenness {l.Unevenness:F2}")));
-            TrainResult result;
-            try
-            {
-                result = TrainingProgress.Show(trainer, config.Train, startStep, tokensSeen, cancellation.Token);
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
-            }
-            TrainingCurves.Save(MetricsLog.Read(metricsPath), $"{Path.GetFileName(Path.GetFullPath(folder))}: {config.Model.LayerCount} blocks, d_model {config.Model.ModelDim}, {string.Join(" ", config.Model.FeedForwardKinds())}", curvesPath);
+
+            // Ctrl+C, SIGTERM (timeout, docker stop, schedulers) and SIGHUP (a closed terminal) all stop after the
+            // current step and write a checkpoint.
+            using var cancellation = new CancellationTokenSource();
+            using var signals = new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP }
+                .Select(signal => PosixSignalRegistration.Create(signal, context => { context.Cancel = true; cancellation.Cancel(); }))
+                .ToArray().AsDisposable();
+            var result = TrainingProgress.Show(training, cancellation.Token);
 
             if (!result.Completed)
             {
                 AnsiConsole.MarkupLine($"Stopped at step {result.Step}; checkpoint written to {Markup.Escape(result.CheckpointPath ?? "")}. Continue with --resume.");
                 return 130;
             }
-            AnsiConsole.MarkupLine($"Done: {result.Step} steps, {result.TokensPerSecond:N0} training tokens/s; checkpoint {Markup.Escape(result.CheckpointPath ?? "")}; curves {Markup.Escape(curvesPath)}");
+            AnsiConsole.MarkupLine($"Done: {result.Step} steps, {result.TokensPerSecond:N0} training tokens/s; checkpoint {Markup.Escape(result.CheckpointPath ?? "")}; curves {Markup.Escape(training.CurvesPath)}");
             if (result.Validation is { } v)
                 AnsiConsole.MarkupLine($"[bold]Validation: loss {v.Loss:F4} nats/token, perplexity {v.Perplexity:F2}, {v.BitsPerByte:F3} bits per byte[/] ({v.Tokens:N0} tokens)");
             var samples = parse.GetValue(sample);
             if (samples > 0)
             {
                 AnsiConsole.MarkupLine("[bold]Sample[/] (temperature 0.8, top-k 40):");
-                TextGenerator.Generate(model, Tokenizers.Create(config.Model.Tokenizer), "The ", new SamplingOptions(samples), Console.Write);
+                TextGenerator.Generate(training.Model, Tokenizers.Create(m.Tokenizer), "The ", new SamplingOptions(samples), Console.Write);
                 Console.WriteLine();
             }
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Disposes every item at once.</summary>
+    static IDisposable AsDisposable(this IReadOnlyList<IDisposable> items) => new Disposables(items);
+
+    sealed class Disposables(IReadOnlyList<IDisposable> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var item in items) item.Dispose();
+        }
     }
 }

@@ -18,7 +18,7 @@ public sealed class BatchSampler
     /// <exception cref="PeerSharpException">A size is not positive, or the corpus is shorter than one window.</exception>
     public BatchSampler(TokenCorpus corpus, int batchSize, int sequenceLength, long seed)
     {
-        Windows.Validate(corpus, batchSize, sequenceLength);
+        TokenWindows.Validate(corpus, batchSize, sequenceLength);
         this.corpus = corpus;
         BatchSize = batchSize;
         SequenceLength = sequenceLength;
@@ -50,10 +50,8 @@ public sealed class BatchSampler
         // Counter-based: the state depends on (seed, step) only, never on the batches drawn before.
         ulong state = Mix((ulong)Seed ^ Mix((ulong)step + 0x9E3779B97F4A7C15UL));
         for (int row = 0; row < BatchSize; row++)
-        {
             starts[row] = (long)UniformBelow(ref state, (ulong)windowStarts);
-        }
-        return Windows.Read(corpus, starts, SequenceLength);
+        return TokenWindows.Read(corpus, starts, SequenceLength);
     }
 
     /// <summary>An unbiased draw from <c>[0, bound)</c> by Lemire's multiply-and-reject method.</summary>
@@ -64,9 +62,7 @@ public sealed class BatchSampler
         {
             UInt128 product = (UInt128)Next(ref state) * bound;
             if ((ulong)product >= threshold)
-            {
                 return (ulong)(product >> 64);
-            }
         }
     }
 

@@ -27,9 +27,7 @@ public static class BundledCorpus
         string relative = Path.Combine(Folder, fileName);
         string beside = Path.Combine(AppContext.BaseDirectory, relative);
         if (File.Exists(beside))
-        {
             return beside;
-        }
         foreach (string origin in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
         {
             for (var folder = new DirectoryInfo(origin); folder is not null; folder = folder.Parent)
@@ -38,9 +36,7 @@ public static class BundledCorpus
                 {
                     string inRepository = Path.Combine(folder.FullName, relative);
                     if (File.Exists(inRepository))
-                    {
                         return inRepository;
-                    }
                     break;
                 }
             }

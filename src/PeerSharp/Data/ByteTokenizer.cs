@@ -17,7 +17,10 @@ public sealed class ByteTokenizer : ITokenizer
     public string Name => "byte";
 
     /// <inheritdoc/>
-    public int VocabSize => 256;
+    public int VocabSize => Vocabulary;
+
+    /// <summary>256 byte values.</summary>
+    public const int Vocabulary = 256;
 
     /// <summary>A blank line (<c>"\n\n"</c>): the byte-level way plain text separates unrelated passages.</summary>
     public IReadOnlyList<int> DocumentSeparator => BlankLine;
@@ -28,9 +31,7 @@ public sealed class ByteTokenizer : ITokenizer
         byte[] bytes = Encoding.UTF8.GetBytes(text);
         int[] ids = new int[bytes.Length];
         for (int i = 0; i < bytes.Length; i++)
-        {
             ids[i] = bytes[i];
-        }
         return ids;
     }
 
@@ -41,9 +42,7 @@ public sealed class ByteTokenizer : ITokenizer
         for (int i = 0; i < ids.Length; i++)
         {
             if ((uint)ids[i] >= 256)
-            {
                 throw new ArgumentOutOfRangeException(nameof(ids), ids[i], "Byte token ids must be in [0, 256).");
-            }
             bytes[i] = (byte)ids[i];
         }
         return Utf8WithReplacement.GetString(bytes);

@@ -19,7 +19,10 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public string Name => "gpt2";
 
     /// <summary>50,256 byte-pair merges and byte tokens plus <c>&lt;|endoftext|&gt;</c>.</summary>
-    public int VocabSize => 50257;
+    public int VocabSize => Vocabulary;
+
+    /// <summary>GPT-2's 50,256 merges and byte tokens plus &lt;|endoftext|&gt;.</summary>
+    public const int Vocabulary = 50257;
 
     /// <summary><c>&lt;|endoftext|&gt;</c>, as GPT-2 was trained with it between documents.</summary>
     public IReadOnlyList<int> DocumentSeparator => EndOfText;
@@ -33,9 +36,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
         foreach (int id in ids)
         {
             if ((uint)id >= (uint)VocabSize)
-            {
                 throw new ArgumentOutOfRangeException(nameof(ids), id, "GPT-2 token ids must be in [0, 50257).");
-            }
         }
         return tokenizer.Decode(ids.ToArray());
     }

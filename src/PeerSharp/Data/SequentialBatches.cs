@@ -24,11 +24,9 @@ public sealed class SequentialBatches : IEnumerable<(Tensor input, Tensor target
     /// </exception>
     public SequentialBatches(TokenCorpus corpus, int batchSize, int sequenceLength, long maxTokens)
     {
-        Windows.Validate(corpus, batchSize, sequenceLength);
+        TokenWindows.Validate(corpus, batchSize, sequenceLength);
         if (maxTokens < sequenceLength)
-        {
             throw new PeerSharpException($"an evaluation budget of {maxTokens} tokens is less than one window; expected at least the sequence length {sequenceLength}");
-        }
         this.corpus = corpus;
         this.batchSize = batchSize;
         this.sequenceLength = sequenceLength;
@@ -52,10 +50,8 @@ public sealed class SequentialBatches : IEnumerable<(Tensor input, Tensor target
             long rows = Math.Min(batchSize, WindowCount - first);
             var starts = new long[rows];
             for (long row = 0; row < rows; row++)
-            {
                 starts[row] = (first + row) * sequenceLength;
-            }
-            yield return Windows.Read(corpus, starts, sequenceLength);
+            yield return TokenWindows.Read(corpus, starts, sequenceLength);
         }
     }
 

@@ -48,9 +48,7 @@ public sealed class TextSource
     public static TextSource Open(string path)
     {
         if (File.Exists(path))
-        {
             return new TextSource(path, [System.IO.Path.GetFullPath(path)]);
-        }
         if (Directory.Exists(path))
         {
             string[] found = Directory.GetFiles(path)
@@ -59,9 +57,7 @@ public sealed class TextSource
                 .Order(StringComparer.Ordinal)
                 .ToArray();
             if (found.Length == 0)
-            {
                 throw new PeerSharpException($"no text found in {path}; expected .txt, .txt.gz, .jsonl, .jsonl.gz or .json.gz files in the folder");
-            }
             return new TextSource(path, found);
         }
         throw new PeerSharpException($"text source '{path}' does not exist; expected a text file, a JSON-lines file or a folder of them");
@@ -84,9 +80,7 @@ public sealed class TextSource
             document.Append(chunk.Text);
         }
         if (document.Length > 0)
-        {
             yield return document.ToString();
-        }
     }
 
     /// <summary>
@@ -110,9 +104,7 @@ public sealed class TextSource
             }
         }
         if (!anyText)
-        {
             throw new PeerSharpException($"no text found in {Path}");
-        }
     }
 
     private static bool IsJsonLines(string file) =>
@@ -144,9 +136,7 @@ public sealed class TextSource
             chunk.Append(line);
         }
         if (chunk.Length > 0)
-        {
             yield return new TextChunk(chunk.ToString(), first);
-        }
     }
 
     /// <summary>One document per non-blank line; documents with empty text are skipped.</summary>
@@ -155,14 +145,10 @@ public sealed class TextSource
         while (reader.ReadLine() is { } line)
         {
             if (string.IsNullOrWhiteSpace(line))
-            {
                 continue;
-            }
             string text = TextField(line, file, reader.LineNumber);
             if (text.Length > 0)
-            {
                 yield return new TextChunk(text, StartsDocument: true);
-            }
         }
     }
 

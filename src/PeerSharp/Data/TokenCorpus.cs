@@ -52,9 +52,7 @@ public sealed unsafe class TokenCorpus : IDisposable
         {
             string? root = Environment.GetEnvironmentVariable("PEERSHARP_CACHE");
             if (string.IsNullOrEmpty(root))
-            {
                 root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "peersharp");
-            }
             return Path.Combine(root, "tokens");
         }
     }
@@ -90,9 +88,7 @@ public sealed unsafe class TokenCorpus : IDisposable
         int bytesPerToken = tokenizer.VocabSize <= 65536 ? 2 : 4;
 
         if (TryOpen(cachePath, tokenizer, bytesPerToken) is { } cached)
-        {
             return cached;
-        }
         Directory.CreateDirectory(folder);
         // A unique temporary name and a rename make the cache file appear complete or not at all, even
         // when the process is killed or two processes tokenize the same corpus at once.
@@ -126,17 +122,13 @@ public sealed unsafe class TokenCorpus : IDisposable
         {
             var source = new ReadOnlySpan<ushort>(tokens + start * 2, destination.Length);
             for (int i = 0; i < source.Length; i++)
-            {
                 destination[i] = source[i];
-            }
         }
         else
         {
             var source = new ReadOnlySpan<int>(tokens + start * 4, destination.Length);
             for (int i = 0; i < source.Length; i++)
-            {
                 destination[i] = source[i];
-            }
         }
     }
 
@@ -149,12 +141,13 @@ public sealed unsafe class TokenCorpus : IDisposable
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         if (start < 0 || count < 0 || start + count > TokenCount)
-        {
             throw new ArgumentOutOfRangeException(nameof(start), start, $"Slice [{start}, {start + count}) is outside the corpus of {TokenCount} tokens.");
-        }
         long bytes = (long)Math.Round((double)ByteCount * count / Math.Max(1, TokenCount));
         return new TokenCorpus(CachePath, TokenizerName, file, view, tokens - HeaderBytes + start * bytesPerToken, bytesPerToken, count, bytes, ownsMapping: false);
     }
+
+    /// <summary>The tokens of a text file, folder or JSON-lines file (<see cref="TextSource.Open"/>), tokenized once and cached.</summary>
+    public static TokenCorpus Open(string path, TokenizerKind tokenizer) => Build(TextSource.Open(path), Tokenizers.Create(tokenizer));
 
     /// <summary>
     /// Splits off the last <paramref name="fraction"/> of the tokens, at least <paramref name="minimum"/>, as
@@ -164,9 +157,7 @@ public sealed unsafe class TokenCorpus : IDisposable
     {
         long held = Math.Max(minimum, (long)(TokenCount * fraction));
         if (held * 2 > TokenCount)
-        {
             throw new PeerSharpException($"the training text has only {TokenCount} tokens, too few to hold out {held} for validation; give held-out text with --validation");
-        }
         return (Slice(0, TokenCount - held), Slice(TokenCount - held, held));
     }
 
@@ -174,14 +165,10 @@ public sealed unsafe class TokenCorpus : IDisposable
     public void Dispose()
     {
         if (disposed)
-        {
             return;
-        }
         disposed = true;
         if (!ownsMapping)
-        {
             return;
-        }
         view.SafeMemoryMappedViewHandle.ReleasePointer();
         view.Dispose();
         file.Dispose();
@@ -212,9 +199,7 @@ public sealed unsafe class TokenCorpus : IDisposable
         foreach (TextChunk chunk in source.Chunks())
         {
             if (chunk.StartsDocument && tokenCount > 0)
-            {
                 tokenCount += Write(stream, [.. tokenizer.DocumentSeparator], bytesPerToken, ref buffer);
-            }
             tokenCount += Write(stream, tokenizer.Encode(chunk.Text), bytesPerToken, ref buffer);
             byteCount += Encoding.UTF8.GetByteCount(chunk.Text);
         }
@@ -233,9 +218,7 @@ public sealed unsafe class TokenCorpus : IDisposable
     private static int Write(Stream stream, int[] ids, int bytesPerToken, ref byte[] buffer)
     {
         if (buffer.Length < ids.Length * bytesPerToken)
-        {
             buffer = new byte[ids.Length * bytesPerToken];
-        }
         for (int i = 0; i < ids.Length; i++)
         {
             if (bytesPerToken == 2)
@@ -255,9 +238,7 @@ public sealed unsafe class TokenCorpus : IDisposable
     private static TokenCorpus? TryOpen(string path, ITokenizer tokenizer, int bytesPerToken)
     {
         if (!File.Exists(path) || new FileInfo(path).Length < HeaderBytes)
-        {
             return null;
-        }
         long fileLength = new FileInfo(path).Length;
         var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, mapName: null, capacity: 0, MemoryMappedFileAccess.Read);
         MemoryMappedViewAccessor view = file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);

@@ -52,17 +52,11 @@ internal sealed class Utf8LineReader : IDisposable
         {
             int newline = buffer.AsSpan(scanFrom, end - scanFrom).IndexOf((byte)'\n');
             if (newline >= 0)
-            {
                 return Take(scanFrom + newline + 1, lineEnds: true);
-            }
             if (end - start > maxLineBytes)
-            {
                 return Take(CharacterBoundaryBefore(start + maxLineBytes), lineEnds: false);
-            }
             if (endOfStream)
-            {
                 return start == end ? null : Take(end, lineEnds: true);
-            }
             scanFrom = end - start;
             Fill();
         }
@@ -82,9 +76,7 @@ internal sealed class Utf8LineReader : IDisposable
             start = 0;
         }
         if (end == buffer.Length)
-        {
             Array.Resize(ref buffer, buffer.Length * 2);
-        }
         int read;
         try
         {
@@ -107,9 +99,7 @@ internal sealed class Utf8LineReader : IDisposable
         for (int candidate = cut; candidate > Math.Max(start, cut - 4); candidate--)
         {
             if ((buffer[candidate] & 0b1100_0000) != 0b1000_0000)
-            {
                 return candidate;
-            }
         }
         return cut;
     }
@@ -118,9 +108,7 @@ internal sealed class Utf8LineReader : IDisposable
     private string Take(int stop, bool lineEnds)
     {
         if (atLineStart)
-        {
             LineNumber++;
-        }
         atLineStart = lineEnds;
 
         ReadOnlySpan<byte> bytes = buffer.AsSpan(start, stop - start);

@@ -20,7 +20,7 @@ public static class Evaluator
         model.eval();
         var retrievals = model.Blocks.Select((block, index) => (index, layer: block.FeedForward as IExpertRetrieval)).Where(p => p.layer is not null).ToList();
         var trackers = retrievals.Select(p => new ExpertUsage(p.layer!.ExpertCount)).ToList();
-        for (int i = 0; i < retrievals.Count; i++) retrievals[i].layer!.Usage = trackers[i];
+        for (int i = 0; i < retrievals.Count; i++) retrievals[i].layer!.Observer = trackers[i];
         try
         {
             double lossSum = 0;
@@ -44,7 +44,7 @@ public static class Evaluator
         }
         finally
         {
-            foreach (var (_, layer) in retrievals) layer!.Usage = null;
+            foreach (var (_, layer) in retrievals) layer!.Observer = null;
             foreach (var tracker in trackers) tracker.Dispose();
             model.train(wasTraining);
         }

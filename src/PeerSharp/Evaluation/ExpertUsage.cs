@@ -1,3 +1,4 @@
+using PeerSharp.Layers;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Evaluation;
@@ -7,7 +8,7 @@ namespace PeerSharp.Evaluation;
 /// the tokens seen, then z = z' / ‖z'‖₁, usage = fraction of experts with z_i ≠ 0 and
 /// unevenness = KL(z ‖ uniform) = log N + Σ z_i log z_i.
 /// </summary>
-public sealed class ExpertUsage : IDisposable
+public sealed class ExpertUsage : ISelectionObserver, IDisposable
 {
     readonly Tensor _weight;   // z', [N], float64 so that small gates still count after millions of tokens
 
@@ -22,7 +23,7 @@ public sealed class ExpertUsage : IDisposable
     public long ExpertCount { get; }
 
     /// <summary>Adds one batch of selections: ids and gates of the same shape.</summary>
-    public void Add(Tensor ids, Tensor gates)
+    public void Observe(Tensor ids, Tensor gates)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();

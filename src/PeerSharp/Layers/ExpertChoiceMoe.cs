@@ -21,8 +21,8 @@ namespace PeerSharp.Layers;
 public sealed class ExpertChoiceMoe : MoeLayer
 {
 
-    /// <summary>Builds a layer with freshly initialised parameters.</summary>
-    public ExpertChoiceMoe(MoeOptions options, string name = "moe") : base(options, MoeOptions.ExpertChoice, name)
+    /// <summary>Builds a layer of width <paramref name="modelDim"/>, experts of hidden width <paramref name="hiddenDim"/>, freshly initialised.</summary>
+    public ExpertChoiceMoe(int modelDim, int hiddenDim, MoeOptions options, string name = "moe") : base(modelDim, hiddenDim, options, MoeRouting.ExpertChoice, name)
     {
     }
 
@@ -30,7 +30,7 @@ public sealed class ExpertChoiceMoe : MoeLayer
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        int E = Options.ExpertCount, d = Options.ModelDim;
+        int E = Options.ExpertCount, d = ModelDim;
         var x = RoutingGroups(input);                                                  // [G, S, d]
         long G = x.shape[0], S = x.shape[1], C = Options.Capacity(S);
 
@@ -50,7 +50,7 @@ public sealed class ExpertChoiceMoe : MoeLayer
 
         var picks = tokens.view(G, E * C);
         var taken = zeros(G, S, dtype: ScalarType.Int64).scatter_(1, picks, ones_like(picks));    // [G, S]
-        LastRouting = new MoeRouting(G, S, C, G * E * C, 0, G * S - taken.sum().item<long>());
+        LastRouting = new MoeRoutingRecord(G, S, C, G * E * C, 0, G * S - taken.sum().item<long>());
         return scope.MoveToOuter(y.view(input.shape));
     }
 
@@ -65,5 +65,5 @@ public sealed class ExpertChoiceMoe : MoeLayer
 
     /// <summary>The tokens as [G, S, d]: the whole batch in training, one group per sequence in evaluation.</summary>
     Tensor RoutingGroups(Tensor input) =>
-        training || input.dim() != 3 ? input.reshape(1, -1, Options.ModelDim) : input;
+        training || input.dim() != 3 ? input.reshape(1, -1, ModelDim) : input;
 }

@@ -1,26 +1,37 @@
-using PeerSharp.Evaluation;
 using TorchSharp.Modules;
+using static TorchSharp.torch;
 
 namespace PeerSharp.Layers;
 
 /// <summary>
 /// A layer that picks, per token, a few rows of a large table through product keys: PEER's experts and PKM's
-/// memory values. The evaluator measures expert usage and unevenness (PEER.md "Metrics") of every such layer.
+/// memory values. The evaluator attaches an <see cref="ISelectionObserver"/> to measure expert usage and
+/// unevenness (DESIGN.md "Metrics"); the optimizer factory finds the tables to update sparsely.
 /// </summary>
 public interface IExpertRetrieval
 {
-    /// <summary>When set, every forward adds its selections (ids and gates) to this tracker.</summary>
-    ExpertUsage? Usage { get; set; }
+    /// <summary>When set, every forward reports its selections (ids and gates) to it.</summary>
+    ISelectionObserver? Observer { get; set; }
 
     /// <summary>N, the number of rows (experts or memory values) the layer selects from.</summary>
     long ExpertCount { get; }
+
+    /// <summary>The product-key index the layer retrieves through.</summary>
+    ProductKeyRetrieval Retrieval { get; }
 
     /// <summary>The [N, d_model] tables a step touches only a few rows of, by state-dict name within the layer.</summary>
     IReadOnlyList<(string Name, Parameter Table)> Tables { get; }
 
     /// <summary>
-    /// Whether the tables' gradients are row-sparse (touched rows only), so that <see cref="Training.SparseAdamW"/>
-    /// updates them; otherwise they are dense and take the ordinary AdamW.
+    /// Whether the tables' gradients are row-sparse (touched rows only), so that a sparse optimizer updates
+    /// them; otherwise they are dense and take the ordinary AdamW.
     /// </summary>
     bool SparseTableGradients { get; }
+}
+
+/// <summary>Receives the selections of an <see cref="IExpertRetrieval"/> layer: attached from above (the evaluator), never imported by the layers.</summary>
+public interface ISelectionObserver
+{
+    /// <summary>One forward's selections: ids [M, h, k] in [0, N) and their gates [M, h, k].</summary>
+    void Observe(Tensor ids, Tensor gates);
 }

@@ -1,4 +1,3 @@
-using PeerSharp.Evaluation;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -7,9 +6,9 @@ using static TorchSharp.torch;
 namespace PeerSharp.Layers;
 
 /// <summary>
-/// Product-key memory (Lample et al. 2019), the paper's PKM baseline: PEER's retrieval (the same query networks,
-/// query BatchNorm and <see cref="ProductKeys.Retrieve"/>), but each selected row is a plain value vector instead
-/// of a single-neuron expert: f(x) = Σ_heads Σ_selected g_i · value_i.
+/// Product-key memory (Lample et al. 2019), the paper's PKM baseline: PEER's retrieval (the same
+/// <see cref="ProductKeyRetrieval"/>), but each selected row is a plain value vector instead of a single-neuron
+/// expert: f(x) = Σ_heads Σ_selected g_i · value_i.
 /// State-dict names: query.weight [h·d_key, d_model], query_norm.*, keys [2, n, d_key/2], values.weight [N, d_model].
 /// </summary>
 public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetrieval
@@ -19,46 +18,45 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
     // them with weights of variance 1/(3·4·d_model), so Var = 0.1174 / 3.
     const double DenseOutputVariance = 0.1174 / 3;
 
-    readonly ProductKeyQueries _queries;   // query, query_norm
-    // Named for module.to(...), which re-assigns a converted parameter only to the field of its registered name.
-    [ComponentName(Name = "keys")]
-    readonly Parameter _subKeys;        // [2, n, d_key/2]: C and C'
-    readonly EmbeddingBag _values;      // [N, d_model], summed with per-row weights (the gates)
+    readonly ProductKeyRetrieval _retrieval;   // query, query_norm, keys
+    // Named as registered, so that TorchSharp's field registration does not add it a second time.
+    [ComponentName(Name = "values")]
+    readonly EmbeddingBag _values;             // [N, d_model], summed with per-row weights (the gates)
 
-    /// <summary>Builds a layer with freshly initialised parameters.</summary>
-    public ProductKeyMemory(PkmOptions options, string name = "pkm") : base(name)
+    /// <summary>Builds a layer of width <paramref name="modelDim"/> with freshly initialised parameters.</summary>
+    public ProductKeyMemory(int modelDim, PkmOptions options, string name = "pkm") : base(name)
     {
+        if (modelDim <= 0) throw new PeerSharpException($"PKM model dim {modelDim} must be positive");
         options.Validate();
-        Options = options;
-        int d = options.ModelDim, n = options.SubKeyCount, h = options.HeadCount, dk = options.KeyDim;
+        (ModelDim, Options) = (modelDim, options);
+        _retrieval = new ProductKeyRetrieval(this, modelDim, options);
 
-        _queries = new ProductKeyQueries(this, d, h, dk, options.QueryBatchNorm);
-
-        // Sub-keys as in PEER (unit-variance sub-key scores). Values: each head averages k of them with softmax
-        // gates (Σ g² ≈ 1/k when even) and h heads are summed, so Var(value) = k/h · Var(dense FFW output) starts
-        // the layer at a dense FFW's output scale (PEER.md asks the same of PEER; Lample et al. use variance 1/d).
-        _subKeys = ProductKeyQueries.NewSubKeys(n, dk);
-        register_parameter("keys", _subKeys);
+        // Values: each head averages k of them with softmax gates (Σ g² ≈ 1/k when even) and h heads are summed, so
+        // Var(value) = k/h · Var(dense FFW output) starts the layer at a dense FFW's output scale (as PEER's
+        // initialisation does; Lample et al. use variance 1/d).
         // sparse: the value table's gradient holds only the rows read this step, for SparseAdamW.
-        _values = nn.EmbeddingBag(options.ValueCount, d, mode: EmbeddingBagMode.Sum, sparse: true);
+        _values = nn.EmbeddingBag(options.ValueCount, modelDim, mode: EmbeddingBagMode.Sum, sparse: true);
         register_module("values", _values);
-        using (no_grad()) Values.normal_(0, Math.Sqrt(DenseOutputVariance * options.TopK / h));
+        using (no_grad()) Values.normal_(0, Math.Sqrt(DenseOutputVariance * options.TopK / options.HeadCount));
     }
+
+    /// <summary>d_model, the width of the layer's input, output and memory values.</summary>
+    public int ModelDim { get; }
 
     /// <summary>The layer's settings.</summary>
     public PkmOptions Options { get; }
 
     /// <inheritdoc />
-    public ExpertUsage? Usage { get; set; }
+    public ISelectionObserver? Observer { get; set; }
 
     /// <inheritdoc />
     public long ExpertCount => Options.ValueCount;
 
+    /// <inheritdoc />
+    public ProductKeyRetrieval Retrieval => _retrieval;
+
     /// <summary>The memory values [N, d_model], state-dict name values.weight; a forward reads only h·k rows per token.</summary>
     public Parameter Values => _values.get_parameter("weight")!;
-
-    /// <summary>The sub-key sets [2, n, d_key/2].</summary>
-    public Parameter SubKeys => _subKeys;
 
     /// <inheritdoc />
     public IReadOnlyList<(string Name, Parameter Table)> Tables => [("values.weight", Values)];
@@ -70,20 +68,19 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var o = Options;
-        var x = input.reshape(-1, o.ModelDim);                                       // [M, d_model]
+        var x = input.reshape(-1, ModelDim);                                         // [M, d_model]
 
         // One query per head, q = BN(W_q x), then product-key retrieval and softmax gates, exactly as PEER.
-        var queries = _queries.Compute(x);                                           // [M, h, d_key]
-        var (scores, ids) = ProductKeys.Retrieve(queries, _subKeys, o.TopK);        // [M, h, k] each
+        var queries = _retrieval.Queries(x);                                         // [M, h, d_key]
+        var (scores, ids) = _retrieval.Retrieve(queries, _retrieval.CanRunFused);    // [M, h, k] each
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
         // Σ_heads Σ_selected g · value as one weighted bag of h·k rows per token: embedding_bag reads the rows
         // in place, never materialising [M, h, k, d_model], and back-propagates into the gates as well.
-        long M = x.shape[0], hk = o.HeadCount * o.TopK;
+        long M = x.shape[0], hk = Options.HeadCount * Options.TopK;
         var y = _values.forward(ids.view(M, hk), null!, gates.view(M, hk));         // [M, d_model]
 
-        Usage?.Add(ids, gates);
+        Observer?.Observe(ids, gates);
         return scope.MoveToOuter(y.view(input.shape));
     }
 }

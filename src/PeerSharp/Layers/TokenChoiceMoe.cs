@@ -22,8 +22,8 @@ public sealed class TokenChoiceMoe : MoeLayer, IAuxiliaryLoss
 {
     Tensor? _auxiliaryLoss;       // owned here, outside any dispose scope, until the next forward
 
-    /// <summary>Builds a layer with freshly initialised parameters.</summary>
-    public TokenChoiceMoe(MoeOptions options, string name = "moe") : base(options, MoeOptions.TokenChoice, name)
+    /// <summary>Builds a layer of width <paramref name="modelDim"/>, experts of hidden width <paramref name="hiddenDim"/>, freshly initialised.</summary>
+    public TokenChoiceMoe(int modelDim, int hiddenDim, MoeOptions options, string name = "moe") : base(modelDim, hiddenDim, options, MoeRouting.TokenChoice, name)
     {
     }
 
@@ -34,7 +34,7 @@ public sealed class TokenChoiceMoe : MoeLayer, IAuxiliaryLoss
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        int E = Options.ExpertCount, K = Options.TopK, d = Options.ModelDim;
+        int E = Options.ExpertCount, K = Options.TopK, d = ModelDim;
         var x = input.reshape(-1, d);                                                  // [M, d]: one routing group
         long M = x.shape[0];
 
@@ -60,7 +60,7 @@ public sealed class TokenChoiceMoe : MoeLayer, IAuxiliaryLoss
 
         var served = zeros(M, dtype: ScalarType.Int64).index_add(0, token, ones_like(token), alpha: 1);   // [M]
         long assignments = kept.shape[0];
-        LastRouting = new MoeRouting(1, M, C, assignments, K * M - assignments, served.eq(0).sum().item<long>());
+        LastRouting = new MoeRoutingRecord(1, M, C, assignments, K * M - assignments, served.eq(0).sum().item<long>());
         return scope.MoveToOuter(y.view(input.shape));
     }
 

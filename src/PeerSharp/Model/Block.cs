@@ -1,4 +1,5 @@
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Model;
@@ -6,11 +7,15 @@ namespace PeerSharp.Model;
 /// <summary>Pre-norm transformer block: x + attn(ln(x)), then x + ffn(ln(x)).</summary>
 public sealed class Block : nn.Module<Tensor, Tensor>
 {
+    // Field names are registered names, so that TorchSharp's field registration does not add them twice.
+    [ComponentName(Name = "ln_attn")]
     readonly LayerNorm _attentionNorm;
+    [ComponentName(Name = "attn")]
     readonly CausalSelfAttention _attention;
+    [ComponentName(Name = "ln_ffn")]
     readonly LayerNorm _feedForwardNorm;
 
-    /// <summary>A block with the given feed-forward (dense or PEER).</summary>
+    /// <summary>A block with the given feed-forward (dense, MoE, PKM or PEER).</summary>
     public Block(ModelConfig config, nn.Module<Tensor, Tensor> feedForward, RotaryEmbedding? rotary, string name = "block") : base(name)
     {
         _attentionNorm = nn.LayerNorm(config.ModelDim);
@@ -24,6 +29,7 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The block's feed-forward layer.</summary>
+    [field: ComponentName(Name = "ffn")]
     public nn.Module<Tensor, Tensor> FeedForward { get; }
 
     /// <inheritdoc />

@@ -1,4 +1,5 @@
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Model;
@@ -6,7 +7,10 @@ namespace PeerSharp.Model;
 /// <summary>Multi-head causal self-attention with optional rotary positions and a KV cache.</summary>
 public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
 {
+    // Field names are registered names, so that TorchSharp's field registration does not add them twice.
+    [ComponentName(Name = "qkv")]
     readonly Linear _qkv;
+    [ComponentName(Name = "proj")]
     readonly Linear _proj;
     readonly int _heads;
     readonly RotaryEmbedding? _rotary;

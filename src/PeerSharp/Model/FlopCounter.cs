@@ -46,42 +46,55 @@ public static class FlopCounter
     }
 
     /// <summary>Forward FLOPs per token of one block's feed-forward of the given kind, by part.</summary>
-    public static IReadOnlyList<FlopLine> FeedForward(ModelConfig config, string kind)
+    public static IReadOnlyList<FlopLine> FeedForward(ModelConfig config, FeedForwardKind kind)
     {
-        double d = config.ModelDim, H = config.FeedForwardMultiplier * config.ModelDim;
-        var denseFlops = FlopsPerMultiplyAdd * 2 * d * H;                        // d → H → d
+        double d = config.ModelDim;
         switch (kind)
         {
             case FeedForwardKind.Dense:
-                return [new("dense feed-forward", denseFlops, true)];
+                return [new("dense feed-forward", DenseFeedForward(config.ModelDim, config.HiddenDim), true)];
             case FeedForwardKind.Moe:
-                var moe = config.MoeLayer;
+                var moe = config.MoeOptions;
                 return
                 [
                     new("MoE router", FlopsPerMultiplyAdd * d * moe.ExpertCount, true),
-                    new($"MoE experts ({moe.ExpertsPerToken:0.##} × dense FFW)", moe.ExpertsPerToken * denseFlops, true),
+                    new($"MoE experts ({moe.ExpertsPerToken:0.##} × dense FFW)", moe.ExpertsPerToken * DenseFeedForward(config.ModelDim, config.HiddenDim), true),
                 ];
             case FeedForwardKind.Pkm:
-                var pkm = config.PkmLayer;
+                var pkm = config.PkmOptions;
                 return
                 [
-                    .. Retrieval("PKM", config.ModelDim, pkm.HeadCount, pkm.SubKeyCount, pkm.TopK, pkm.KeyDim),
+                    .. Retrieval("PKM", config.ModelDim, pkm),
                     new($"PKM values (h·k = {pkm.HeadCount * pkm.TopK})", FlopsPerMultiplyAdd * pkm.HeadCount * pkm.TopK * d, true),
                 ];
             case FeedForwardKind.Peer:
-                var peer = config.PeerLayer;
-                return
-                [
-                    .. Retrieval("PEER", config.ModelDim, peer.HeadCount, peer.SubKeyCount, peer.TopK, peer.KeyDim),
-                    // Each selected expert: u_i · x, then g · σ · v_i added into the output.
-                    new($"PEER experts (h·k = {peer.HeadCount * peer.TopK})", FlopsPerMultiplyAdd * 2 * peer.HeadCount * peer.TopK * d, true),
-                ];
+                return Peer(config.ModelDim, config.PeerOptions);
             default:
-                throw new PeerSharpException($"feed-forward kind '{kind}' is not known; expected one of {string.Join(", ", FeedForwardKind.All)}");
+                throw new PeerSharpException($"feed-forward kind {kind} is not known; expected one of {string.Join(", ", EnumNames.All<FeedForwardKind>())}");
         }
     }
 
-    /// <summary>Product-key retrieval, shared by PEER and PKM (<see cref="ProductKeys.Retrieve"/>).</summary>
+    /// <summary>Forward FLOPs per token of one PEER layer of width <paramref name="modelDim"/>, by part.</summary>
+    public static IReadOnlyList<FlopLine> Peer(int modelDim, PeerOptions peer) =>
+    [
+        .. Retrieval("PEER", modelDim, peer),
+        // Each selected expert: u_i · x, then g · σ · v_i added into the output.
+        new($"PEER experts (h·k = {peer.HeadCount * peer.TopK})", FlopsPerMultiplyAdd * 2 * peer.HeadCount * peer.TopK * modelDim, true),
+    ];
+
+    /// <summary>Forward FLOPs per token of a GELU feed-forward d → hidden → d (two matrix products).</summary>
+    public static double DenseFeedForward(int modelDim, int hiddenDim) => FlopsPerMultiplyAdd * 2.0 * modelDim * hiddenDim;
+
+    /// <summary>
+    /// The hidden width of the dense feed-forward whose matrix products cost what the PEER layer's do per token
+    /// (the benchmarks' "dense FFW of equal FLOPs"; product-key selection, which is no matrix product, left out).
+    /// </summary>
+    public static int EqualFlopsHiddenDim(int modelDim, PeerOptions peer) =>
+        (int)Math.Round(Peer(modelDim, peer).Where(l => l.MatrixProducts).Sum(l => l.Flops) / DenseFeedForward(modelDim, 1));
+
+    /// <summary>Product-key retrieval, shared by PEER and PKM (<see cref="ProductKeyRetrieval"/>).</summary>
+    static FlopLine[] Retrieval(string layer, double d, ProductKeyOptions o) => Retrieval(layer, d, o.HeadCount, o.SubKeyCount, o.TopK, o.KeyDim);
+
     static FlopLine[] Retrieval(string layer, double d, double h, double n, double k, double keyDim) =>
     [
         new($"{layer} queries", FlopsPerMultiplyAdd * d * h * keyDim, true),
@@ -96,7 +109,7 @@ public static class FlopCounter
     {
         long d = config.ModelDim, V = config.VocabSize;
         long dense = V * d + 2 * d;                                               // token embedding, final norm
-        if (config.Positions == "learned") dense += config.ContextLength * d;
+        if (config.Positions == PositionKind.Learned) dense += config.ContextLength * d;
         if (!config.TieEmbeddings) dense += V * d;
         dense += config.LayerCount * (4 * d * d + 4 * d + 4 * d);                // attention with biases, two norms
         long total = dense;
@@ -110,30 +123,30 @@ public static class FlopCounter
         return (total, active);
     }
 
-    static (long Total, double Active) FeedForwardParameters(ModelConfig config, string kind)
+    static (long Total, double Active) FeedForwardParameters(ModelConfig config, FeedForwardKind kind)
     {
-        long d = config.ModelDim, H = config.FeedForwardMultiplier * config.ModelDim;
+        long d = config.ModelDim, H = config.HiddenDim;
         long denseFeedForward = 2 * d * H + H + d;
         switch (kind)
         {
             case FeedForwardKind.Dense:
                 return (denseFeedForward, denseFeedForward);
             case FeedForwardKind.Moe:
-                var moe = config.MoeLayer;
+                var moe = config.MoeOptions;
                 long router = moe.ExpertCount * d;
                 // Expert choice gives a token c experts on average, token choice its k (when none is dropped).
-                var expertsPerToken = moe.Routing == MoeOptions.TokenChoice ? moe.TopK : moe.CapacityFactor;
+                var expertsPerToken = moe.Routing == MoeRouting.TokenChoice ? moe.TopK : moe.CapacityFactor;
                 return (router + moe.ExpertCount * denseFeedForward, router + expertsPerToken * denseFeedForward);
             case FeedForwardKind.Pkm:
-                var pkm = config.PkmLayer;
+                var pkm = config.PkmOptions;
                 var pkmRetrieval = RetrievalParameters(d, pkm.HeadCount, pkm.SubKeyCount, pkm.KeyDim, pkm.QueryBatchNorm);
-                return (pkmRetrieval + (long)pkm.ValueCount * d, pkmRetrieval + (double)pkm.HeadCount * pkm.TopK * d);
+                return (pkmRetrieval + pkm.ValueCount * d, pkmRetrieval + (double)pkm.HeadCount * pkm.TopK * d);
             case FeedForwardKind.Peer:
-                var peer = config.PeerLayer;
+                var peer = config.PeerOptions;
                 var peerRetrieval = RetrievalParameters(d, peer.HeadCount, peer.SubKeyCount, peer.KeyDim, peer.QueryBatchNorm);
                 return (peerRetrieval + 2L * peer.ExpertCount * d, peerRetrieval + 2.0 * peer.HeadCount * peer.TopK * d);
             default:
-                throw new PeerSharpException($"feed-forward kind '{kind}' is not known; expected one of {string.Join(", ", FeedForwardKind.All)}");
+                throw new PeerSharpException($"feed-forward kind {kind} is not known; expected one of {string.Join(", ", EnumNames.All<FeedForwardKind>())}");
         }
     }
 

@@ -1,17 +1,26 @@
 using System.Text.Json.Serialization;
+using PeerSharp.Data;
 using PeerSharp.Layers;
 
 namespace PeerSharp.Model;
 
 /// <summary>
-/// Shape of the decoder-only language model. Serialised as JSON in config files and checkpoint sidecars.
+/// Shape of the decoder-only language model: everything needed to build it, resolved once (preset, then config
+/// file, then command line) and passed down. Layers get their width from here as a constructor argument;
+/// nothing is filled in later. Serialised as JSON in config files and checkpoint sidecars.
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary>Tokenizer name ("byte" or "gpt2"); decides the vocabulary.</summary>
-    public string Tokenizer { get; init; } = "byte";
+    /// <summary>Largest context length, model width or layer count accepted: far beyond what a CPU trains, small enough that sizes never overflow.</summary>
+    public const int MaxDimension = 65536;
 
-    /// <summary>Vocabulary size; must match the tokenizer.</summary>
+    /// <summary>Largest vocabulary accepted (GPT-2's is 50,257).</summary>
+    public const int MaxVocabSize = 1 << 20;
+
+    /// <summary>The tokenizer; decides the vocabulary.</summary>
+    public TokenizerKind Tokenizer { get; init; } = TokenizerKind.Byte;
+
+    /// <summary>Vocabulary size; at least the tokenizer's.</summary>
     public int VocabSize { get; init; } = 256;
 
     /// <summary>Longest sequence the model sees (learned positions have this many rows).</summary>
@@ -26,68 +35,57 @@ public sealed record ModelConfig
     /// <summary>Attention heads per block; must divide d_model.</summary>
     public int AttentionHeads { get; init; } = 4;
 
-    /// <summary>Hidden width of a dense feed-forward, as a multiple of d_model (4 in GPT-2).</summary>
+    /// <summary>Hidden width of a dense feed-forward (and of each MoE expert), as a multiple of d_model (4 in GPT-2).</summary>
     public int FeedForwardMultiplier { get; init; } = 4;
 
-    /// <summary>"learned" absolute position embeddings or "rotary" (RoPE on queries and keys).</summary>
-    public string Positions { get; init; } = "learned";
+    /// <summary>Learned absolute position embeddings or rotary ones.</summary>
+    public PositionKind Positions { get; init; } = PositionKind.Learned;
 
     /// <summary>Whether the output head shares the token embedding's weights.</summary>
     public bool TieEmbeddings { get; init; } = true;
 
-    /// <summary>Feed-forward put into the sparse blocks: "peer", "pkm", "moe" or "dense" (no replacement).</summary>
-    public string SparseKind { get; init; } = FeedForwardKind.Peer;
+    /// <summary>The feed-forward of the blocks <see cref="SparseBlocks"/> names (`--ffn`); the other blocks are dense.</summary>
+    public FeedForwardKind FeedForward { get; init; } = FeedForwardKind.Peer;
 
-    /// <summary>Blocks whose feed-forward is replaced: "middle" (the paper's setting), "all", "none" or a comma list of 0-based indices.</summary>
+    /// <summary>Blocks whose feed-forward is <see cref="FeedForward"/>: "middle" (the paper's setting), "all", "none" or a comma list of 0-based indices.</summary>
     public string SparseBlocks { get; init; } = "middle";
 
     /// <summary>
     /// Optional feed-forward of every block, a comma list with one kind per block (for example
-    /// "dense,moe,peer,dense"); when set it replaces <see cref="SparseKind"/> and <see cref="SparseBlocks"/>.
+    /// "dense,moe,peer,dense"); when set it replaces <see cref="FeedForward"/> and <see cref="SparseBlocks"/>.
     /// </summary>
     public string BlockKinds { get; init; } = "";
 
-    /// <summary>Settings of every PEER layer; its ModelDim is taken from this config.</summary>
-    public PeerOptions Peer { get; init; } = new() { SubKeyCount = 64, HeadCount = 4, TopK = 8, KeyDim = 64 };
+    /// <summary>Settings of every PEER layer (JSON "peer").</summary>
+    [JsonPropertyName("peer")]
+    public PeerOptions PeerOptions { get; init; } = new() { SubKeyCount = 64, HeadCount = 4, TopK = 8, KeyDim = 64 };
 
-    /// <summary>Settings of every MoE layer; its widths are taken from this config (each expert is a dense FFW).</summary>
-    public MoeOptions Moe { get; init; } = new();
+    /// <summary>Settings of every MoE layer (JSON "moe"); each expert is a dense FFW of <see cref="HiddenDim"/>.</summary>
+    [JsonPropertyName("moe")]
+    public MoeOptions MoeOptions { get; init; } = new();
 
-    /// <summary>Settings of every PKM layer; its ModelDim is taken from this config.</summary>
-    public PkmOptions Pkm { get; init; } = new() { SubKeyCount = 64, KeyDim = 64 };
+    /// <summary>Settings of every PKM layer (JSON "pkm").</summary>
+    [JsonPropertyName("pkm")]
+    public PkmOptions PkmOptions { get; init; } = new() { SubKeyCount = 64, KeyDim = 64 };
 
-    /// <summary>The PEER options with this model's width.</summary>
+    /// <summary>Hidden width of a dense feed-forward and of each MoE expert.</summary>
     [JsonIgnore]
-    public PeerOptions PeerLayer => Peer with { ModelDim = ModelDim };
-
-    /// <summary>The MoE options with this model's widths.</summary>
-    [JsonIgnore]
-    public MoeOptions MoeLayer => Moe with { ModelDim = ModelDim, HiddenDim = FeedForwardMultiplier * ModelDim };
-
-    /// <summary>The PKM options with this model's width.</summary>
-    [JsonIgnore]
-    public PkmOptions PkmLayer => Pkm with { ModelDim = ModelDim };
+    public int HiddenDim => FeedForwardMultiplier * ModelDim;
 
     /// <summary>The feed-forward kind of each block.</summary>
-    public string[] FeedForwardKinds()
+    public FeedForwardKind[] FeedForwardKinds()
     {
         if (!string.IsNullOrWhiteSpace(BlockKinds))
         {
-            var listed = BlockKinds.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var listed = BlockKinds.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                                   .Select(kind => EnumNames.Parse<FeedForwardKind>(kind, "feed-forward kind")).ToArray();
             if (listed.Length != LayerCount)
                 throw new PeerSharpException($"block kinds '{BlockKinds}' name {listed.Length} feed-forwards but the model has {LayerCount} blocks; expected one kind per block");
-            foreach (var kind in listed) CheckKind(kind);
             return listed;
         }
         var kinds = Enumerable.Repeat(FeedForwardKind.Dense, LayerCount).ToArray();
-        foreach (var block in SparseBlockIndices()) kinds[block] = SparseKind;
+        foreach (var block in SparseBlockIndices()) kinds[block] = FeedForward;
         return kinds;
-    }
-
-    static void CheckKind(string kind)
-    {
-        if (!FeedForwardKind.All.Contains(kind))
-            throw new PeerSharpException($"feed-forward kind '{kind}' is not known; expected one of {string.Join(", ", FeedForwardKind.All)}");
     }
 
     IEnumerable<int> SparseBlockIndices()
@@ -111,19 +109,30 @@ public sealed record ModelConfig
     /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
     public void Validate()
     {
-        if (VocabSize <= 0) throw new PeerSharpException($"vocabulary size {VocabSize} must be positive");
-        if (ContextLength <= 0) throw new PeerSharpException($"context length {ContextLength} must be positive");
-        if (LayerCount <= 0) throw new PeerSharpException($"layer count {LayerCount} must be positive");
-        if (ModelDim <= 0 || AttentionHeads <= 0 || ModelDim % AttentionHeads != 0)
+        if (PeerOptions is null || MoeOptions is null || PkmOptions is null || SparseBlocks is null || BlockKinds is null)
+            throw new PeerSharpException("model config has a null section; expected objects for peer, moe and pkm and strings for sparseBlocks and blockKinds");
+        if (!Enum.IsDefined(Tokenizer)) throw new PeerSharpException($"tokenizer {(int)Tokenizer} is not known; expected {string.Join(", ", EnumNames.All<TokenizerKind>())}");
+        var tokens = Tokenizers.VocabSize(Tokenizer);
+        if (VocabSize < tokens || VocabSize > MaxVocabSize)
+            throw new PeerSharpException($"vocabulary size {VocabSize} must be at least the {EnumNames.Name(Tokenizer)} tokenizer's {tokens} and at most {MaxVocabSize}");
+        CheckRange("context length", ContextLength, 1, MaxDimension);
+        CheckRange("layer count", LayerCount, 1, 1024);
+        CheckRange("model dim", ModelDim, 1, MaxDimension);
+        CheckRange("feed-forward multiplier", FeedForwardMultiplier, 1, 64);
+        if (AttentionHeads <= 0 || ModelDim % AttentionHeads != 0)
             throw new PeerSharpException($"model dim {ModelDim} must be a positive multiple of the attention head count {AttentionHeads}");
-        if (Positions is not ("learned" or "rotary"))
-            throw new PeerSharpException($"positions '{Positions}' is not known; expected 'learned' or 'rotary'");
-        if (Positions == "rotary" && (ModelDim / AttentionHeads) % 2 != 0)
+        if (!Enum.IsDefined(Positions)) throw new PeerSharpException($"positions {(int)Positions} is not known; expected {string.Join(", ", EnumNames.All<PositionKind>())}");
+        if (Positions == PositionKind.Rotary && (ModelDim / AttentionHeads) % 2 != 0)
             throw new PeerSharpException($"rotary positions need an even attention head width, not {ModelDim / AttentionHeads}");
-        CheckKind(SparseKind);
+        if (!Enum.IsDefined(FeedForward)) throw new PeerSharpException($"feed-forward kind {(int)FeedForward} is not known; expected {string.Join(", ", EnumNames.All<FeedForwardKind>())}");
         var kinds = FeedForwardKinds();
-        if (kinds.Contains(FeedForwardKind.Peer)) PeerLayer.Validate();
-        if (kinds.Contains(FeedForwardKind.Pkm)) PkmLayer.Validate();
-        if (kinds.Contains(FeedForwardKind.Moe)) MoeLayer.Validate();
+        if (kinds.Contains(FeedForwardKind.Peer)) PeerOptions.Validate();
+        if (kinds.Contains(FeedForwardKind.Pkm)) PkmOptions.Validate();
+        if (kinds.Contains(FeedForwardKind.Moe)) MoeOptions.Validate();
+    }
+
+    static void CheckRange(string what, int value, int min, int max)
+    {
+        if (value < min || value > max) throw new PeerSharpException($"{what} {value} must be between {min} and {max}");
     }
 }

@@ -23,7 +23,7 @@ public static class ParameterSummary
         return groups;
     }
 
-    static string PartOf(string name, string[] kinds)
+    static string PartOf(string name, FeedForwardKind[] kinds)
     {
         var parts = name.Split('.');
         if (parts[0] != "blocks") return parts[0] switch
@@ -35,7 +35,7 @@ public static class ParameterSummary
             _ => parts[0],
         };
         var block = parts[1];
-        var kind = kinds[int.Parse(block)].ToUpperInvariant();
+        var kind = EnumNames.Name(kinds[int.Parse(block)]).ToUpperInvariant();
         return parts[2] switch
         {
             "attn" => "attention (all blocks)",

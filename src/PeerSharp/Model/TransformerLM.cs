@@ -1,5 +1,6 @@
 using PeerSharp.Layers;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Model;
@@ -11,11 +12,17 @@ namespace PeerSharp.Model;
 /// </summary>
 public sealed class TransformerLM : nn.Module<Tensor, Tensor>
 {
+    // Field names are registered names, so that TorchSharp's field registration does not add them twice.
+    [ComponentName(Name = "tok_emb")]
     readonly Embedding _tokenEmbedding;
+    [ComponentName(Name = "pos_emb")]
     readonly Embedding? _positionEmbedding;
     readonly RotaryEmbedding? _rotary;
+    [ComponentName(Name = "blocks")]
     readonly ModuleList<Block> _blocks;
+    [ComponentName(Name = "ln_f")]
     readonly LayerNorm _finalNorm;
+    [ComponentName(Name = "head")]
     readonly Linear? _head;
 
     /// <summary>Builds a freshly initialised model.</summary>
@@ -25,7 +32,7 @@ public sealed class TransformerLM : nn.Module<Tensor, Tensor>
         Config = config;
         _tokenEmbedding = nn.Embedding(config.VocabSize, config.ModelDim);
         register_module("tok_emb", _tokenEmbedding);
-        if (config.Positions == "learned")
+        if (config.Positions == PositionKind.Learned)
         {
             _positionEmbedding = nn.Embedding(config.ContextLength, config.ModelDim);
             register_module("pos_emb", _positionEmbedding);
@@ -51,14 +58,14 @@ public sealed class TransformerLM : nn.Module<Tensor, Tensor>
         }
     }
 
-    static nn.Module<Tensor, Tensor> FeedForwardFor(string kind, ModelConfig config) => kind switch
+    static nn.Module<Tensor, Tensor> FeedForwardFor(FeedForwardKind kind, ModelConfig config) => kind switch
     {
-        FeedForwardKind.Peer => new Peer(config.PeerLayer),
-        FeedForwardKind.Pkm => new ProductKeyMemory(config.PkmLayer),
-        FeedForwardKind.Moe when config.Moe.Routing == MoeOptions.TokenChoice => new TokenChoiceMoe(config.MoeLayer),
-        FeedForwardKind.Moe => new ExpertChoiceMoe(config.MoeLayer),
-        FeedForwardKind.Dense => new DenseFeedForward(config.ModelDim, config.FeedForwardMultiplier * config.ModelDim),
-        _ => throw new PeerSharpException($"feed-forward kind '{kind}' is not known"),
+        FeedForwardKind.Peer => new Peer(config.ModelDim, config.PeerOptions),
+        FeedForwardKind.Pkm => new ProductKeyMemory(config.ModelDim, config.PkmOptions),
+        FeedForwardKind.Moe when config.MoeOptions.Routing == MoeRouting.TokenChoice => new TokenChoiceMoe(config.ModelDim, config.HiddenDim, config.MoeOptions),
+        FeedForwardKind.Moe => new ExpertChoiceMoe(config.ModelDim, config.HiddenDim, config.MoeOptions),
+        FeedForwardKind.Dense => new DenseFeedForward(config.ModelDim, config.HiddenDim),
+        _ => throw new PeerSharpException($"feed-forward kind {kind} is not known"),
     };
 
     /// <summary>The model's shape.</summary>

@@ -16,9 +16,9 @@ public static class Presets
             Model = new ModelConfig
             {
                 ContextLength = 32, ModelDim = 32, LayerCount = 2, AttentionHeads = 2,
-                Peer = new PeerOptions { SubKeyCount = 8, HeadCount = 2, TopK = 2, KeyDim = 8 },
-                Pkm = new PkmOptions { SubKeyCount = 8, HeadCount = 2, TopK = 4, KeyDim = 8 },
-                Moe = new MoeOptions { ExpertCount = 4 },
+                PeerOptions = new PeerOptions { SubKeyCount = 8, HeadCount = 2, TopK = 2, KeyDim = 8 },
+                PkmOptions = new PkmOptions { SubKeyCount = 8, HeadCount = 2, TopK = 4, KeyDim = 8 },
+                MoeOptions = new MoeOptions { ExpertCount = 4 },
             },
             Train = new TrainConfig { Steps = 40, BatchSize = 8, WarmupSteps = 5, EvalInterval = 20, EvalTokens = 2048, LogInterval = 10, CheckpointInterval = 0 },
         }),
@@ -27,9 +27,9 @@ public static class Presets
             Model = new ModelConfig
             {
                 ContextLength = 128, ModelDim = 128, LayerCount = 4, AttentionHeads = 4,
-                Peer = new PeerOptions { SubKeyCount = 128, HeadCount = 4, TopK = 8, KeyDim = 64 },
-                Pkm = new PkmOptions { SubKeyCount = 128, KeyDim = 64 },
-                Moe = new MoeOptions { ExpertCount = 8 },
+                PeerOptions = new PeerOptions { SubKeyCount = 128, HeadCount = 4, TopK = 8, KeyDim = 64 },
+                PkmOptions = new PkmOptions { SubKeyCount = 128, KeyDim = 64 },
+                MoeOptions = new MoeOptions { ExpertCount = 8 },
             },
             Train = new TrainConfig { Steps = 1400, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 50, EvalInterval = 350, EvalTokens = 65536, LogInterval = 100, CheckpointInterval = 350 },
         }),
@@ -38,9 +38,9 @@ public static class Presets
             Model = new ModelConfig
             {
                 ContextLength = 256, ModelDim = 256, LayerCount = 6, AttentionHeads = 8,
-                Peer = new PeerOptions { SubKeyCount = 256, HeadCount = 8, TopK = 16, KeyDim = 128 },
-                Pkm = new PkmOptions { SubKeyCount = 256, KeyDim = 128 },
-                Moe = new MoeOptions { ExpertCount = 16 },
+                PeerOptions = new PeerOptions { SubKeyCount = 256, HeadCount = 8, TopK = 16, KeyDim = 128 },
+                PkmOptions = new PkmOptions { SubKeyCount = 256, KeyDim = 128 },
+                MoeOptions = new MoeOptions { ExpertCount = 16 },
             },
             Train = new TrainConfig { Steps = 5000, BatchSize = 32, LearningRate = 1e-3, WarmupSteps = 200, EvalInterval = 500, EvalTokens = 262144, LogInterval = 100, CheckpointInterval = 500 },
         }),
@@ -49,9 +49,9 @@ public static class Presets
             Model = new ModelConfig
             {
                 ContextLength = 256, ModelDim = 256, LayerCount = 12, AttentionHeads = 8,
-                Peer = new PeerOptions { SubKeyCount = 1024, HeadCount = 8, TopK = 16, KeyDim = 128 },
-                Pkm = new PkmOptions { SubKeyCount = 1024, HeadCount = 8, TopK = 32, KeyDim = 128 },
-                Moe = new MoeOptions { ExpertCount = 128 },
+                PeerOptions = new PeerOptions { SubKeyCount = 1024, HeadCount = 8, TopK = 16, KeyDim = 128 },
+                PkmOptions = new PkmOptions { SubKeyCount = 1024, HeadCount = 8, TopK = 32, KeyDim = 128 },
+                MoeOptions = new MoeOptions { ExpertCount = 128 },
             },
             Train = new TrainConfig { Steps = 20000, BatchSize = 32, LearningRate = 1e-3, WarmupSteps = 500, EvalInterval = 1000, EvalTokens = 262144, LogInterval = 100, CheckpointInterval = 1000 },
         }),

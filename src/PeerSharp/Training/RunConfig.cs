@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using PeerSharp.Model;
 
@@ -34,13 +35,33 @@ public sealed record RunConfig
             var merged = JsonSerializer.SerializeToNode(basis, Json)!.AsObject();
             var overlay = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path), documentOptions: new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
                 ?? throw new PeerSharpException($"config file '{path}' is empty; expected a JSON object");
-            Merge(merged, overlay.AsObject());
+            Merge(merged, Upgrade(overlay.AsObject()));
             return merged.Deserialize<RunConfig>(Json)!;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             throw new PeerSharpException($"config file '{path}' is not a valid PeerSharp config: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// A config object written by an earlier PeerSharp, in today's names: "sparseKind" is now "feedForward", and
+    /// the computed "expertCount" / "valueCount" of the PEER and PKM settings are no longer written. Config files
+    /// and checkpoint sidecars of older runs read through it, so they keep working.
+    /// </summary>
+    public static JsonObject Upgrade(JsonObject config)
+    {
+        if (config["model"] is JsonObject model)
+        {
+            if (model["sparseKind"] is { } kind)
+            {
+                model.Remove("sparseKind");
+                if (!model.ContainsKey("feedForward")) model["feedForward"] = kind.DeepClone();
+            }
+            (model["peer"] as JsonObject)?.Remove("expertCount");
+            (model["pkm"] as JsonObject)?.Remove("valueCount");
+        }
+        return config;
     }
 
     static void Merge(System.Text.Json.Nodes.JsonObject target, System.Text.Json.Nodes.JsonObject overlay)

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using PeerSharp.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -20,12 +18,10 @@ namespace PeerSharp.Training;
 /// The state is the dense moments [N, d] of each table and the step count, under the same names as
 /// <see cref="AdamW"/>, so checkpoints move between the plain and the fused kernel.
 /// Gradients are the row-sparse tensors of the fused kernel (repeated rows are merged first); a dense
-/// gradient counts as touching every row.
+/// gradient counts as touching every row. The row update itself is Kernels/Optimizer/SparseAdamWKernel.cs.
 /// </summary>
 public sealed class SparseAdamW : IOptimizer
 {
-    const int RowBlock = 64;   // rows per work item
-
     readonly AdamState _state;
     readonly double _beta1, _beta2, _epsilon;
     readonly int? _threads;
@@ -54,7 +50,7 @@ public sealed class SparseAdamW : IOptimizer
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var t = _state.Advance();
-        var rule = new Rule(
+        var rule = new SparseAdamWKernel.Rule(
             Beta1: (float)_beta1, Beta2: (float)_beta2, Epsilon: (float)_epsilon,
             InverseCorrection2: (float)(1 / (1 - Math.Pow(_beta2, t))),
             StepSize: (float)(learningRate / (1 - Math.Pow(_beta1, t))),
@@ -73,63 +69,10 @@ public sealed class SparseAdamW : IOptimizer
             }
             else
                 rows = grad.contiguous();                                      // [N, d]: every row touched
-            int count = (int)rows.shape[0], d = (int)rows.shape[1];
-            var r = rule with { Decay = (float)(1 - learningRate * e.WeightDecay) };
-            long* pIds = ids is null ? null : TensorMemory.Pointer<long>(ids);
-            float* pRows = TensorMemory.Pointer<float>(rows), p = TensorMemory.Pointer<float>(e.Parameter);
-            float* m = TensorMemory.Pointer<float>(e.ExpAvg), v = TensorMemory.Pointer<float>(e.ExpAvgSq);
-            KernelThreads.For(count, RowBlock, _threads ?? KernelThreads.Default, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
-            {
-                for (int i = start; i < end; i++)
-                {
-                    long row = pIds is null ? i : pIds[i];
-                    UpdateRow(r, p + row * d, m + row * d, v + row * d, pRows + (long)i * d, d);
-                }
-            });
-        }
-    }
-
-    /// <summary>The constants of one step: β's, ε, 1/(1 − β2^t), lr/(1 − β1^t) and the decay factor 1 − lr·λ.</summary>
-    readonly record struct Rule(float Beta1, float Beta2, float Epsilon, float InverseCorrection2, float StepSize, float Decay);
-
-    /// <summary>
-    /// One row of AdamW, in the order of <see cref="AdamW.Step"/>: p ← p·(1 − lr·λ); m ← β1·m + (1 − β1)·g;
-    /// v ← β2·v + (1 − β2)·g²; p ← p − lr/(1 − β1^t) · m / (√(v/(1 − β2^t)) + ε).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static unsafe void UpdateRow(in Rule r, float* p, float* m, float* v, float* g, int d)
-    {
-        int j = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var beta1 = Vector256.Create(r.Beta1);
-            var beta2 = Vector256.Create(r.Beta2);
-            var oneMinusBeta1 = Vector256.Create(1 - r.Beta1);
-            var oneMinusBeta2 = Vector256.Create(1 - r.Beta2);
-            var epsilon = Vector256.Create(r.Epsilon);
-            var inverseCorrection2 = Vector256.Create(r.InverseCorrection2);
-            var stepSize = Vector256.Create(r.StepSize);
-            var decay = Vector256.Create(r.Decay);
-            for (; j <= d - 8; j += 8)
-            {
-                var gj = Vector256.Load(g + j);
-                var mj = Vector256.Load(m + j) * beta1 + oneMinusBeta1 * gj;
-                var vj = Vector256.Load(v + j) * beta2 + oneMinusBeta2 * (gj * gj);
-                var denominator = Vector256.Sqrt(vj * inverseCorrection2) + epsilon;
-                var pj = Vector256.Load(p + j) * decay - stepSize * (mj / denominator);
-                mj.Store(m + j);
-                vj.Store(v + j);
-                pj.Store(p + j);
-            }
-        }
-        for (; j < d; j++)
-        {
-            float gj = g[j];
-            float mj = m[j] * r.Beta1 + (1 - r.Beta1) * gj;
-            float vj = v[j] * r.Beta2 + (1 - r.Beta2) * (gj * gj);
-            float denominator = MathF.Sqrt(vj * r.InverseCorrection2) + r.Epsilon;
-            (m[j], v[j]) = (mj, vj);
-            p[j] = p[j] * r.Decay - r.StepSize * (mj / denominator);
+            SparseAdamWKernel.Update(rule with { Decay = (float)(1 - learningRate * e.WeightDecay) },
+                ids is null ? null : TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(rows),
+                (int)rows.shape[0], (int)rows.shape[1], TensorMemory.Pointer<float>(e.Parameter),
+                TensorMemory.Pointer<float>(e.ExpAvg), TensorMemory.Pointer<float>(e.ExpAvgSq), _threads ?? KernelThreads.Default);
         }
     }
 

@@ -45,8 +45,8 @@ public sealed class Trainer
                    string checkpointPath, string? tensorBoardFolder = null)
     {
         config.Validate();
-        if (train.TokenizerName != config.Model.Tokenizer)
-            throw new PeerSharpException($"training data was tokenized with '{train.TokenizerName}' but the model expects '{config.Model.Tokenizer}'");
+        if (train.TokenizerName != EnumNames.Name(config.Model.Tokenizer))
+            throw new PeerSharpException($"training data was tokenized with '{train.TokenizerName}' but the model expects '{EnumNames.Name(config.Model.Tokenizer)}'");
         (_config, _model, _optimizer, _train, _validation) = (config, model, optimizer, train, validation);
         (_checkpointPath, _tensorBoardFolder) = (checkpointPath, tensorBoardFolder);
     }

@@ -11,17 +11,17 @@ namespace PeerSharp.Tests.Baselines;
 public class BaselineCausalityTests
 {
     [Theory]
-    [InlineData(FeedForwardKind.Pkm, "")]
-    [InlineData(FeedForwardKind.Moe, MoeOptions.TokenChoice)]
-    public void LaterTokensDoNotChangeEarlierLogitsInEvaluation(string kind, string routing)
+    [InlineData(FeedForwardKind.Pkm, null)]
+    [InlineData(FeedForwardKind.Moe, MoeRouting.TokenChoice)]
+    public void LaterTokensDoNotChangeEarlierLogitsInEvaluation(FeedForwardKind kind, MoeRouting? routing)
     {
         using var scope = NewDisposeScope();
         manual_seed(51);
         var config = new ModelConfig
         {
-            ContextLength = 12, ModelDim = 16, LayerCount = 2, AttentionHeads = 2, SparseKind = kind,
-            Pkm = new PkmOptions { SubKeyCount = 6, HeadCount = 2, TopK = 3, KeyDim = 8 },
-            Moe = new MoeOptions { ExpertCount = 3, Routing = routing == "" ? MoeOptions.ExpertChoice : routing, CapacityFactor = 1 },
+            ContextLength = 12, ModelDim = 16, LayerCount = 2, AttentionHeads = 2, FeedForward = kind,
+            PkmOptions = new PkmOptions { SubKeyCount = 6, HeadCount = 2, TopK = 3, KeyDim = 8 },
+            MoeOptions = new MoeOptions { ExpertCount = 3, Routing = routing ?? MoeRouting.ExpertChoice, CapacityFactor = 1 },
         };
         using var model = new TransformerLM(config);
         model.train();

@@ -9,17 +9,17 @@ namespace PeerSharp.Tests.Baselines;
 public class BaselineMemoryTests
 {
     [Theory]
-    [InlineData(FeedForwardKind.Moe, MoeOptions.ExpertChoice)]
-    [InlineData(FeedForwardKind.Moe, MoeOptions.TokenChoice)]
-    [InlineData(FeedForwardKind.Pkm, MoeOptions.ExpertChoice)]
-    public void LiveTensorsStayFlatAcrossTrainingSteps(string kind, string routing)
+    [InlineData(FeedForwardKind.Moe, MoeRouting.ExpertChoice)]
+    [InlineData(FeedForwardKind.Moe, MoeRouting.TokenChoice)]
+    [InlineData(FeedForwardKind.Pkm, null)]
+    public void LiveTensorsStayFlatAcrossTrainingSteps(FeedForwardKind kind, MoeRouting? routing)
     {
         manual_seed(61);
         var config = new ModelConfig
         {
-            ContextLength = 8, ModelDim = 16, LayerCount = 2, AttentionHeads = 2, SparseKind = kind,
-            Pkm = new PkmOptions { SubKeyCount = 6, HeadCount = 2, TopK = 3, KeyDim = 8 },
-            Moe = new MoeOptions { ExpertCount = 3, Routing = routing },
+            ContextLength = 8, ModelDim = 16, LayerCount = 2, AttentionHeads = 2, FeedForward = kind,
+            PkmOptions = new PkmOptions { SubKeyCount = 6, HeadCount = 2, TopK = 3, KeyDim = 8 },
+            MoeOptions = new MoeOptions { ExpertCount = 3, Routing = routing ?? MoeRouting.ExpertChoice },
         };
         using var model = new TransformerLM(config);
         model.train();

@@ -21,7 +21,7 @@ public class BaselineTrainingTests
             "--eval-tokens", "1024", "--sample-tokens", "0", "--out", folder.File("run")]);
         Assert.True(run.ExitCode == 0, $"peer train failed: {run.Error}");
         var config = RunConfig.Load(folder.File("run/config.json"), Presets.Get("default"));
-        Assert.Equal([kind, "dense"], config.Model.FeedForwardKinds());
+        Assert.Equal([kind, "dense"], config.Model.FeedForwardKinds().Select(EnumNames.Name));
         var losses = Regex.Matches(run.Output, @"validation loss (\d+\.\d+)").Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
         Assert.Equal(2, losses.Count);
         // A fresh model predicts about uniformly over 256 bytes: loss ln 256 ≈ 5.55.

@@ -8,12 +8,12 @@ namespace PeerSharp.Tests.Baselines;
 public class ExpertChoiceMoeTests
 {
     // 2 sequences of 6 tokens: in training one group of 12, so each of the 4 experts takes C = 2 · 12 / 4 = 6.
-    static readonly MoeOptions Small = new() { ModelDim = 4, HiddenDim = 8, ExpertCount = 4, CapacityFactor = 2 };
+    static readonly MoeOptions Small = new() { ExpertCount = 4, CapacityFactor = 2 };
 
     static ExpertChoiceMoe Float64Layer(int seed)
     {
         manual_seed(seed);
-        var moe = new ExpertChoiceMoe(Small);
+        var moe = new ExpertChoiceMoe(4, 8, Small);
         moe.to(ScalarType.Float64);
         return moe;
     }
@@ -25,7 +25,7 @@ public class ExpertChoiceMoeTests
         var moe = Float64Layer(1);
         var x = randn(2, 6, 4, dtype: ScalarType.Float64);
         moe.forward(x);
-        Assert.Equal(new MoeRouting(Groups: 1, GroupSize: 12, Capacity: 6, Assignments: 24, DroppedAssignments: 0, UnroutedTokens: moe.LastRouting!.UnroutedTokens), moe.LastRouting);
+        Assert.Equal(new MoeRoutingRecord(Groups: 1, GroupSize: 12, Capacity: 6, Assignments: 24, DroppedAssignments: 0, UnroutedTokens: moe.LastRouting!.UnroutedTokens), moe.LastRouting);
 
         var probabilities = MoeReference.Probabilities(moe.RouterWeight, x.view(12, 4));           // [12, E]
         var (gates, tokens) = ExpertChoiceMoe.Route(probabilities.unsqueeze(0), 6);               // [1, E, 6]
@@ -65,7 +65,7 @@ public class ExpertChoiceMoeTests
     {
         using var scope = NewDisposeScope();
         manual_seed(3);
-        var moe = new ExpertChoiceMoe(Small);
+        var moe = new ExpertChoiceMoe(4, 8, Small);
         (moe.forward(randn(2, 6, 4)) * randn(2, 6, 4)).sum().backward();
         Assert.True(moe.RouterWeight.grad is { } grad && grad.abs().max().item<float>() > 0, "the router gets no gradient");
     }
@@ -87,7 +87,7 @@ public class ExpertChoiceMoeTests
         moe.eval();
         var x = randn(2, 6, 4, dtype: ScalarType.Float64);
         var y = moe.forward(x);
-        Assert.Equal(new MoeRouting(2, 6, 3, 24, 0, moe.LastRouting!.UnroutedTokens), moe.LastRouting);
+        Assert.Equal(new MoeRoutingRecord(2, 6, 3, 24, 0, moe.LastRouting!.UnroutedTokens), moe.LastRouting);
 
         // The first sequence's output does not depend on the second sequence, and equals its output alone.
         var other = x.clone();

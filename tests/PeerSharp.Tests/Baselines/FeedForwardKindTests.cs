@@ -10,9 +10,9 @@ public class FeedForwardKindTests
     static readonly ModelConfig Small = new()
     {
         ContextLength = 8, ModelDim = 16, LayerCount = 4, AttentionHeads = 2,
-        Peer = new PeerOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 },
-        Pkm = new PkmOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 },
-        Moe = new MoeOptions { ExpertCount = 3 },
+        PeerOptions = new PeerOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 },
+        PkmOptions = new PkmOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 },
+        MoeOptions = new MoeOptions { ExpertCount = 3 },
     };
 
     static Type[] LayerTypes(ModelConfig config)
@@ -25,9 +25,9 @@ public class FeedForwardKindTests
     [InlineData(FeedForwardKind.Moe, typeof(ExpertChoiceMoe))]
     [InlineData(FeedForwardKind.Pkm, typeof(ProductKeyMemory))]
     [InlineData(FeedForwardKind.Peer, typeof(Peer))]
-    public void EachSparseKindReplacesOnlyTheMiddleBlockByDefault(string kind, Type layer)
+    public void EachSparseKindReplacesOnlyTheMiddleBlockByDefault(FeedForwardKind kind, Type layer)
     {
-        var config = Small with { SparseKind = kind };
+        var config = Small with { FeedForward = kind };
         Assert.Equal([FeedForwardKind.Dense, kind, FeedForwardKind.Dense, FeedForwardKind.Dense], config.FeedForwardKinds());
         Assert.Equal([typeof(DenseFeedForward), layer, typeof(DenseFeedForward), typeof(DenseFeedForward)], LayerTypes(config));
     }
@@ -37,7 +37,7 @@ public class FeedForwardKindTests
     {
         var config = Small with { BlockKinds = "pkm, dense,moe,peer", SparseBlocks = "all" };
         Assert.Equal([typeof(ProductKeyMemory), typeof(DenseFeedForward), typeof(ExpertChoiceMoe), typeof(Peer)], LayerTypes(config));
-        var tokenChoice = config with { Moe = config.Moe with { Routing = MoeOptions.TokenChoice } };
+        var tokenChoice = config with { MoeOptions = config.MoeOptions with { Routing = MoeRouting.TokenChoice } };
         Assert.Equal(typeof(TokenChoiceMoe), LayerTypes(tokenChoice)[2]);
     }
 
@@ -51,13 +51,14 @@ public class FeedForwardKindTests
     }
 
     [Theory]
-    [InlineData("expert choice", "MoE routing 'expert choice'")]
+    [InlineData("expert choice", "routing")]
     [InlineData("token-choice", null)]
     public void MoeRoutingIsValidated(string routing, string? named)
     {
-        var config = Small with { SparseKind = FeedForwardKind.Moe, Moe = Small.Moe with { Routing = routing } };
-        if (named is null) config.Validate();
-        else Assert.Contains(named, Assert.Throws<PeerSharpException>(config.Validate).Message);
+        using var folder = new TempFolder();
+        var path = folder.Write("routing.json", $$"""{ "model": { "feedForward": "moe", "moe": { "routing": "{{routing}}" } } }""");
+        if (named is null) Assert.Equal(MoeRouting.TokenChoice, RunConfig.Load(path, Presets.Get("tiny")).Model.MoeOptions.Routing);
+        else Assert.Contains(named, Assert.Throws<PeerSharpException>(() => RunConfig.Load(path, Presets.Get("tiny"))).Message);
     }
 
     [Fact]
@@ -66,11 +67,12 @@ public class FeedForwardKindTests
         using var folder = new TempFolder();
         var path = folder.Write("old.json", """{ "model": { "modelDim": 64, "sparseKind": "peer", "peer": { "subKeyCount": 16 } } }""");
         var config = RunConfig.Load(path, Presets.Get("tiny"));
-        Assert.Equal(Presets.Get("tiny").Model.Moe, config.Model.Moe);
-        Assert.Equal(Presets.Get("tiny").Model.Pkm, config.Model.Pkm);
+        Assert.Equal(Presets.Get("tiny").Model.MoeOptions, config.Model.MoeOptions);
+        Assert.Equal(Presets.Get("tiny").Model.PkmOptions, config.Model.PkmOptions);
+        Assert.Equal(FeedForwardKind.Peer, config.Model.FeedForward);
         Assert.Equal("", config.Model.BlockKinds);
-        Assert.Equal(64, config.Model.MoeLayer.ModelDim);
-        Assert.Equal(256, config.Model.MoeLayer.HiddenDim);
+        Assert.Equal(64, config.Model.ModelDim);
+        Assert.Equal(256, config.Model.HiddenDim);
     }
 
     [Fact]
@@ -82,8 +84,8 @@ public class FeedForwardKindTests
             Model = Presets.Get("tiny").Model with
             {
                 BlockKinds = "moe,pkm",
-                Moe = new MoeOptions { ExpertCount = 5, Routing = MoeOptions.TokenChoice, CapacityFactor = 1.25, TopK = 1, AuxLossWeight = 0.02 },
-                Pkm = new PkmOptions { SubKeyCount = 6, HeadCount = 3, TopK = 2, KeyDim = 6, QueryBatchNorm = false },
+                MoeOptions = new MoeOptions { ExpertCount = 5, Routing = MoeRouting.TokenChoice, CapacityFactor = 1.25, TopK = 1, AuxLossWeight = 0.02 },
+                PkmOptions = new PkmOptions { SubKeyCount = 6, HeadCount = 3, TopK = 2, KeyDim = 6, QueryBatchNorm = false },
             },
         };
         var json = config.ToJson();

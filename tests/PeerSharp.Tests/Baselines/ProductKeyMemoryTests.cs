@@ -1,3 +1,4 @@
+using PeerSharp.Tests.Layers;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Layers;
@@ -11,13 +12,13 @@ namespace PeerSharp.Tests.Baselines;
 public class ProductKeyMemoryTests
 {
     // d_model 6, N = 4² = 16 values, h 2, k 3, d_key 4.
-    static readonly PkmOptions Small = new() { ModelDim = 6, SubKeyCount = 4, HeadCount = 2, TopK = 3, KeyDim = 4 };
+    static readonly PkmOptions Small = new() { SubKeyCount = 4, HeadCount = 2, TopK = 3, KeyDim = 4 };
 
     /// <summary>A float64 layer whose BatchNorm affine parameters and running statistics are random too.</summary>
     static ProductKeyMemory Float64Layer(PkmOptions options, int seed)
     {
         manual_seed(seed);
-        var pkm = new ProductKeyMemory(options);
+        var pkm = new ProductKeyMemory(6, options);
         pkm.to(ScalarType.Float64);
         using var noGrad = no_grad();
         var state = pkm.state_dict();
@@ -43,7 +44,7 @@ public class ProductKeyMemoryTests
         features = (features - state["query_norm.running_mean"]) / (state["query_norm.running_var"] + 1e-5).sqrt()
                    * state["query_norm.weight"] + state["query_norm.bias"];
         var keys = state["keys"];
-        var fullKeys = cat([keys[0].repeat_interleave(4, dim: 0), keys[1].repeat(4, 1)], dim: 1);            // [16, d_key]
+        var fullKeys = FullKeys.Of(keys);                                                                  // [16, d_key]
         var expected = zeros(5, 6, dtype: ScalarType.Float64);
         for (int head = 0; head < 2; head++)
         {
@@ -59,7 +60,7 @@ public class ProductKeyMemoryTests
     public void StateDictFollowsTheContract()
     {
         using var scope = NewDisposeScope();
-        var pkm = new ProductKeyMemory(Small);
+        var pkm = new ProductKeyMemory(6, Small);
         var shapes = pkm.state_dict().ToDictionary(p => p.Key, p => p.Value.shape);
         Assert.Equal([8L, 6], shapes["query.weight"]);
         foreach (var name in new[] { "query_norm.weight", "query_norm.bias", "query_norm.running_mean", "query_norm.running_var" })
@@ -75,10 +76,10 @@ public class ProductKeyMemoryTests
         using var scope = NewDisposeScope();
         manual_seed(22);
         var options = Small with { SubKeyCount = 8 };
-        var pkm = new ProductKeyMemory(options);
+        var pkm = new ProductKeyMemory(6, options);
         var x = randn(2, 6);
         using var usage = new ExpertUsage(options.ValueCount);
-        pkm.Usage = usage;
+        pkm.Observer = usage;
         pkm.forward(x).sum().backward();
         Assert.True(pkm.Values.grad!.is_sparse, "the value table's gradient should hold the rows read, not all N");
         var rowsWithGradient = pkm.Values.grad!.to_dense().abs().sum(1).gt(0).nonzero().flatten().data<long>().ToHashSet();
@@ -110,8 +111,8 @@ public class ProductKeyMemoryTests
         manual_seed(25);
         var config = new ModelConfig
         {
-            ContextLength = 16, ModelDim = 16, LayerCount = 2, AttentionHeads = 2, SparseKind = FeedForwardKind.Pkm,
-            Pkm = new PkmOptions { SubKeyCount = 8, HeadCount = 2, TopK = 4, KeyDim = 8 },
+            ContextLength = 16, ModelDim = 16, LayerCount = 2, AttentionHeads = 2, FeedForward = FeedForwardKind.Pkm,
+            PkmOptions = new PkmOptions { SubKeyCount = 8, HeadCount = 2, TopK = 4, KeyDim = 8 },
         };
         using var model = new TransformerLM(config);
         var result = Evaluator.Evaluate(model, corpus, batchSize: 4, maxTokens: 256);

@@ -8,7 +8,7 @@ namespace PeerSharp.Tests.Baselines;
 /// <summary>Token-choice top-k routing: load-balancing loss, capacity and dropped choices, the auxiliary loss in the model.</summary>
 public class TokenChoiceMoeTests
 {
-    static readonly MoeOptions Small = new() { ModelDim = 4, HiddenDim = 8, ExpertCount = 3, Routing = MoeOptions.TokenChoice, TopK = 2, CapacityFactor = 1.5 };
+    static readonly MoeOptions Small = new() { ExpertCount = 3, Routing = MoeRouting.TokenChoice, TopK = 2, CapacityFactor = 1.5 };
 
     [Fact]
     public void LoadBalancingLossOnHandComputedRoutings()
@@ -36,7 +36,7 @@ public class TokenChoiceMoeTests
     static TokenChoiceMoe SteeredLayer(MoeOptions options)
     {
         manual_seed(11);
-        var moe = new TokenChoiceMoe(options with { ModelDim = 4, HiddenDim = 8, ExpertCount = 2 });
+        var moe = new TokenChoiceMoe(4, 8, options with { ExpertCount = 2 });
         moe.to(ScalarType.Float64);
         using var noGrad = no_grad();
         moe.RouterWeight.zero_();
@@ -60,7 +60,7 @@ public class TokenChoiceMoeTests
         var moe = SteeredLayer(Small with { TopK = 1, CapacityFactor = 1 });
         var x = TokensWithFeature0(1, 1, 1, 1, 1, 1);
         var y = moe.forward(x);
-        Assert.Equal(new MoeRouting(Groups: 1, GroupSize: 6, Capacity: 3, Assignments: 3, DroppedAssignments: 3, UnroutedTokens: 3), moe.LastRouting);
+        Assert.Equal(new MoeRoutingRecord(Groups: 1, GroupSize: 6, Capacity: 3, Assignments: 3, DroppedAssignments: 3, UnroutedTokens: 3), moe.LastRouting);
 
         var probabilities = MoeReference.Probabilities(moe.RouterWeight, x);
         for (int t = 0; t < 3; t++)
@@ -79,7 +79,7 @@ public class TokenChoiceMoeTests
         var moe = SteeredLayer(Small with { TopK = 2, CapacityFactor = 0.6 });
         var x = TokensWithFeature0(1, -1, 1);
         var y = moe.forward(x);
-        Assert.Equal(new MoeRouting(1, 3, 2, 4, 2, 0), moe.LastRouting);
+        Assert.Equal(new MoeRoutingRecord(1, 3, 2, 4, 2, 0), moe.LastRouting);
 
         var p = MoeReference.Probabilities(moe.RouterWeight, x);
         Tensor F(int e, int t) => MoeReference.Expert(moe.Experts, e, x[t]);
@@ -96,7 +96,7 @@ public class TokenChoiceMoeTests
         moe.eval();
         var x = TokensWithFeature0(1, 1, 1, 1, 1, 1);
         var y = moe.forward(x);
-        Assert.Equal(new MoeRouting(1, 6, 6, 6, 0, 0), moe.LastRouting);
+        Assert.Equal(new MoeRoutingRecord(1, 6, 6, 6, 0, 0), moe.LastRouting);
         Assert.Null(moe.AuxiliaryLoss);
         var probabilities = MoeReference.Probabilities(moe.RouterWeight, x);
         for (int t = 0; t < 6; t++)
@@ -110,8 +110,8 @@ public class TokenChoiceMoeTests
         manual_seed(12);
         var config = new ModelConfig
         {
-            ContextLength = 8, ModelDim = 8, LayerCount = 2, AttentionHeads = 2, SparseKind = FeedForwardKind.Moe,
-            Moe = new MoeOptions { ExpertCount = 3, Routing = MoeOptions.TokenChoice, AuxLossWeight = 0.5 },
+            ContextLength = 8, ModelDim = 8, LayerCount = 2, AttentionHeads = 2, FeedForward = FeedForwardKind.Moe,
+            MoeOptions = new MoeOptions { ExpertCount = 3, Routing = MoeRouting.TokenChoice, AuxLossWeight = 0.5 },
         };
         using var model = new TransformerLM(config);
         var tokens = randint(0, 256, [2, 8]);
@@ -136,7 +136,7 @@ public class TokenChoiceMoeTests
     {
         using var scope = NewDisposeScope();
         manual_seed(13);
-        var moe = new TokenChoiceMoe(Small);
+        var moe = new TokenChoiceMoe(4, 8, Small);
         moe.to(ScalarType.Float64);
         // 8 tokens, capacity ceil(1.5 · 2 · 8 / 3) = 8 per expert: some choices may be dropped, which is part of the function.
         var names = GradientCheck.AssertMatchesFiniteDifferences(moe, randn(2, 4, 4, dtype: ScalarType.Float64));

@@ -80,15 +80,16 @@ public class TokenizerTests
     [Fact]
     public void FactoryCreatesTokenizersByName()
     {
-        Assert.IsType<ByteTokenizer>(Tokenizers.Create("byte"));
-        Assert.Equal("gpt2", Tokenizers.Create("gpt2").Name);
+        Assert.IsType<ByteTokenizer>(Tokenizers.Create(EnumNames.Parse<TokenizerKind>("byte", "tokenizer")));
+        Assert.Equal("gpt2", Tokenizers.Create(EnumNames.Parse<TokenizerKind>("gpt2", "tokenizer")).Name);
+        Assert.Equal(Tokenizers.Create(TokenizerKind.Gpt2).VocabSize, Tokenizers.VocabSize(TokenizerKind.Gpt2));
     }
 
     [Fact]
     public void FactoryRejectsUnknownNames()
     {
-        var error = Assert.Throws<PeerSharpException>(() => Tokenizers.Create("bpe"));
+        var error = Assert.Throws<PeerSharpException>(() => EnumNames.Parse<TokenizerKind>("bpe", "tokenizer"));
 
-        Assert.Equal("unknown tokenizer 'bpe'; expected 'byte' or 'gpt2'", error.Message);
+        Assert.Equal("tokenizer 'bpe' is not known; expected byte, gpt2", error.Message);
     }
 }

@@ -14,8 +14,8 @@ public class ExpertUsageTests
         using var scope = NewDisposeScope();
         using var usage = new ExpertUsage(6);
         // Two batches; expert 1 is picked twice, expert 4 once with a zero gate (selected but gets no weight).
-        usage.Add(tensor(new long[] { 0, 1, 2, 1 }, [2, 2]), tensor(new[] { 0.5f, 0.5f, 0.75f, 0.25f }, [2, 2]));
-        usage.Add(tensor(new long[] { 3, 4 }, [1, 2]), tensor(new[] { 1f, 0f }, [1, 2]));
+        usage.Observe(tensor(new long[] { 0, 1, 2, 1 }, [2, 2]), tensor(new[] { 0.5f, 0.5f, 0.75f, 0.25f }, [2, 2]));
+        usage.Observe(tensor(new long[] { 3, 4 }, [1, 2]), tensor(new[] { 1f, 0f }, [1, 2]));
 
         // z' = (0.5, 0.75, 0.75, 1, 0, 0), ‖z'‖₁ = 3.
         double[] z = [0.5 / 3, 0.75 / 3, 0.75 / 3, 1.0 / 3];
@@ -28,7 +28,7 @@ public class ExpertUsageTests
     {
         using var scope = NewDisposeScope();
         using var usage = new ExpertUsage(4);
-        usage.Add(tensor(new long[] { 0, 1, 2, 3, 3, 2, 1, 0 }, [4, 2]), full(4, 2, 0.5f));
+        usage.Observe(tensor(new long[] { 0, 1, 2, 3, 3, 2, 1, 0 }, [4, 2]), full(4, 2, 0.5f));
 
         Assert.Equal(1.0, usage.Usage, 12);
         Assert.Equal(0.0, usage.Unevenness, 12);
@@ -39,7 +39,7 @@ public class ExpertUsageTests
     {
         using var scope = NewDisposeScope();
         using var usage = new ExpertUsage(16);
-        usage.Add(tensor(new long[] { 5, 5, 5 }, [3]), tensor(new[] { 0.2f, 1f, 0.3f }, [3]));
+        usage.Observe(tensor(new long[] { 5, 5, 5 }, [3]), tensor(new[] { 0.2f, 1f, 0.3f }, [3]));
 
         Assert.Equal(1 / 16.0, usage.Usage, 12);
         Assert.Equal(Math.Log(16), usage.Unevenness, 12);
@@ -51,12 +51,12 @@ public class ExpertUsageTests
     {
         using var scope = NewDisposeScope();
         manual_seed(5);
-        var options = new PeerOptions { ModelDim = 8, SubKeyCount = 4, HeadCount = 2, TopK = 3, KeyDim = 4 };
-        var peer = PeerTesting.Float64Layer(options);
+        var options = new PeerOptions { SubKeyCount = 4, HeadCount = 2, TopK = 3, KeyDim = 4 };
+        var peer = PeerTesting.Float64Layer(options, modelDim: 8);
         using var usage = new ExpertUsage(options.ExpertCount);
         peer.eval();
-        peer.Usage = usage;
-        var x = randn(3, options.ModelDim, dtype: ScalarType.Float64);   // 18 picks: some experts stay unused
+        peer.Observer = usage;
+        var x = randn(3, peer.ModelDim, dtype: ScalarType.Float64);   // 18 picks: some experts stay unused
 
         peer.forward(x);
 

@@ -25,30 +25,30 @@ public class FlopCounterTests
     // Capacities divide exactly: expert choice C = 2 · 16 / 4 = 8; token choice C = 1.5 · 2 · 16 / 4 = 12.
     static readonly ModelConfig Small = new()
     {
-        ContextLength = Length, ModelDim = 8, LayerCount = 1, AttentionHeads = 2, VocabSize = 32,
-        Peer = new PeerOptions { SubKeyCount = 6, HeadCount = 3, TopK = 4, KeyDim = 10 },
-        Pkm = new PkmOptions { SubKeyCount = 5, HeadCount = 2, TopK = 3, KeyDim = 6 },
-        Moe = new MoeOptions { ExpertCount = 4, CapacityFactor = 2, TopK = 2 },
+        ContextLength = Length, ModelDim = 8, LayerCount = 1, AttentionHeads = 2, VocabSize = 256,
+        PeerOptions = new PeerOptions { SubKeyCount = 6, HeadCount = 3, TopK = 4, KeyDim = 10 },
+        PkmOptions = new PkmOptions { SubKeyCount = 5, HeadCount = 2, TopK = 3, KeyDim = 6 },
+        MoeOptions = new MoeOptions { ExpertCount = 4, CapacityFactor = 2, TopK = 2 },
     };
 
-    public static TheoryData<string, string> Kinds => new()
+    public static TheoryData<FeedForwardKind, MoeRouting> Kinds => new()
     {
-        { FeedForwardKind.Dense, "" },
-        { FeedForwardKind.Moe, MoeOptions.ExpertChoice },
-        { FeedForwardKind.Moe, MoeOptions.TokenChoice },
-        { FeedForwardKind.Pkm, "" },
-        { FeedForwardKind.Peer, "" },
+        { FeedForwardKind.Dense, MoeRouting.ExpertChoice },
+        { FeedForwardKind.Moe, MoeRouting.ExpertChoice },
+        { FeedForwardKind.Moe, MoeRouting.TokenChoice },
+        { FeedForwardKind.Pkm, MoeRouting.ExpertChoice },
+        { FeedForwardKind.Peer, MoeRouting.ExpertChoice },
     };
 
-    static ModelConfig ConfigFor(string kind, string routing) => Small with
+    static ModelConfig ConfigFor(FeedForwardKind kind, MoeRouting routing) => Small with
     {
-        SparseKind = kind,
-        Moe = routing == MoeOptions.TokenChoice ? Small.Moe with { Routing = routing, CapacityFactor = 1.5 } : Small.Moe,
+        FeedForward = kind,
+        MoeOptions = routing == MoeRouting.TokenChoice ? Small.MoeOptions with { Routing = routing, CapacityFactor = 1.5 } : Small.MoeOptions,
     };
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public void FormulaMatchesTheMultiplyAddsAForwardExecutes(string kind, string routing)
+    public void FormulaMatchesTheMultiplyAddsAForwardExecutes(FeedForwardKind kind, MoeRouting routing)
     {
         using var scope = NewDisposeScope();
         manual_seed(41);
@@ -56,7 +56,7 @@ public class FlopCounterTests
         using var model = new TransformerLM(config);
         var layer = model.Blocks[0].FeedForward;
         using var usage = layer is IExpertRetrieval retrieval ? new ExpertUsage(retrieval.ExpertCount) : null;
-        if (layer is IExpertRetrieval r) r.Usage = usage;
+        if (layer is IExpertRetrieval r) r.Observer = usage;
         layer.train();
         layer.forward(randn(Batch, Length, config.ModelDim));
 
@@ -88,7 +88,7 @@ public class FlopCounterTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public void ParameterCountsMatchTheModel(string kind, string routing)
+    public void ParameterCountsMatchTheModel(FeedForwardKind kind, MoeRouting routing)
     {
         var config = ConfigFor(kind, routing) with { LayerCount = 3 };
         using var model = new TransformerLM(config);
@@ -101,7 +101,7 @@ public class FlopCounterTests
     [Fact]
     public void ParameterCountsFollowUntiedHeadsAndRotaryPositions()
     {
-        var config = Small with { TieEmbeddings = false, Positions = "rotary", SparseKind = FeedForwardKind.Pkm };
+        var config = Small with { TieEmbeddings = false, Positions = PositionKind.Rotary, FeedForward = FeedForwardKind.Pkm };
         using var model = new TransformerLM(config);
         Assert.Equal(model.parameters().Sum(p => p.numel()), FlopCounter.Parameters(config).Total);
     }
@@ -109,7 +109,7 @@ public class FlopCounterTests
     [Fact]
     public void TrainingIsThreeForwardsAndABudgetBuysWholeSteps()
     {
-        var config = Small with { SparseKind = FeedForwardKind.Peer };
+        var config = Small with { FeedForward = FeedForwardKind.Peer };
         var report = FlopCounter.Of(config);
         Assert.Equal(3 * report.ForwardFlopsPerToken, report.TrainingFlopsPerToken);
         Assert.Equal(report.TrainingFlopsPerToken * 4 * Length, report.TrainingFlopsPerStep(4));

@@ -198,9 +198,9 @@ public class FusedExpertsTests
     public void PeerLayerGivesTheSameOutputAndGradientsWithEitherKernel()
     {
         using var scope = NewDisposeScope();
-        var options = new PeerOptions { ModelDim = 32, SubKeyCount = 6, HeadCount = 3, TopK = 4, KeyDim = 8 };
-        var plain = new Peer(options with { Kernel = ExpertKernel.Plain });
-        var fused = new Peer(options with { Kernel = ExpertKernel.Fused });
+        var options = new PeerOptions { SubKeyCount = 6, HeadCount = 3, TopK = 4, KeyDim = 8 };
+        var plain = new Peer(32, options with { Kernel = KernelChoice.Plain });
+        var fused = new Peer(32, options with { Kernel = KernelChoice.Fused });
         fused.load_state_dict(plain.state_dict());
         Assert.True(fused.UsesFusedKernel);
         var x = randn(2, 11, 32, generator: new Generator(17));

@@ -1,3 +1,4 @@
+using PeerSharp.Tests.Layers;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using TorchSharp;
@@ -50,7 +51,7 @@ public class FusedProductKeysTests
         var (queries, keys, _) = Random(3, 40, 2, n, keyDim, topK);
         var (scores, ids) = FusedProductKeys.Retrieve(queries, keys, topK);
         // Brute force over the N = n² keys [C_a ; C'_b], id = a·n + b.
-        var full = cat([keys[0].repeat_interleave(n, 0), keys[1].repeat(n, 1)], 1);   // [N, d_key]
+        var full = FullKeys.Of(keys);                                                  // [N, d_key]
         var (best, bestIds) = queries.matmul(full.t()).topk(topK, dim: -1);
         Assert.True(bestIds.eq(ids).all().item<bool>());
         Assert.True(best.allclose(scores, rtol: 1e-5, atol: 1e-5));

@@ -6,30 +6,22 @@ using static TorchSharp.torch;
 
 namespace PeerSharp.Tests.Kernels;
 
-/// Runs alone: it reads the process's peak resident memory, which parallel tests would disturb.
-[CollectionDefinition(nameof(StepMemoryTests), DisableParallelization = true)]
-public class StepMemoryCollection;
-
 /// A training step's memory beyond the parameters and the optimizer state must not grow with N: no dense
 /// [N, d] gradients, no N-sized temporaries in the optimizer. Measured as the peak resident memory of one
 /// steady-state step above the memory resident before it (Linux: /proc/self/clear_refs resets the peak).
-[Collection(nameof(StepMemoryTests))]
+/// (The test assembly runs its tests one at a time, so no other test disturbs the process's memory.)
 public class StepMemoryTests
 {
     const double MiB = 1024 * 1024;
 
     /// Peak growth of resident memory, in MiB, during one step of a PEER layer with N = n², d_model = 256
     /// (each table is 64 MiB at n = 256, and freed blocks of that size go back to the system at once).
-    static double StepPeakGrowth(int subKeys, ExpertKernel kernel)
+    static double StepPeakGrowth(int subKeys, KernelChoice kernel)
     {
         using var scope = NewDisposeScope();
-        var layer = new Peer(new PeerOptions { ModelDim = 256, SubKeyCount = subKeys, HeadCount = 4, TopK = 4, KeyDim = 32, Kernel = kernel });
-        var named = layer.named_parameters().Select(p => (p.name, p.parameter, 0.1)).ToList();
-        bool IsTable(string name) => name is "down.weight" or "up.weight";
-        IOptimizer tables = kernel == ExpertKernel.Fused
-            ? new SparseAdamW(named.Where(p => IsTable(p.name)))
-            : new AdamW(named.Where(p => IsTable(p.name)));
-        using var optimizer = new CompositeOptimizer((new AdamW(named.Where(p => !IsTable(p.name))), null), (tables, null));
+        var layer = new Peer(256, new PeerOptions { SubKeyCount = subKeys, HeadCount = 4, TopK = 4, KeyDim = 32, Kernel = kernel });
+        // What a training run builds: sparse AdamW on the tables with the fused kernel, dense AdamW with the plain one.
+        using var optimizer = OptimizerFactory.Create(layer, new TrainConfig());
         var g = new Generator(1);
         var x = randn(128, 256, generator: g);
         var r = randn(128, 256, generator: g);
@@ -50,17 +42,16 @@ public class StepMemoryTests
         return (ResidentMemory.Peak - before) / MiB;
     }
 
-    [Fact]
+    [LinuxFact]
     public void FusedStepMemoryDoesNotGrowWithExpertCount()
     {
-        if (!OperatingSystem.IsLinux()) return;
-        var small = StepPeakGrowth(16, ExpertKernel.Fused);      // N = 256
-        var large = StepPeakGrowth(256, ExpertKernel.Fused);     // N = 65536: tables 64 MiB each
+        var small = StepPeakGrowth(16, KernelChoice.Fused);      // N = 256
+        var large = StepPeakGrowth(256, KernelChoice.Fused);     // N = 65536: tables 64 MiB each
         Assert.True(large - small < 8, $"step memory grew by {large - small:F1} MiB from N = 256 to N = 65536");
 
         // Control: the tensor-op path with dense AdamW has two dense [N, d] gradients, so the measure sees it.
-        var plainSmall = StepPeakGrowth(16, ExpertKernel.Plain);
-        var plainLarge = StepPeakGrowth(256, ExpertKernel.Plain);
+        var plainSmall = StepPeakGrowth(16, KernelChoice.Plain);
+        var plainLarge = StepPeakGrowth(256, KernelChoice.Plain);
         Assert.True(plainLarge - plainSmall > 100, $"the control grew only {plainLarge - plainSmall:F1} MiB");
     }
 }

@@ -18,8 +18,8 @@ public class PeerContractTests
     public void StateDictNamesAndShapesAreThoseOfTheSpecification(bool batchNorm)
     {
         using var scope = NewDisposeScope();
-        var options = new PeerOptions { ModelDim = 6, SubKeyCount = 5, HeadCount = 3, TopK = 2, KeyDim = 4, QueryBatchNorm = batchNorm };
-        using var peer = new Peer(options);
+        var options = new PeerOptions { SubKeyCount = 5, HeadCount = 3, TopK = 2, KeyDim = 4, QueryBatchNorm = batchNorm };
+        using var peer = new Peer(6, options);
 
         var expected = new Dictionary<string, long[]>
         {
@@ -56,10 +56,10 @@ public class PeerContractTests
     {
         using var scope = NewDisposeScope();
         manual_seed(50 + (int)activation + (batchNorm ? 2 : 0) + (training ? 4 : 0));
-        var options = new PeerOptions { ModelDim = 5, SubKeyCount = 8, HeadCount = 3, TopK = 3, KeyDim = 6, Activation = activation, QueryBatchNorm = batchNorm };
-        var peer = PeerTesting.Float64Layer(options);
+        var options = new PeerOptions { SubKeyCount = 8, HeadCount = 3, TopK = 3, KeyDim = 6, Activation = activation, QueryBatchNorm = batchNorm };
+        var peer = PeerTesting.Float64Layer(options, modelDim: 5);
         peer.train(training);
-        var x = randn(4, 3, options.ModelDim, dtype: ScalarType.Float64);
+        var x = randn(4, 3, peer.ModelDim, dtype: ScalarType.Float64);
         var reference = PeerReference.Of(peer).Forward(PeerReference.Doubles(x), training);
 
         var y = peer.forward(x);
@@ -75,7 +75,7 @@ public class PeerContractTests
     public void LoadsAPyTorchSafetensorsCheckpoint()
     {
         using var scope = NewDisposeScope();
-        var options = new PeerOptions { ModelDim = 4, SubKeyCount = 3, HeadCount = 2, TopK = 2, KeyDim = 4 };
+        var options = new PeerOptions { SubKeyCount = 3, HeadCount = 2, TopK = 2, KeyDim = 4 };
         const int features = 2 * 4, experts = 9;
         var random = new Random(20240707);
         float[] Values(int count, double low, double high) =>
@@ -95,7 +95,7 @@ public class PeerContractTests
         try
         {
             WriteSafetensors(path, values, batchesTracked: 12);
-            using var peer = new Peer(options);
+            using var peer = new Peer(4, options);
 
             peer.load_safetensors(path);
 
@@ -113,6 +113,7 @@ public class PeerContractTests
             var expected = new PeerReference
             {
                 Options = options,
+                ModelDim = 4,
                 Query = Widen(values["query.weight"].Data),
                 NormWeight = Widen(values["query_norm.weight"].Data),
                 NormBias = Widen(values["query_norm.bias"].Data),

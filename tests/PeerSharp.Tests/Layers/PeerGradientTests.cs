@@ -25,7 +25,7 @@ public class PeerGradientTests
         var options = PeerTesting.Small with { Activation = activation, QueryBatchNorm = batchNorm };
         var peer = PeerTesting.Float64Layer(options);
         peer.train(training);
-        var x = randn(Tokens, options.ModelDim, dtype: ScalarType.Float64);
+        var x = randn(Tokens, peer.ModelDim, dtype: ScalarType.Float64);
 
         // The selection is piecewise constant and ReLU has a kink at 0: a perturbation of 1e-6 must cross neither.
         var reference = PeerReference.Of(peer).Forward(PeerReference.Doubles(x), training);

@@ -18,7 +18,7 @@ public class PeerInitTests
         using var scope = NewDisposeScope();
         manual_seed(3);
         const int modelDim = 128;
-        using var peer = new Peer(new PeerOptions { ModelDim = modelDim });     // N = 128², h 8, k 16, d_key 128
+        using var peer = new Peer(modelDim, new PeerOptions());     // N = 128², h 8, k 16, d_key 128
         using var dense = new DenseFeedForward(modelDim, 4 * modelDim);
         peer.train(training);
         dense.train(training);

@@ -11,6 +11,9 @@ namespace PeerSharp.Tests.Layers;
 sealed record PeerReference
 {
     public required PeerOptions Options { get; init; }
+
+    /// <summary>d_model.</summary>
+    public required int ModelDim { get; init; }
     public required double[] Query { get; init; }      // [h·d_key, d_model]
     public double[]? NormWeight { get; init; }         // [h·d_key]; all four null when the layer has no query BN
     public double[]? NormBias { get; init; }
@@ -36,6 +39,7 @@ sealed record PeerReference
         return new()
         {
             Options = peer.Options,
+            ModelDim = peer.ModelDim,
             Query = Get("query.weight")!,
             NormWeight = Get("query_norm.weight"),
             NormBias = Get("query_norm.bias"),
@@ -61,7 +65,7 @@ sealed record PeerReference
     public Result Forward(double[] x, bool training)
     {
         var o = Options;
-        int d = o.ModelDim, n = o.SubKeyCount, h = o.HeadCount, k = o.TopK, dk = o.KeyDim;
+        int d = ModelDim, n = o.SubKeyCount, h = o.HeadCount, k = o.TopK, dk = o.KeyDim;
         int half = dk / 2, expertCount = n * n, featureCount = h * dk, tokens = x.Length / d;
 
         // 1. features = W_q x, then BatchNorm per feature (eps 1e-5).

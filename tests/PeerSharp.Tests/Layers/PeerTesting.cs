@@ -7,16 +7,19 @@ namespace PeerSharp.Tests.Layers;
 /// <summary>Layers and tensors shared by the PEER layer tests.</summary>
 static class PeerTesting
 {
-    /// <summary>A layer small enough for exact checks: d_model 6, N = 4² = 16, h 2, k 2, d_key 4.</summary>
-    public static readonly PeerOptions Small = new() { ModelDim = 6, SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 };
+    /// <summary>A layer small enough for exact checks: N = 4² = 16, h 2, k 2, d_key 4, at d_model <see cref="SmallModelDim"/>.</summary>
+    public static readonly PeerOptions Small = new() { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 };
+
+    /// <summary>d_model of the small test layers.</summary>
+    public const int SmallModelDim = 6;
 
     /// <summary>
     /// A float64 layer whose BatchNorm affine parameters and running statistics are random too: their defaults
     /// (1, 0, 0, 1) would hide a mix-up between them.
     /// </summary>
-    public static Peer Float64Layer(PeerOptions options)
+    public static Peer Float64Layer(PeerOptions options, int modelDim = SmallModelDim)
     {
-        var peer = new Peer(options);
+        var peer = new Peer(modelDim, options);
         peer.to(ScalarType.Float64);
         using var noGrad = no_grad();
         var state = peer.state_dict();

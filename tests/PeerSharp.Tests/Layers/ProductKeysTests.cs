@@ -27,10 +27,7 @@ public class ProductKeysTests
 
         var (scores, ids) = ProductKeys.Retrieve(queries, subKeys, k);
 
-        // Row a·n + b of the full key table is [C_a ; C'_b], with C = subKeys[0] scored by the query's first half.
-        var first = subKeys[0].unsqueeze(1).expand(n, n, keyDim / 2);
-        var second = subKeys[1].unsqueeze(0).expand(n, n, keyDim / 2);
-        var fullKeys = cat([first, second], dim: -1).reshape(n * n, keyDim);                  // [N, d_key]
+        var fullKeys = FullKeys.Of(subKeys);                                                   // [N, d_key]
         var (expectedScores, expectedIds) = queries.matmul(fullKeys.t()).topk(k, dim: -1);     // [M, h, k]
 
         Assert.Equal(new long[] { tokens, heads, k }, ids.shape);

@@ -33,7 +33,7 @@ public class QueryNormTests
         peer.train();
         foreach (var (batch, length) in new[] { (2, 4), (3, 3) })
         {
-            var x = randn(batch, length, options.ModelDim, dtype: ScalarType.Float64);   // (B, T, d): B·T tokens
+            var x = randn(batch, length, peer.ModelDim, dtype: ScalarType.Float64);   // (B, T, d): B·T tokens
             var xs = PeerReference.Doubles(x);
             var before = PeerReference.Of(peer);
 
@@ -43,7 +43,7 @@ public class QueryNormTests
             var expected = before.Forward(xs, training: true).Output;
             Assert.True(PeerTesting.MaxAbsDifference(expected, PeerReference.Doubles(y)) < 1e-10, "training forward must normalise with the batch statistics");
 
-            var (mean, unbiased) = FeatureStatistics(xs, weight, options.ModelDim, featureCount);
+            var (mean, unbiased) = FeatureStatistics(xs, weight, peer.ModelDim, featureCount);
             for (int f = 0; f < featureCount; f++)
             {
                 expectedMean[f] = 0.9 * expectedMean[f] + 0.1 * mean[f];
@@ -54,7 +54,7 @@ public class QueryNormTests
         }
 
         peer.eval();
-        var test = randn(7, options.ModelDim, dtype: ScalarType.Float64);
+        var test = randn(7, peer.ModelDim, dtype: ScalarType.Float64);
         var output = peer.forward(test);
 
         // The running statistics are untouched and are what normalises.
@@ -73,7 +73,7 @@ public class QueryNormTests
         manual_seed(12);
         var peer = PeerTesting.Float64Layer(PeerTesting.Small);
         peer.eval();
-        var x = randn(6, PeerTesting.Small.ModelDim, dtype: ScalarType.Float64);
+        var x = randn(6, PeerTesting.SmallModelDim, dtype: ScalarType.Float64);
 
         var together = peer.forward(x);
         var alone = peer.forward(x.narrow(0, 2, 1));

@@ -10,12 +10,12 @@ namespace PeerSharp.Tests.Model;
 public class CausalityTests
 {
     [Theory]
-    [InlineData("learned")]
-    [InlineData("rotary")]
-    public void ChangingATokenChangesNoEarlierLogits(string positions)
+    [InlineData(PositionKind.Learned)]
+    [InlineData(PositionKind.Rotary)]
+    public void ChangingATokenChangesNoEarlierLogits(PositionKind positions)
     {
         using var scope = NewDisposeScope();
-        manual_seed(positions.Length);
+        manual_seed(TinyModel.Seed(positions));
         var config = TinyModel.Config(positions);
         using var model = new TransformerLM(config);
         model.eval();

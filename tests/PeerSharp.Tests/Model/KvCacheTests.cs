@@ -7,12 +7,12 @@ namespace PeerSharp.Tests.Model;
 public class KvCacheTests
 {
     [Theory]
-    [InlineData("learned")]
-    [InlineData("rotary")]
-    public void TokenByTokenMatchesFullRecomputation(string positions)
+    [InlineData(PositionKind.Learned)]
+    [InlineData(PositionKind.Rotary)]
+    public void TokenByTokenMatchesFullRecomputation(PositionKind positions)
     {
         using var scope = NewDisposeScope();
-        manual_seed(20 + positions.Length);
+        manual_seed(20 + TinyModel.Seed(positions));
         var config = TinyModel.Config(positions);
         using var model = new TransformerLM(config);
         model.eval();
@@ -33,12 +33,12 @@ public class KvCacheTests
     }
 
     [Theory]
-    [InlineData("learned")]
-    [InlineData("rotary")]
-    public void ChunksAfterAPrefillMatchFullRecomputation(string positions)
+    [InlineData(PositionKind.Learned)]
+    [InlineData(PositionKind.Rotary)]
+    public void ChunksAfterAPrefillMatchFullRecomputation(PositionKind positions)
     {
         using var scope = NewDisposeScope();
-        manual_seed(40 + positions.Length);
+        manual_seed(40 + TinyModel.Seed(positions));
         var config = TinyModel.Config(positions);
         using var model = new TransformerLM(config);
         model.eval();

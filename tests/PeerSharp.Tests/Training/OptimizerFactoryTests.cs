@@ -7,17 +7,17 @@ namespace PeerSharp.Tests.Training;
 
 public class OptimizerFactoryTests
 {
-    static ModelConfig Config(ExpertKernel kernel, string sparseBlocks = "middle") => new()
+    static ModelConfig Config(KernelChoice kernel, string sparseBlocks = "middle") => new()
     {
         ContextLength = 8, ModelDim = 16, LayerCount = 3, AttentionHeads = 2, SparseBlocks = sparseBlocks,
-        Peer = new PeerOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4, Kernel = kernel },
+        PeerOptions = new PeerOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4, Kernel = kernel },
     };
 
     [Fact]
     public void FusedTablesGetSparseAdamWAndTheRestDenseAdamW()
     {
         using var scope = NewDisposeScope();
-        using var model = new TransformerLM(Config(ExpertKernel.Fused));
+        using var model = new TransformerLM(Config(KernelChoice.Fused));
         using var optimizer = OptimizerFactory.Create(model, new TrainConfig());
         var parts = Assert.IsType<CompositeOptimizer>(optimizer).Parts;
         var sparse = Assert.IsType<SparseAdamW>(parts[1]);
@@ -30,10 +30,10 @@ public class OptimizerFactoryTests
     public void PkmValueTableGetsSparseAdamW()
     {
         using var scope = NewDisposeScope();
-        using var model = new TransformerLM(Config(ExpertKernel.Fused) with
+        using var model = new TransformerLM(Config(KernelChoice.Fused) with
         {
-            SparseKind = FeedForwardKind.Pkm,
-            Pkm = new PkmOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 },
+            FeedForward = FeedForwardKind.Pkm,
+            PkmOptions = new PkmOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4 },
         });
         using var optimizer = OptimizerFactory.Create(model, new TrainConfig());
         var sparse = Assert.IsType<SparseAdamW>(Assert.IsType<CompositeOptimizer>(optimizer).Parts[1]);
@@ -44,8 +44,8 @@ public class OptimizerFactoryTests
     public void StateNamesDoNotDependOnTheKernel()
     {
         using var scope = NewDisposeScope();
-        using var fusedModel = new TransformerLM(Config(ExpertKernel.Fused));
-        using var plainModel = new TransformerLM(Config(ExpertKernel.Plain));
+        using var fusedModel = new TransformerLM(Config(KernelChoice.Fused));
+        using var plainModel = new TransformerLM(Config(KernelChoice.Plain));
         using var fused = OptimizerFactory.Create(fusedModel, new TrainConfig());
         using var plain = OptimizerFactory.Create(plainModel, new TrainConfig());
         Assert.Equal(plain.StateDict().Keys.Order(), fused.StateDict().Keys.Order());
@@ -56,7 +56,7 @@ public class OptimizerFactoryTests
     public void ModelWithoutPeerGetsOneAdamW()
     {
         using var scope = NewDisposeScope();
-        using var model = new TransformerLM(Config(ExpertKernel.Fused, sparseBlocks: "none"));
+        using var model = new TransformerLM(Config(KernelChoice.Fused, sparseBlocks: "none"));
         using var optimizer = OptimizerFactory.Create(model, new TrainConfig());
         Assert.IsType<AdamW>(optimizer);
     }
@@ -65,15 +65,15 @@ public class OptimizerFactoryTests
     public void ExpertLearningRateIsFixed()
     {
         using var scope = NewDisposeScope();
-        using var model = new TransformerLM(Config(ExpertKernel.Fused));
+        using var model = new TransformerLM(Config(KernelChoice.Fused));
         using var optimizer = OptimizerFactory.Create(model, new TrainConfig { ExpertLearningRate = 1e-2 });
         var tokens = randint(256, [2, 8], dtype: ScalarType.Int64);
         model.Loss(tokens, tokens).backward();
         var peer = model.PeerLayers.Single();
         var down = peer.Down.detach().clone();
-        var keys = peer.SubKeys.detach().clone();
+        var keys = peer.Retrieval.SubKeys.detach().clone();
         optimizer.Step(0);   // the schedule says 0: only the expert tables, at their fixed rate, move
-        Assert.True(peer.SubKeys.eq(keys).all().item<bool>());
+        Assert.True(peer.Retrieval.SubKeys.eq(keys).all().item<bool>());
         Assert.False(peer.Down.eq(down).all().item<bool>());
     }
 
@@ -96,7 +96,7 @@ public class OptimizerFactoryTests
         }
 
         manual_seed(3);
-        using var model = new TransformerLM(Config(ExpertKernel.Fused));
+        using var model = new TransformerLM(Config(KernelChoice.Fused));
         using var optimizer = OptimizerFactory.Create(model, config);
         for (int i = 0; i < 3; i++) Step(model, optimizer, batches[i]);
         // The checkpoint: copies of the weights (with BatchNorm statistics) and of the optimizer state.
@@ -105,7 +105,7 @@ public class OptimizerFactoryTests
         var expected = new[] { Step(model, optimizer, batches[3]), Step(model, optimizer, batches[4]) };
 
         manual_seed(4);   // a different initialisation, all of it overwritten by the checkpoint
-        using var resumed = new TransformerLM(Config(ExpertKernel.Fused));
+        using var resumed = new TransformerLM(Config(KernelChoice.Fused));
         resumed.load_state_dict(weights);
         using var resumedOptimizer = OptimizerFactory.Create(resumed, config);
         resumedOptimizer.LoadStateDict(state);

@@ -1,3 +1,4 @@
+using PeerSharp.Model;
 using PeerSharp.Layers;
 using PeerSharp.Training;
 
@@ -22,10 +23,10 @@ public class RunConfigTests
         var config = RunConfig.Load(path, basis);
 
         Assert.Equal(192, config.Model.ModelDim);
-        Assert.Equal("rotary", config.Model.Positions);
-        Assert.Equal(65536, config.Model.PeerLayer.ExpertCount);
-        Assert.Equal(ExpertActivation.Relu, config.Model.Peer.Activation);
-        Assert.Equal(192, config.Model.PeerLayer.ModelDim);
+        Assert.Equal(PositionKind.Rotary, config.Model.Positions);
+        Assert.Equal(65536, config.Model.PeerOptions.ExpertCount);
+        Assert.Equal(ExpertActivation.Relu, config.Model.PeerOptions.Activation);
+        using (var model = new TransformerLM(config.Model)) Assert.Equal(192, model.PeerLayers.Single().ModelDim);
         Assert.Equal(3000, config.Train.Steps);
         Assert.Equal(basis.Train.BatchSize, config.Train.BatchSize);
         Assert.Equal(basis.Model.ContextLength, config.Model.ContextLength);

@@ -117,9 +117,9 @@ public class SparseAdamWTests
         using var scope = NewDisposeScope();
         // N = 4 experts, 2 heads × 2 selected, 64 tokens: every row has a gradient every step, so lazy and
         // dense AdamW must agree.
-        var options = new PeerOptions { ModelDim = 16, SubKeyCount = 2, HeadCount = 2, TopK = 2, KeyDim = 4 };
-        var plain = new Peer(options with { Kernel = ExpertKernel.Plain });
-        var fused = new Peer(options with { Kernel = ExpertKernel.Fused });
+        var options = new PeerOptions { SubKeyCount = 2, HeadCount = 2, TopK = 2, KeyDim = 4 };
+        var plain = new Peer(16, options with { Kernel = KernelChoice.Plain });
+        var fused = new Peer(16, options with { Kernel = KernelChoice.Fused });
         fused.load_state_dict(plain.state_dict());
         IOptimizer OptimizerFor(Peer layer, bool sparseTables)
         {
@@ -146,7 +146,7 @@ public class SparseAdamWTests
         }
         Assert.True(fused.Down.allclose(plain.Down, rtol: 1e-4, atol: 1e-5));
         Assert.True(fused.Up.allclose(plain.Up, rtol: 1e-4, atol: 1e-5));
-        Assert.True(fused.SubKeys.allclose(plain.SubKeys, rtol: 1e-4, atol: 1e-5));
+        Assert.True(fused.Retrieval.SubKeys.allclose(plain.Retrieval.SubKeys, rtol: 1e-4, atol: 1e-5));
     }
 
     [Fact]

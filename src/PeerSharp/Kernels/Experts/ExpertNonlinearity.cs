@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using PeerSharp.Layers;
 
 namespace PeerSharp.Kernels;
 

@@ -1,4 +1,3 @@
-using PeerSharp.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,10 +1,12 @@
 using System.Globalization;
 using System.Text;
+using PeerSharp.Kernels;
+using PeerSharp.Model;
 
 namespace PeerSharp.Benchmarks;
 
 /// <summary>The tables of `peer bench` and the docs/PERFORMANCE.md it writes, with the issue's targets checked.</summary>
-public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOnlyList<LayerResult> layers, IReadOnlyList<ModelResult> models)
+public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOnlyList<LayerResult> layers, IReadOnlyList<KernelResult> kernels, IReadOnlyList<ModelResult> models)
 {
     static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
@@ -16,10 +18,27 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         s.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in layers)
         {
-            var n = r.Case.Kind == LayerKind.DenseFfw ? "–" : $"{r.Case.SubKeyCount}²";
+            var n = r.Case.Kind == LayerKind.DenseFfw ? "–" : $"{r.Case.PeerOptions.SubKeyCount}²";
             s.AppendLine(Invariant, $"| {Name(r.Case.Kind)} | {n} | {(r.HiddenDim > 0 ? r.HiddenDim.ToString(Invariant) : "–")} | {Millions(r.Parameters)} | " +
                          $"{r.ForwardFlopsPerToken / 1e6:F2} | {r.ForwardMs:F1} | {r.BackwardMs:F1} | {r.OptimizerMs:F1} | **{r.StepMs:F1}** | {r.StepCpuMs:F0} | " +
                          $"{Gib(r.PeakResidentBytes)} | {Mib(r.ActivationBytes)} | {Mib(r.StepBytes)} |");
+        }
+        return s.ToString();
+    }
+
+    /// <summary>The kernel table (markdown): each fast kernel beside its plain reference, and the speed-up.</summary>
+    public string KernelTable()
+    {
+        var s = new StringBuilder();
+        s.AppendLine("| kernel | N | plain forward | plain backward | fast forward | fast backward | speed-up |");
+        s.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var group in kernels.GroupBy(k => (k.Case.Kernel, k.Case.PeerOptions.SubKeyCount)))
+        {
+            var plain = group.FirstOrDefault(k => k.Case.Variant == KernelChoice.Plain);
+            var fast = group.FirstOrDefault(k => k.Case.Variant == KernelChoice.Fused);
+            if (plain is null || fast is null) continue;
+            double speedUp = (plain.ForwardMs + plain.BackwardMs) / (fast.ForwardMs + fast.BackwardMs);
+            s.AppendLine(Invariant, $"| {Name(group.Key.Kernel)} | {group.Key.SubKeyCount}² | {plain.ForwardMs:F2} | {plain.BackwardMs:F2} | {fast.ForwardMs:F2} | {fast.BackwardMs:F2} | **{speedUp:F1}×** |");
         }
         return s.ToString();
     }
@@ -32,7 +51,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         s.AppendLine("|---|---:|---:|---:|---:|");
         foreach (var m in models)
         {
-            var name = m.Case.Peer ? $"PEER (N = {m.Case.SubKeyCount}², fused) in the middle block" : "dense (all blocks GELU FFW)";
+            var name = Name(m.Case.Model);
             s.AppendLine(Invariant, $"| {name} | {Millions(m.Parameters)} | {m.StepMs:F0} | {m.TokensPerSecond:F0} | {Gib(m.PeakResidentBytes)} |");
         }
         return s.ToString();
@@ -46,8 +65,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         s.AppendLine("|---|---|---|");
         void Row(string target, string measured, bool met) => s.AppendLine($"| {target} | {measured} | {(met ? "yes" : "**no**")} |");
 
-        int largest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.SubKeyCount).DefaultIfEmpty(0).Max();
-        int smallest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.SubKeyCount).DefaultIfEmpty(0).Min();
+        int largest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.PeerOptions.SubKeyCount).DefaultIfEmpty(0).Max();
+        int smallest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.PeerOptions.SubKeyCount).DefaultIfEmpty(0).Min();
         var fused = Find(LayerKind.PeerFused, largest);
         var plain = Find(LayerKind.PeerPlain, largest);
         var equal = Find(LayerKind.DenseEqualFlops, largest);
@@ -69,8 +88,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             Row($"N = {smallest}² → {largest}²: ≤ 1.5× time per token", $"{fused.StepMs / small.StepMs:F2}×", fused.StepMs <= 1.5 * small.StepMs);
         if (fused is not null && equal is not null)
             Row($"{at}: ≤ 2.5× the dense FFW of equal forward FLOPs", $"{fused.StepMs / equal.StepMs:F2}×", fused.StepMs <= 2.5 * equal.StepMs);
-        var peerRuns = models.Where(m => m.Case.Peer).Select(m => m.TokensPerSecond).ToList();
-        var denseRuns = models.Where(m => !m.Case.Peer).Select(m => m.TokensPerSecond).ToList();
+        var peerRuns = models.Where(m => HasPeer(m.Case.Model)).Select(m => m.TokensPerSecond).ToList();
+        var denseRuns = models.Where(m => !HasPeer(m.Case.Model)).Select(m => m.TokensPerSecond).ToList();
         if (peerRuns.Count > 0 && denseRuns.Count > 0)
         {
             double ratio = peerRuns.Average() / denseRuns.Average();
@@ -97,11 +116,11 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         s.AppendLine(Invariant, $"- Memory: {machine.MemoryGiB:F0} GiB; {machine.Os}; {machine.Runtime}; TorchSharp {machine.TorchSharp}");
         s.AppendLine($"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; load average (1, 5, 15 min) at the start: {machine.Load}, at the end: {MachineInfo.LoadAverage()}");
         s.AppendLine("  (the machine is shared: a load above the core count means other work took CPU time from these measurements)");
-        s.AppendLine("- Process settings (`NativeRuntime.Configure`, applied by the `peer` CLI): OMP_WAIT_POLICY=PASSIVE, glibc malloc keeps large blocks");
+        s.AppendLine("- Process settings (`NativeRuntime.Configure` in the `peer` program): OMP_WAIT_POLICY=PASSIVE, glibc malloc keeps large blocks");
         if (first is not null)
         {
             s.AppendLine();
-            s.AppendLine(Invariant, $"## One feed-forward layer: d_model = {first.ModelDim}, h = {first.HeadCount}, k = {first.TopK}, d_key = {first.KeyDim}, {first.Tokens} tokens per step");
+            s.AppendLine(Invariant, $"## One feed-forward layer: d_model = {first.ModelDim}, h = {first.PeerOptions.HeadCount}, k = {first.PeerOptions.TopK}, d_key = {first.PeerOptions.KeyDim}, {first.Tokens} tokens per step");
             s.AppendLine();
             s.AppendLine("Times are medians in **ms per 1k tokens** over the timed steps after warm-up (steps per configuration below);");
             s.AppendLine("each configuration runs in a process of its own. *update* is gradient clipping (global norm 1) + optimizer step;");
@@ -114,19 +133,32 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine("activations, gradients and temporaries, on top of the parameters and optimizer state that live across steps.");
             s.AppendLine();
             s.AppendLine("Layers: (a) dense GELU FFW with 4·d_model hidden units; (b) dense GELU FFW with the PEER layer's forward FLOPs;");
-            s.AppendLine("(c) PEER in pure tensor ops (`ExpertKernel.Plain`) with dense AdamW; (d) PEER with the fused kernels");
-            s.AppendLine("(`ExpertKernel.Fused`) and sparse AdamW on the expert tables. All use AdamW (β = 0.9, 0.95) on the other parameters.");
+            s.AppendLine("(c) PEER in pure tensor ops (`KernelChoice.Plain`) with dense AdamW; (d) PEER with the fused kernels");
+            s.AppendLine("(`KernelChoice.Fused`) and sparse AdamW on the expert tables. All use AdamW (β = 0.9, 0.95) on the other parameters.");
             s.AppendLine();
             s.Append(LayerTable());
             s.AppendLine();
             s.AppendLine("Timed steps (warm-up): " + string.Join(", ", layers.Select(r =>
-                $"{Name(r.Case.Kind).Split(' ')[0]}{(r.Case.Kind == LayerKind.DenseFfw ? "" : $" {r.Case.SubKeyCount}²")}: {r.Case.Steps} ({r.Case.WarmupSteps})")) + ".");
+                $"{Name(r.Case.Kind).Split(' ')[0]}{(r.Case.Kind == LayerKind.DenseFfw ? "" : $" {r.Case.PeerOptions.SubKeyCount}²")}: {r.Case.Steps} ({r.Case.WarmupSteps})")) + ".");
+        }
+        if (kernels.Count > 0)
+        {
+            s.AppendLine();
+            s.AppendLine("## Kernels: each fast kernel against its plain reference");
+            s.AppendLine();
+            s.AppendLine("The same random inputs through the tensor-op reference and the fused C# kernel (the tests check that they agree),");
+            s.AppendLine("in **ms per 1k tokens** (medians). *Retrieval*: steps 2-3 from given queries; *experts*: step 5 from given ids and");
+            s.AppendLine("gates; *table update*: one optimizer step on a table whose gradient holds the rows one step touches, dense AdamW");
+            s.AppendLine("on the whole table (plain) against SparseAdamW on the touched rows (fast); its time is in the forward columns.");
+            s.AppendLine();
+            s.Append(KernelTable());
         }
         if (models.Count > 0)
         {
             var m = models[0].Case;
+            var shape = m.Model;
             s.AppendLine();
-            s.AppendLine(Invariant, $"## Language model training: {m.LayerCount} blocks, d_model = {m.ModelDim}, context {m.ContextLength}, batch {m.BatchSize} ({m.BatchSize * m.ContextLength} tokens per step)");
+            s.AppendLine(Invariant, $"## Language model training: {shape.LayerCount} blocks, d_model = {shape.ModelDim}, context {shape.ContextLength}, batch {m.BatchSize} ({m.BatchSize * shape.ContextLength} tokens per step)");
             s.AppendLine();
             s.AppendLine("Full training steps (forward, cross-entropy, backward, clipping, optimizer) on random byte sequences, median of");
             s.AppendLine(Invariant, $"{m.Steps} steps after {m.WarmupSteps} warm-up; the PEER model uses the optimizer `OptimizerFactory` builds (sparse AdamW on the tables).");
@@ -140,7 +172,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         s.Append(TargetTable());
         if (first is not null)
         {
-            int largest = layers.Max(r => r.Case.SubKeyCount);
+            int largest = layers.Max(r => r.Case.PeerOptions.SubKeyCount);
             double tables = 2.0 * largest * largest * first.ModelDim * sizeof(float) / (1024.0 * 1024 * 1024);
             s.AppendLine();
             s.AppendLine("## Reading the numbers");
@@ -157,7 +189,14 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         return s.ToString();
     }
 
-    LayerResult? Find(LayerKind kind, int subKeys) => layers.FirstOrDefault(r => r.Case.Kind == kind && r.Case.SubKeyCount == subKeys);
+    LayerResult? Find(LayerKind kind, int subKeys) => layers.FirstOrDefault(r => r.Case.Kind == kind && r.Case.PeerOptions.SubKeyCount == subKeys);
+
+    static bool HasPeer(ModelConfig model) => model.FeedForwardKinds().Contains(FeedForwardKind.Peer);
+
+    /// <summary>A model's row name: its sparse layer and where it sits, or all dense.</summary>
+    public static string Name(ModelConfig model) => HasPeer(model)
+        ? $"PEER (N = {model.PeerOptions.SubKeyCount}², {EnumNames.Name(model.PeerOptions.Kernel)}) in block(s) {model.SparseBlocks}"
+        : "dense (all blocks GELU FFW)";
 
     /// <summary>Short name of a layer kind, with its letter from the issue.</summary>
     public static string Name(LayerKind kind) => kind switch
@@ -166,6 +205,15 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         LayerKind.DenseEqualFlops => "(b) dense FFW, equal FLOPs",
         LayerKind.PeerPlain => "(c) PEER tensor ops + AdamW",
         LayerKind.PeerFused => "(d) PEER fused + sparse AdamW",
+        _ => kind.ToString(),
+    };
+
+    /// <summary>Short name of a kernel.</summary>
+    public static string Name(KernelKind kind) => kind switch
+    {
+        KernelKind.Retrieval => "product-key retrieval (steps 2-3)",
+        KernelKind.Experts => "experts (step 5)",
+        KernelKind.TableUpdate => "expert-table update (AdamW)",
         _ => kind.ToString(),
     };
 

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace PeerSharp.Kernels;
+namespace PeerSharp.Cli;
 
 /// <summary>
 /// Process settings for fast CPU training, applied by the CLI before the first tensor exists (Linux, glibc):

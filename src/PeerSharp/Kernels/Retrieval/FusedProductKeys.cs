@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace PeerSharp.Kernels;
 
 /// <summary>
-/// Product-key retrieval with the contract of <see cref="Layers.ProductKeys.Retrieve"/> (its tensor-op
+/// Product-key retrieval with the contract of <see cref="ProductKeys.Retrieve"/> (its tensor-op
 /// version stays the oracle), as one autograd function. The forward scores the sub-keys with one matrix
 /// product per half and block of queries, so the [M, h, n] score tensors never exist whole, and selects in
 /// C# (<see cref="FusedProductKeysKernel"/>); the backward sends each score's gradient only to its two
@@ -16,7 +16,7 @@ public static class FusedProductKeys
     /// <summary>Query rows (tokens × heads) scored per block: 1024 rows of n = 1024 scores are 4 MB per half.</summary>
     const int BlockRows = 1024;
 
-    /// <inheritdoc cref="Layers.ProductKeys.Retrieve"/>
+    /// <inheritdoc cref="ProductKeys.Retrieve"/>
     /// <param name="queries">[M, h, d_key]: one query per token and head.</param>
     /// <param name="subKeys">[2, n, d_key/2]: C = subKeys[0] (first half of the query), C' = subKeys[1].</param>
     /// <param name="topK">k.</param>
@@ -112,7 +112,7 @@ public static class FusedProductKeys
                     using var groups = RowGroups.Build(TensorMemory.Pointer<long>(halves[j]), (int)halves[j].numel(), n);
                     var sums = empty(groups.RowCount, half);                      // [touched sub-keys, d_key/2]
                     float* pSums = TensorMemory.Pointer<float>(sums);
-                    FusedExpertsKernel.ReduceRows(groups, (int)k, half, pScores, pQueries + j * half, pSums, threads, sourceStride: (int)dk);
+                    groups.Reduce((int)k, half, pScores, pQueries + j * half, pSums, threads, sourceStride: (int)dk);
                     float* destination = TensorMemory.Pointer<float>(dSubKeys) + (long)j * n * half;
                     var touched = groups.Rows;
                     for (int g = 0; g < touched.Length; g++)

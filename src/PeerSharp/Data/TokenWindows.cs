@@ -4,23 +4,17 @@ namespace PeerSharp.Data;
 
 /// <summary>What <see cref="BatchSampler"/> and <see cref="SequentialBatches"/> share: checking sizes and
 /// turning window starts into (input, target) tensors.</summary>
-internal static class Windows
+internal static class TokenWindows
 {
     /// <exception cref="PeerSharpException">A size is not positive, or the corpus is shorter than one window.</exception>
-    public static void Validate(TokenCorpus corpus, int batchSize, int sequenceLength)
+    public static void Validate(TokenCorpus corpus, int batchSize, int sequenceLength, string what = "the corpus")
     {
         if (batchSize < 1)
-        {
             throw new PeerSharpException($"batch size {batchSize} is not valid; expected a positive number");
-        }
         if (sequenceLength < 1)
-        {
             throw new PeerSharpException($"sequence length {sequenceLength} is not valid; expected a positive number");
-        }
         if (corpus.TokenCount < sequenceLength + 1L)
-        {
-            throw new PeerSharpException($"the corpus has {corpus.TokenCount} tokens but sequence length {sequenceLength} needs at least {sequenceLength + 1L}");
-        }
+            throw new PeerSharpException($"{what} has {corpus.TokenCount} tokens but sequence length {sequenceLength} needs at least {sequenceLength + 1L}");
     }
 
     /// <summary>

@@ -38,7 +38,7 @@ public static class SparseRows
         var rows = empty(1, groups.RowCount, dtype: ScalarType.Int64);       // [1, U]
         groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));
         var sums = empty(groups.RowCount, d);                                 // [U, d]
-        FusedExpertsKernel.ReduceRows(groups, 1, (int)d, null, TensorMemory.Pointer<float>(values),
+        groups.Reduce(1, (int)d, null, TensorMemory.Pointer<float>(values),
                                       TensorMemory.Pointer<float>(sums), threads ?? KernelThreads.Default);
         return scope.MoveToOuter(sparse_coo_tensor(rows, sums, [N, d]));
     }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Serialization;
+using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Model;
 using PeerSharp.Training;
@@ -14,7 +15,7 @@ public enum LayerKind
     DenseFfw,
     /// <summary>(b) A dense GELU feed-forward whose forward FLOPs equal the PEER layer's.</summary>
     DenseEqualFlops,
-    /// <summary>(c) PEER in pure tensor ops with dense AdamW.</summary>
+    /// <summary>(c) PEER in pure tensor ops with dense AdamW (<see cref="KernelChoice.Plain"/>).</summary>
     PeerPlain,
     /// <summary>(d) PEER with the fused kernels and sparse AdamW on the expert tables.</summary>
     PeerFused,
@@ -26,20 +27,11 @@ public sealed record LayerCase
     /// <summary>Which layer.</summary>
     public LayerKind Kind { get; init; }
 
-    /// <summary>n: the PEER layer has N = n² experts (for the dense layers, the PEER layer they are matched with).</summary>
-    public int SubKeyCount { get; init; } = 128;
-
     /// <summary>d_model.</summary>
     public int ModelDim { get; init; } = 256;
 
-    /// <summary>h.</summary>
-    public int HeadCount { get; init; } = 8;
-
-    /// <summary>k.</summary>
-    public int TopK { get; init; } = 16;
-
-    /// <summary>d_key.</summary>
-    public int KeyDim { get; init; } = 128;
+    /// <summary>The PEER layer (for the dense layers: the PEER layer they are matched with).</summary>
+    public PeerOptions PeerOptions { get; init; } = new();
 
     /// <summary>Tokens per step.</summary>
     public int Tokens { get; init; } = 4096;
@@ -52,14 +44,6 @@ public sealed record LayerCase
 
     /// <summary>Threads of libtorch and of the C# kernels.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
-
-    /// <summary>The PEER layer's settings.</summary>
-    [JsonIgnore]
-    public PeerOptions Peer => new()
-    {
-        ModelDim = ModelDim, SubKeyCount = SubKeyCount, HeadCount = HeadCount, TopK = TopK, KeyDim = KeyDim,
-        Kernel = Kind == LayerKind.PeerPlain ? ExpertKernel.Plain : ExpertKernel.Fused,
-    };
 }
 
 /// <summary>Medians per 1k tokens and memory of one layer configuration.</summary>
@@ -170,7 +154,7 @@ public static class LayerBenchmark
             Case = c,
             HiddenDim = hidden,
             Parameters = layer.parameters().Sum(p => p.numel()),
-            ForwardFlopsPerToken = hidden > 0 ? PeerCost.DenseForwardFlopsPerToken(c.ModelDim, hidden) : PeerCost.ForwardFlopsPerToken(c.Peer),
+            ForwardFlopsPerToken = hidden > 0 ? (long)FlopCounter.DenseFeedForward(c.ModelDim, hidden) : (long)FlopCounter.Peer(c.ModelDim, c.PeerOptions).Where(l => l.MatrixProducts).Sum(l => l.Flops),
             ForwardMs = Median(forward),
             BackwardMs = Median(backward),
             OptimizerMs = Median(update),
@@ -189,10 +173,10 @@ public static class LayerBenchmark
             case LayerKind.DenseFfw:
                 return (new DenseFeedForward(c.ModelDim, 4 * c.ModelDim), 4 * c.ModelDim);
             case LayerKind.DenseEqualFlops:
-                var hidden = PeerCost.EqualFlopsHiddenDim(c.Peer);
+                var hidden = FlopCounter.EqualFlopsHiddenDim(c.ModelDim, c.PeerOptions);
                 return (new DenseFeedForward(c.ModelDim, hidden), hidden);
             default:
-                return (new Peer(c.Peer), 0);
+                return (new Peer(c.ModelDim, c.PeerOptions), 0);
         }
     }
 

@@ -1,11 +1,11 @@
-using PeerSharp.Training;
 using ScottPlot;
 
-namespace PeerSharp.Cli.Commands;
+namespace PeerSharp.Training;
 
 /// <summary>Draws a run's metrics log as a PNG: training and validation loss against steps.</summary>
-static class TrainingCurves
+public static class TrainingCurves
 {
+    /// <summary>Writes the PNG; does nothing when the log has no training step yet.</summary>
     public static void Save(IReadOnlyList<MetricsRecord> records, string title, string path)
     {
         var training = records.Where(r => r.Loss is not null).ToList();

@@ -1,12 +1,16 @@
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
-namespace PeerSharp.Model;
+namespace PeerSharp.Layers;
 
 /// <summary>The transformer's ordinary feed-forward: GELU(x W_fc + b) W_proj + b, hidden width m·d_model.</summary>
 public sealed class DenseFeedForward : nn.Module<Tensor, Tensor>
 {
+    // Field names are registered names, so that TorchSharp's field registration does not add them twice.
+    [ComponentName(Name = "fc")]
     readonly Linear _fc;
+    [ComponentName(Name = "proj")]
     readonly Linear _proj;
 
     /// <summary>A feed-forward with the given hidden width.</summary>

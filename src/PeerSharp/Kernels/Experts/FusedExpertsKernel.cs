@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using PeerSharp.Layers;
 
 namespace PeerSharp.Kernels;
 
@@ -121,35 +120,6 @@ internal static unsafe class FusedExpertsKernel
                 {
                     if (s + PrefetchAhead < S) VectorMath.Prefetch(b.Down + ids[s + PrefetchAhead] * d, d);
                     VectorMath.Axpy(dxm, coefficientU[(long)m * S + s], b.Down + ids[s] * d, d);
-                }
-            }
-        });
-    }
-
-    /// <summary>
-    /// Row sums in a fixed order: for each touched row g (ascending id), rows[g] = Σ coefficient[p] · source[token(p)]
-    /// over the row's positions p in ascending order, token(p) = p / slots. source is [M, d] with rows
-    /// sourceStride floats apart (dim when null). A null coefficient means 1 (plain sums of source rows, for
-    /// merging repeated rows of a sparse gradient). Used for sub-key gradients and by <see cref="SparseRows"/>.
-    /// </summary>
-    public static void ReduceRows(RowGroups groups, int slots, int dim, float* coefficient, float* source, float* rows, int threads,
-                                  int? sourceStride = null)
-    {
-        long stride = sourceStride ?? dim;
-        KernelThreads.For(groups.RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
-        {
-            var order = groups.Order;
-            var starts = groups.Starts;
-            for (int g = start; g < end; g++)
-            {
-                float* row = rows + (long)g * dim;
-                int first = starts[g], last = starts[g + 1];
-                int p = order[first];
-                VectorMath.Scale(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
-                for (int i = first + 1; i < last; i++)
-                {
-                    p = order[i];
-                    VectorMath.Axpy(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
                 }
             }
         });

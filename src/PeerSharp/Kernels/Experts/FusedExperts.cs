@@ -1,4 +1,3 @@
-using PeerSharp.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -10,7 +9,7 @@ namespace PeerSharp.Kernels;
 /// the [M, h, k, d_model] gathers and the gradients of the expert tables are sparse COO tensors holding only
 /// the touched rows (unique ids, ascending), like nn.Embedding(sparse=True). CPU and float32 only.
 /// <para>
-/// Where a table is a leaf (a parameter, as in <see cref="Layers.Peer"/>), the backward adds its sparse
+/// Where a table is a leaf (a parameter, as in the PEER layer), the backward adds its sparse
 /// gradient to the table's .grad itself, exactly as libtorch's AccumulateGrad would (set when empty, summed
 /// otherwise), instead of returning it through the graph: TorchSharp keeps a reference to every tensor a
 /// custom backward returns, and AccumulateGrad copies any gradient it cannot take over, which would be

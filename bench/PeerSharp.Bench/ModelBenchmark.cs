@@ -7,35 +7,15 @@ using static TorchSharp.torch;
 
 namespace PeerSharp.Benchmarks;
 
-/// <summary>One language model to time: the paper's placement (PEER in the middle block) or the same model dense.</summary>
+/// <summary>One language model to time, with its batch and step counts.</summary>
 public sealed record ModelCase
 {
-    /// <summary>Whether the middle block's feed-forward is PEER (fused kernels, sparse updates) or dense.</summary>
-    public bool Peer { get; init; } = true;
-
-    /// <summary>n of the PEER layer (N = n²).</summary>
-    public int SubKeyCount { get; init; } = 1024;
-
-    /// <summary>h of the PEER layer.</summary>
-    public int HeadCount { get; init; } = 8;
-
-    /// <summary>k of the PEER layer.</summary>
-    public int TopK { get; init; } = 16;
-
-    /// <summary>d_key of the PEER layer.</summary>
-    public int KeyDim { get; init; } = 128;
-
-    /// <summary>d_model.</summary>
-    public int ModelDim { get; init; } = 256;
-
-    /// <summary>Transformer blocks.</summary>
-    public int LayerCount { get; init; } = 12;
-
-    /// <summary>Attention heads.</summary>
-    public int AttentionHeads { get; init; } = 8;
-
-    /// <summary>Tokens per sequence.</summary>
-    public int ContextLength { get; init; } = 256;
+    /// <summary>The model (the paper's placement: PEER, or a baseline, in the middle block; or all dense).</summary>
+    public ModelConfig Model { get; init; } = new()
+    {
+        ContextLength = 256, ModelDim = 256, LayerCount = 12, AttentionHeads = 8,
+        PeerOptions = new PeerOptions { SubKeyCount = 1024, HeadCount = 8, TopK = 16, KeyDim = 128 },
+    };
 
     /// <summary>Sequences per step.</summary>
     public int BatchSize { get; init; } = 16;
@@ -48,15 +28,6 @@ public sealed record ModelCase
 
     /// <summary>Threads of libtorch and of the C# kernels.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
-
-    /// <summary>The model's shape (byte vocabulary, learned positions, tied embeddings).</summary>
-    [JsonIgnore]
-    public ModelConfig Config => new()
-    {
-        ContextLength = ContextLength, ModelDim = ModelDim, LayerCount = LayerCount, AttentionHeads = AttentionHeads,
-        SparseKind = Peer ? "peer" : "dense", SparseBlocks = "middle",
-        Peer = new PeerOptions { SubKeyCount = SubKeyCount, HeadCount = HeadCount, TopK = TopK, KeyDim = KeyDim, Kernel = ExpertKernel.Fused },
-    };
 }
 
 /// <summary>Training throughput of one model.</summary>
@@ -89,10 +60,10 @@ public static class ModelBenchmark
     {
         set_num_threads(c.Threads);
         manual_seed(1);
-        using var model = new TransformerLM(c.Config);
+        using var model = new TransformerLM(c.Model);
         var config = new TrainConfig();
         using var optimizer = OptimizerFactory.Create(model, config);
-        var tokens = randint(c.Config.VocabSize, [c.BatchSize, c.ContextLength + 1], dtype: ScalarType.Int64);
+        var tokens = randint(c.Model.VocabSize, [c.BatchSize, c.Model.ContextLength + 1], dtype: ScalarType.Int64);
         var inputs = tokens[.., ..^1].contiguous();   // (B, T)
         var targets = tokens[.., 1..].contiguous();   // (B, T)
         var steps = new List<double>();
@@ -112,7 +83,7 @@ public static class ModelBenchmark
             Case = c,
             Parameters = model.parameters().Sum(p => p.numel()),
             StepMs = median,
-            TokensPerSecond = c.BatchSize * c.ContextLength / (median / 1000),
+            TokensPerSecond = c.BatchSize * c.Model.ContextLength / (median / 1000),
             PeakResidentBytes = ResidentMemory.Peak,
         };
     }

@@ -12,6 +12,7 @@ namespace PeerSharp.Kernels;
 internal sealed unsafe class RowGroups : IDisposable
 {
     const int DigitBits = 11;
+    const int RowBlock = 64;   // rows per work item of Reduce
 
     int[]? _order;
     long[]? _rows;
@@ -97,6 +98,35 @@ internal sealed unsafe class RowGroups : IDisposable
             pool.Return(orderSwap);
             if (order is not null) pool.Return(order);
         }
+    }
+
+    /// <summary>
+    /// Row sums in a fixed order: for each touched row g (ascending id), rows[g] = Σ coefficient[p] · source[token(p)]
+    /// over the row's positions p in ascending order, token(p) = p / slots. source is [M, d] with rows
+    /// sourceStride floats apart (dim when null). A null coefficient means 1 (plain sums of source rows, for
+    /// merging repeated rows of a sparse gradient). Used for sub-key gradients (<see cref="FusedProductKeys"/>) and by <see cref="SparseRows"/>.
+    /// </summary>
+    public void Reduce(int slots, int dim, float* coefficient, float* source, float* rows, int threads,
+                                  int? sourceStride = null)
+    {
+        long stride = sourceStride ?? dim;
+        KernelThreads.For(RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            var order = Order;
+            var starts = Starts;
+            for (int g = start; g < end; g++)
+            {
+                float* row = rows + (long)g * dim;
+                int first = starts[g], last = starts[g + 1];
+                int p = order[first];
+                VectorMath.Scale(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
+                for (int i = first + 1; i < last; i++)
+                {
+                    p = order[i];
+                    VectorMath.Axpy(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
+                }
+            }
+        });
     }
 
     /// <summary>Returns the scratch arrays to their pools.</summary>

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace PeerSharp.Layers;
+namespace PeerSharp.Kernels;
 
 /// <summary>
 /// Product-key retrieval (Lample et al. 2019; PEER.md steps 2-3), shared by PEER and PKM. Finds, for every

@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using PeerSharp.Kernels;
+using PeerSharp.Layers;
+using PeerSharp.Model;
+
+namespace PeerSharp.Benchmarks;
+
+/// <summary>What `peer bench` measures.</summary>
+/// <param name="SubKeyCounts">n of the PEER layers (N = n²), ascending.</param>
+/// <param name="TokensPerStep">Tokens per step of the layer and kernel benchmarks.</param>
+/// <param name="TimedSteps">Timed steps per configuration.</param>
+/// <param name="WarmupSteps">Untimed steps first.</param>
+/// <param name="Threads">Threads of libtorch and the C# kernels.</param>
+/// <param name="WithModel">Also the full language model with and without PEER.</param>
+/// <param name="QuickModel">A 4-block model instead of the paper's 12 blocks.</param>
+public sealed record BenchPlan(int[] SubKeyCounts, int TokensPerStep, int TimedSteps, int WarmupSteps, int Threads, bool WithModel, bool QuickModel);
+
+/// <summary>
+/// `peer bench`: times one PEER layer against dense feed-forwards for several N, each fast kernel against its
+/// plain reference, and a language model with PEER in the middle block against the same model dense; prints
+/// the tables and writes docs/PERFORMANCE.md. Each configuration runs in a child process (the running program
+/// again, with <see cref="RunCaseOption"/>) so that its peak resident memory is its own; the child prints its
+/// result as one JSON line.
+/// </summary>
+public static class BenchRunner
+{
+    /// <summary>The hidden option of `peer bench` that runs one configuration given as JSON.</summary>
+    public const string RunCaseOption = "--run-case";
+
+    const string ResultMarker = "PEER-BENCH-RESULT ";
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+
+    /// <summary>One child run: a layer, a kernel or a model.</summary>
+    sealed record Job(LayerCase? Layer, KernelCase? Kernel, ModelCase? Model);
+
+    /// <summary>A child's answer.</summary>
+    sealed record Outcome(LayerResult? Layer, KernelResult? Kernel, ModelResult? Model);
+
+    /// <summary>Sub-key counts from a comma list such as "128,256,512,1024".</summary>
+    public static int[] ParseSizes(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var sizes = new List<int>();
+        foreach (var part in parts)
+        {
+            if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 16)
+                throw new PeerSharpException($"bench size '{part}' is not a sub-key count n ≥ 16; expected a comma list such as 128,256,512,1024 (N = n²)");
+            sizes.Add(n);
+        }
+        if (sizes.Count == 0) throw new PeerSharpException("bench sizes are empty; expected a comma list such as 128,256,512,1024");
+        return [.. sizes.Distinct().Order()];
+    }
+
+    static List<Job> Jobs(BenchPlan plan)
+    {
+        if (plan.TokensPerStep <= 0 || plan.TimedSteps <= 0 || plan.WarmupSteps < 0 || plan.Threads <= 0)
+            throw new PeerSharpException($"bench needs positive tokens ({plan.TokensPerStep}), steps ({plan.TimedSteps}) and threads ({plan.Threads}) and no negative warm-up ({plan.WarmupSteps})");
+        var peer = new PeerOptions { SubKeyCount = plan.SubKeyCounts[0], HeadCount = 8, TopK = 16, KeyDim = 128 };
+        var basis = new LayerCase { Tokens = plan.TokensPerStep, Steps = plan.TimedSteps, WarmupSteps = plan.WarmupSteps, Threads = plan.Threads, PeerOptions = peer };
+        var jobs = new List<Job> { new(basis with { Kind = LayerKind.DenseFfw }, null, null) };
+        foreach (var n in plan.SubKeyCounts)
+        {
+            var sized = basis with { PeerOptions = peer with { SubKeyCount = n } };
+            jobs.Add(new(sized with { Kind = LayerKind.DenseEqualFlops }, null, null));
+            // Tensor ops with dense AdamW need ~12 GB and seconds per step at N = 1024²: fewer steps from 512² up.
+            var plain = sized with { Kind = LayerKind.PeerPlain, PeerOptions = sized.PeerOptions with { Kernel = KernelChoice.Plain } };
+            jobs.Add(new(n >= 512 ? plain with { Steps = Math.Min(plan.TimedSteps, 2), WarmupSteps = Math.Min(plan.WarmupSteps, 1) } : plain, null, null));
+            jobs.Add(new(sized with { Kind = LayerKind.PeerFused }, null, null));
+        }
+        // Each fast kernel against its reference, at the smallest and the largest N.
+        foreach (var n in new[] { plan.SubKeyCounts[0], plan.SubKeyCounts[^1] }.Distinct())
+            foreach (var kernel in Enum.GetValues<KernelKind>())
+                foreach (var variant in new[] { KernelChoice.Plain, KernelChoice.Fused })
+                    jobs.Add(new(null, new KernelCase
+                    {
+                        Kernel = kernel, Variant = variant, PeerOptions = peer with { SubKeyCount = n }, Tokens = plan.TokensPerStep,
+                        Steps = plan.TimedSteps, WarmupSteps = plan.WarmupSteps, Threads = plan.Threads,
+                    }, null));
+        if (plan.WithModel)
+        {
+            var model = plan.QuickModel
+                ? new ModelCase
+                {
+                    Model = new ModelConfig { ModelDim = 128, LayerCount = 4, AttentionHeads = 4, ContextLength = 64, PeerOptions = peer with { SubKeyCount = plan.SubKeyCounts[^1], KeyDim = 64 } },
+                    BatchSize = 8, Steps = 2, Threads = plan.Threads,
+                }
+                : new ModelCase { Threads = plan.Threads, Model = new ModelCase().Model with { PeerOptions = peer with { SubKeyCount = plan.SubKeyCounts[^1] } } };
+            for (int round = 0; round < 2; round++)
+            {
+                jobs.Add(new(null, null, model with { Model = model.Model with { FeedForward = FeedForwardKind.Dense } }));
+                jobs.Add(new(null, null, model));
+            }
+        }
+        return jobs;
+    }
+
+    /// <summary>Runs every configuration of the plan, prints the tables and writes the report (unless <paramref name="output"/> is "-").</summary>
+    public static int RunAll(BenchPlan plan, string output, string commandLine)
+    {
+        var jobs = Jobs(plan);
+        var layers = new List<LayerResult>();
+        var kernels = new List<KernelResult>();
+        var models = new List<ModelResult>();
+        var machine = MachineInfo.Current();
+        var clock = Stopwatch.StartNew();
+        foreach (var job in jobs)
+        {
+            var label = job.Layer is { } l
+                ? $"{BenchmarkReport.Name(l.Kind)}{(l.Kind == LayerKind.DenseFfw ? "" : $", N = {l.PeerOptions.SubKeyCount}²")}"
+                : job.Kernel is { } k ? $"kernel {EnumNames.Name(k.Kernel)} ({EnumNames.Name(k.Variant)}), N = {k.PeerOptions.SubKeyCount}²"
+                : $"model: {BenchmarkReport.Name(job.Model!.Model)}";
+            Console.Write($"[{clock.Elapsed:mm\\:ss}] {label} ... ");
+            var outcome = RunChild(job);
+            if (outcome?.Layer is { } layer)
+            {
+                layers.Add(layer);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{layer.StepMs:F1} ms per 1k tokens (fwd {layer.ForwardMs:F1}, bwd {layer.BackwardMs:F1}, update {layer.OptimizerMs:F1}), peak {layer.PeakResidentBytes / 1e9:F2} GB"));
+            }
+            else if (outcome?.Kernel is { } kernel)
+            {
+                kernels.Add(kernel);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{kernel.ForwardMs:F2} + {kernel.BackwardMs:F2} ms per 1k tokens"));
+            }
+            else if (outcome?.Model is { } model)
+            {
+                models.Add(model);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.TokensPerSecond:F0} tokens/s, peak {model.PeakResidentBytes / 1e9:F2} GB"));
+            }
+            else Console.WriteLine("failed (see above); left out of the report");
+        }
+        var report = new BenchmarkReport(machine, commandLine, layers, kernels, models);
+        Console.WriteLine();
+        Console.WriteLine(report.LayerTable());
+        if (kernels.Count > 0) Console.WriteLine(report.KernelTable());
+        if (models.Count > 0) Console.WriteLine(report.ModelTable());
+        Console.WriteLine(report.TargetTable());
+        if (output != "-")
+        {
+            var folder = Path.GetDirectoryName(Path.GetFullPath(output));
+            if (folder is not null) Directory.CreateDirectory(folder);
+            File.WriteAllText(output, report.Markdown());
+            Console.WriteLine($"wrote {output}");
+        }
+        return 0;
+    }
+
+    /// <summary>Runs one job in a fresh process of this program and reads back its result line.</summary>
+    static Outcome? RunChild(Job job)
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
+        // Under `dotnet peer.dll` the process is the dotnet host: name the program again.
+        var entry = Assembly.GetEntryAssembly()!.Location;
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(entry);
+        foreach (var argument in new[] { "bench", RunCaseOption, JsonSerializer.Serialize(job, Json) }) start.ArgumentList.Add(argument);
+        using var child = Process.Start(start)!;
+        string? result = null;
+        while (child.StandardOutput.ReadLine() is { } line)
+        {
+            if (line.StartsWith(ResultMarker, StringComparison.Ordinal)) result = line[ResultMarker.Length..];
+            else Console.WriteLine(line);
+        }
+        child.WaitForExit();
+        if (child.ExitCode != 0 || result is null)
+        {
+            Console.Error.WriteLine($"benchmark process exited with code {child.ExitCode}{(child.ExitCode == 137 ? " (killed: out of memory?)" : "")}");
+            return null;
+        }
+        return JsonSerializer.Deserialize<Outcome>(result, Json);
+    }
+
+    /// <summary>The child's side: run the job, print one result line.</summary>
+    public static int RunCase(string json)
+    {
+        var job = JsonSerializer.Deserialize<Job>(json, Json) ?? throw new PeerSharpException("bench --run-case got an empty job");
+        var outcome = job.Layer is { } layer ? new Outcome(LayerBenchmark.Run(layer), null, null)
+                    : job.Kernel is { } kernel ? new Outcome(null, KernelBenchmark.Run(kernel), null)
+                    : job.Model is { } model ? new Outcome(null, null, ModelBenchmark.Run(model))
+                    : throw new PeerSharpException("bench --run-case got a job with neither a layer, a kernel nor a model");
+        Console.WriteLine(ResultMarker + JsonSerializer.Serialize(outcome, Json));
+        return 0;
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text.Json.Serialization;
+using PeerSharp.Kernels;
+
+namespace PeerSharp.Layers;
+
+/// <summary>
+/// What PEER and PKM share: the product-key index over N = n² rows (DESIGN.md "The algorithm", steps 1-3),
+/// h retrieval heads with their query networks, the k rows each head selects, and which kernels run it.
+/// The layer's width d_model is not part of it: the model (or the caller) passes it to the layer.
+/// </summary>
+public abstract record ProductKeyOptions
+{
+    /// <summary>Largest n: N = n² must stay below 2³¹ rows, the range of the kernels' row indices.</summary>
+    public const int MaxSubKeyCount = 32768;
+
+    /// <summary>n, the number of sub-keys per half; the layer has N = n² rows (experts or memory values).</summary>
+    public int SubKeyCount { get; init; } = 128;
+
+    /// <summary>h, the number of retrieval heads (each with its own query network; outputs summed).</summary>
+    public int HeadCount { get; init; } = 8;
+
+    /// <summary>k, the number of rows each head selects.</summary>
+    public int TopK { get; init; } = 16;
+
+    /// <summary>d_key, the width of a query and of a full product key (two halves of d_key/2).</summary>
+    public int KeyDim { get; init; } = 128;
+
+    /// <summary>BatchNorm on the query features (Lample et al. 2019); on in the paper's runs.</summary>
+    public bool QueryBatchNorm { get; init; } = true;
+
+    /// <summary>Fused C# kernels (float32 on the CPU) or plain tensor ops.</summary>
+    public KernelChoice Kernel { get; init; } = KernelChoice.Fused;
+
+    /// <summary>N = n², the number of rows the index selects from.</summary>
+    [JsonIgnore]
+    public long RowCount => (long)SubKeyCount * SubKeyCount;
+
+    /// <summary>The layer's name in messages ("PEER", "PKM").</summary>
+    private protected abstract string LayerName { get; }
+
+    /// <summary>n for N rows; N must be a perfect square n² with n within <see cref="MaxSubKeyCount"/>.</summary>
+    public static int SubKeyCountFor(long rowCount)
+    {
+        var n = (long)Math.Round(Math.Sqrt(rowCount));
+        if (rowCount <= 0 || n * n != rowCount || n > MaxSubKeyCount)
+            throw new PeerSharpException($"expert count {rowCount} is not a perfect square n² with 1 ≤ n ≤ {MaxSubKeyCount}; product keys need N = n² (for example 16384 = 128²)");
+        return (int)n;
+    }
+
+    /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
+    public virtual void Validate()
+    {
+        if (SubKeyCount <= 0 || SubKeyCount > MaxSubKeyCount)
+            throw new PeerSharpException($"{LayerName} sub-key count n = {SubKeyCount} must be between 1 and {MaxSubKeyCount}");
+        if (HeadCount <= 0 || HeadCount > 1024) throw new PeerSharpException($"{LayerName} head count {HeadCount} must be between 1 and 1024");
+        if (TopK <= 0 || TopK > SubKeyCount)
+            throw new PeerSharpException($"{LayerName} top-k {TopK} must be between 1 and the sub-key count n = {SubKeyCount}");
+        if (KeyDim <= 0 || KeyDim % 2 != 0 || KeyDim > 65536)
+            throw new PeerSharpException($"{LayerName} key dim {KeyDim} must be even, positive and at most 65536: a product key is two halves of d_key/2");
+        if (!Enum.IsDefined(Kernel)) throw new PeerSharpException($"{LayerName} kernel {(int)Kernel} is not known; expected plain or fused");
+    }
+}

@@ -1,0 +1,78 @@
+using PeerSharp.Kernels;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Layers;
+
+/// <summary>
+/// Steps 1-3 of PEER (DESIGN.md "The algorithm"), shared by PEER and PKM: the h query networks stacked in one
+/// linear map [h·d_key, d_model], BatchNorm over the h·d_key query features (Lample et al. 2019), and the exact
+/// top-k of the N = n² product keys [C_a ; C'_b] per query and head.
+/// <para>
+/// Its tensors are registered on the owning layer under the contract's flat names "query", "query_norm" and
+/// "keys" (DESIGN.md "Parameter contract"), not under a sub-module of their own, so PEER's and PKM's state
+/// dicts read as in PyTorch code. The plain tensor-op retrieval and the fused kernel are chosen by the caller,
+/// once per forward, from <see cref="CanRunFused"/>.
+/// </para>
+/// </summary>
+public sealed class ProductKeyRetrieval
+{
+    readonly nn.Module _owner;
+    readonly Linear _query;             // [h·d_key, d_model]
+    readonly BatchNorm1d? _queryNorm;   // over the h·d_key query features
+    readonly ProductKeyOptions _options;
+
+    /// <summary>Creates the query networks, BatchNorm and sub-keys, registered on <paramref name="owner"/>.</summary>
+    public ProductKeyRetrieval(nn.Module owner, int modelDim, ProductKeyOptions options)
+    {
+        (_owner, _options) = (owner, options);
+        int h = options.HeadCount, dk = options.KeyDim;
+        _query = nn.Linear(modelDim, h * dk, hasBias: false);
+        owner.register_module("query", _query);
+        if (options.QueryBatchNorm)
+        {
+            _queryNorm = nn.BatchNorm1d(h * dk, eps: 1e-5, momentum: 0.1);
+            owner.register_module("query_norm", _queryNorm);
+        }
+        // Queries leave the BatchNorm with unit variance per feature, so sub-keys of variance 2/d_key give
+        // sub-key scores of unit variance.
+        owner.register_parameter("keys", new Parameter(randn(2, options.SubKeyCount, dk / 2) * Math.Sqrt(2.0 / dk)));
+    }
+
+    /// <summary>
+    /// The sub-key sets C = keys[0], C' = keys[1], [2, n, d_key/2]. Read from the owner on every use: module.to(...)
+    /// replaces a converted parameter in the owner's registry, so a reference kept here would go stale.
+    /// </summary>
+    public Parameter SubKeys => _owner.get_parameter("keys")!;
+
+    /// <summary>The query network weight W_q [h·d_key, d_model].</summary>
+    public Parameter QueryWeight => _query.weight!;
+
+    /// <summary>Whether the fused kernel can run: asked for, and float32 parameters on the CPU (what the kernels are written for).</summary>
+    public bool CanRunFused
+    {
+        get
+        {
+            var keys = SubKeys;
+            return _options.Kernel == KernelChoice.Fused && keys.device_type == DeviceType.CPU && keys.dtype == ScalarType.Float32;
+        }
+    }
+
+    /// <summary>Step 1: one query per head, q = BN(W_q x); head j reads features [j·d_key, (j+1)·d_key). x: [M, d_model] → [M, h, d_key].</summary>
+    public Tensor Queries(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var features = _query.forward(x);                                            // [M, h·d_key]
+        if (_queryNorm is not null) features = _queryNorm.forward(features);
+        return scope.MoveToOuter(features.view(-1, _options.HeadCount, _options.KeyDim));   // [M, h, d_key]
+    }
+
+    /// <summary>
+    /// Steps 2-3: per half top-k, then the top-k of the k² candidates. queries: [M, h, d_key] → scores and ids
+    /// a·n + b, [M, h, k] each, best first (scores differentiable in the queries and sub-keys).
+    /// </summary>
+    public (Tensor Scores, Tensor Ids) Retrieve(Tensor queries, bool fused) => fused
+        ? FusedProductKeys.Retrieve(queries, SubKeys, _options.TopK)
+        : ProductKeys.Retrieve(queries, SubKeys, _options.TopK);
+}

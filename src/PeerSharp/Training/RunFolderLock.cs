@@ -1,0 +1,52 @@
+namespace PeerSharp.Training;
+
+/// <summary>
+/// An exclusive lock on a run folder, so that two trainings never write the same checkpoint and log.
+/// FOLDER/.lock is held open exclusively (an advisory lock the system drops when the process dies, so a crash
+/// never leaves the folder locked); FOLDER/.lock.owner says who holds it, for the refusal message.
+/// </summary>
+sealed class RunFolderLock : IDisposable
+{
+    readonly FileStream _lock;
+    readonly string _ownerPath;
+
+    RunFolderLock(FileStream handle, string ownerPath) => (_lock, _ownerPath) = (handle, ownerPath);
+
+    /// <summary>Creates the folder if needed and locks it; a <see cref="PeerSharpException"/> naming the holder if another process has it.</summary>
+    public static RunFolderLock Acquire(string folder)
+    {
+        try
+        {
+            Directory.CreateDirectory(folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PeerSharpException($"cannot create run folder '{folder}': {e.Message}");
+        }
+        var lockPath = Path.Combine(folder, ".lock");
+        var ownerPath = Path.Combine(folder, ".lock.owner");
+        FileStream handle;
+        try
+        {
+            handle = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            var owner = File.Exists(ownerPath) ? File.ReadAllText(ownerPath).Trim() : "another process";
+            throw new PeerSharpException($"run folder '{folder}' is in use by {owner}; wait for it to finish or choose another --out");
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new PeerSharpException($"cannot write to run folder '{folder}': {e.Message}");
+        }
+        File.WriteAllText(ownerPath, $"process {Environment.ProcessId} on {Environment.MachineName} (since {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC)");
+        return new RunFolderLock(handle, ownerPath);
+    }
+
+    /// <summary>Releases the lock.</summary>
+    public void Dispose()
+    {
+        File.Delete(_ownerPath);
+        _lock.Dispose();
+    }
+}

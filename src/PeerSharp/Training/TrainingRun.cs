@@ -1,0 +1,191 @@
+using PeerSharp.Data;
+using PeerSharp.Model;
+
+namespace PeerSharp.Training;
+
+/// <summary>What a <see cref="TrainingRun"/> trains, on what, and where it writes.</summary>
+public sealed record TrainingRunOptions
+{
+    /// <summary>The run's resolved settings (for a resumed run: the checkpoint's model with these training settings).</summary>
+    public required RunConfig Config { get; init; }
+
+    /// <summary>The run folder; null when resuming: the checkpoint's own folder.</summary>
+    public string? Folder { get; init; }
+
+    /// <summary>Training text (<see cref="TextSource.Open"/>); null: the bundled training books.</summary>
+    public string? DataPath { get; init; }
+
+    /// <summary>Held-out text; null: the bundled validation book without <see cref="DataPath"/>, else the last 1% of the data.</summary>
+    public string? ValidationPath { get; init; }
+
+    /// <summary>A checkpoint to continue from; null: a fresh run.</summary>
+    public string? ResumeFrom { get; init; }
+
+    /// <summary>Start a fresh run even in a folder that already holds one (its checkpoint and logs are replaced).</summary>
+    public bool Overwrite { get; init; }
+}
+
+/// <summary>
+/// One training run in its folder, as `peer train` runs it: FOLDER/config.json (the resolved settings, to repeat
+/// the run), checkpoint.json with its tensor files, metrics.jsonl, tensorboard/ and curves.png.
+/// <see cref="Open"/> checks every input first (settings, data, validation text, the checkpoint to resume) and
+/// only then takes the folder: a run that cannot start leaves the folder as it was. While open, the folder is
+/// locked against a second run.
+/// </summary>
+public sealed class TrainingRun : IDisposable
+{
+    /// <summary>Without held-out text, this fraction of the training tokens (at least 8 windows) validates.</summary>
+    public const double HeldOutFraction = 0.01;
+
+    readonly RunFolderLock _lock;
+    readonly MetricsLog _metrics;
+    readonly TokenCorpus _corpus;
+    readonly TokenCorpus? _heldOutCorpus;
+
+    TrainingRun(string folder, RunConfig config, TransformerLM model, IOptimizer optimizer,
+                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus)
+    {
+        (Folder, Config, Model, Optimizer, StartStep, TokensSeen) = (folder, config, model, optimizer, startStep, tokensSeen);
+        (_corpus, _heldOutCorpus) = (corpus, heldOutCorpus);
+        ValidationHeldOutFromData = heldOutCorpus is null;
+        (TrainCorpus, ValidationCorpus) = heldOutCorpus is null
+            ? corpus.HoldOut(HeldOutFraction, 8L * (config.Model.ContextLength + 1))
+            : (corpus, heldOutCorpus);
+        TokenWindows.Validate(TrainCorpus, config.Train.BatchSize, config.Model.ContextLength);
+        TokenWindows.Validate(ValidationCorpus, 1, config.Model.ContextLength, "validation text");
+
+        // Every input is good: only now is the folder touched.
+        _lock = RunFolderLock.Acquire(folder);
+        try
+        {
+            File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
+            _metrics = new MetricsLog(MetricsPath, keepThroughStep: startStep);
+        }
+        catch
+        {
+            _lock.Dispose();
+            throw;
+        }
+        Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder), Path.Combine(folder, "tensorboard"))
+        {
+            Metrics = _metrics,
+        };
+    }
+
+    /// <summary>Opens a run: a fresh model or one resumed from its checkpoint, with its data and folder.</summary>
+    public static TrainingRun Open(TrainingRunOptions options)
+    {
+        var config = options.Config;
+        config.Validate();
+        var folder = options.Folder ?? (options.ResumeFrom is { } from
+            ? Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(from)))!
+            : throw new PeerSharpException("a training run needs a folder (--out) unless it resumes a checkpoint"));
+        CheckFolder(folder, resuming: options.ResumeFrom is not null, options.Overwrite);
+
+        var tokenizer = config.Model.Tokenizer;
+        var validationPath = options.ValidationPath ?? (options.DataPath is null ? BundledCorpus.ValidationPath : null);
+        TokenCorpus? corpus = null, heldOut = null;
+        TransformerLM? model = null;
+        IOptimizer? optimizer = null;
+        try
+        {
+            corpus = TokenCorpus.Open(options.DataPath ?? BundledCorpus.TrainPath, tokenizer);
+            heldOut = validationPath is null ? null : TokenCorpus.Open(validationPath, tokenizer);
+            long startStep = 0, tokensSeen = 0;
+            if (options.ResumeFrom is { } checkpoint)
+            {
+                (model, optimizer, var info) = TrainingSetup.Resume(checkpoint, config);
+                (startStep, tokensSeen) = (info.Step, info.TokensSeen);
+            }
+            else
+                (model, optimizer) = TrainingSetup.Create(config);
+            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut);
+        }
+        catch
+        {
+            optimizer?.Dispose();
+            model?.Dispose();
+            heldOut?.Dispose();
+            corpus?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The checkpoint path of a run folder (FOLDER/checkpoint → checkpoint.json and its tensor files).</summary>
+    public static string CheckpointPath(string folder) => Path.Combine(folder, "checkpoint");
+
+    /// <summary>The run folder.</summary>
+    public string Folder { get; }
+
+    /// <summary>The run's settings.</summary>
+    public RunConfig Config { get; }
+
+    /// <summary>The model being trained.</summary>
+    public TransformerLM Model { get; }
+
+    /// <summary>Its optimizer.</summary>
+    public IOptimizer Optimizer { get; }
+
+    /// <summary>The step training starts at (0, or the resumed checkpoint's).</summary>
+    public long StartStep { get; }
+
+    /// <summary>Training tokens seen before <see cref="StartStep"/>.</summary>
+    public long TokensSeen { get; }
+
+    /// <summary>The training tokens.</summary>
+    public TokenCorpus TrainCorpus { get; }
+
+    /// <summary>The validation tokens.</summary>
+    public TokenCorpus ValidationCorpus { get; }
+
+    /// <summary>Whether the validation tokens are the held-out end of the training data (no validation text was given).</summary>
+    public bool ValidationHeldOutFromData { get; }
+
+    /// <summary>The training loop, for its events (progress, validations, checkpoints).</summary>
+    public Trainer Trainer { get; }
+
+    /// <summary>FOLDER/metrics.jsonl.</summary>
+    public string MetricsPath => Path.Combine(Folder, "metrics.jsonl");
+
+    /// <summary>FOLDER/curves.png.</summary>
+    public string CurvesPath => Path.Combine(Folder, "curves.png");
+
+    /// <summary>
+    /// Trains to the configured number of steps (or until cancelled, after writing a checkpoint), then draws the
+    /// curves of the whole run, also when training stopped with an error.
+    /// </summary>
+    public TrainResult Run(CancellationToken cancellation = default)
+    {
+        try
+        {
+            return Trainer.Run(StartStep, TokensSeen, cancellation);
+        }
+        finally
+        {
+            var m = Config.Model;
+            TrainingCurves.Save(MetricsLog.Read(MetricsPath),
+                $"{Path.GetFileName(Path.GetFullPath(Folder))}: {m.LayerCount} blocks, d_model {m.ModelDim}, {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}",
+                CurvesPath);
+        }
+    }
+
+    /// <summary>Refuses a folder that is a file, or that holds another run when this one is fresh and may not replace it.</summary>
+    static void CheckFolder(string folder, bool resuming, bool overwrite)
+    {
+        if (File.Exists(folder)) throw new PeerSharpException($"run folder '{folder}' is a file; expected a folder (or a path that does not exist yet)");
+        if (resuming || overwrite) return;
+        if (File.Exists(Checkpoint.SidecarPath(CheckpointPath(folder))) || File.Exists(Path.Combine(folder, "metrics.jsonl")))
+            throw new PeerSharpException($"run folder '{folder}' already holds a run; continue it with --resume, replace it with --force, or choose another --out");
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _metrics.Dispose();
+        Optimizer.Dispose();
+        Model.Dispose();
+        _heldOutCorpus?.Dispose();
+        _corpus.Dispose();
+        _lock.Dispose();
+    }
+}
