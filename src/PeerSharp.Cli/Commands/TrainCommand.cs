@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Model;
@@ -55,9 +54,7 @@ static class TrainCommand
             // Ctrl+C, SIGTERM (timeout, docker stop, schedulers) and SIGHUP (a closed terminal) all stop after the
             // current step and write a checkpoint.
             using var cancellation = new CancellationTokenSource();
-            using var signals = new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP }
-                .Select(signal => PosixSignalRegistration.Create(signal, context => { context.Cancel = true; cancellation.Cancel(); }))
-                .ToArray().AsDisposable();
+            using var signals = StopSignals.Cancel(cancellation);
             var result = TrainingProgress.Show(training, cancellation.Token);
 
             if (!result.Completed)
@@ -78,16 +75,5 @@ static class TrainCommand
             return 0;
         });
         return command;
-    }
-
-    /// <summary>Disposes every item at once.</summary>
-    static IDisposable AsDisposable(this IReadOnlyList<IDisposable> items) => new Disposables(items);
-
-    sealed class Disposables(IReadOnlyList<IDisposable> items) : IDisposable
-    {
-        public void Dispose()
-        {
-            foreach (var item in items) item.Dispose();
-        }
     }
 }

@@ -78,6 +78,12 @@ public sealed record SweepResult
     /// <summary>Wall-clock seconds of training (validations and checkpoints excluded), summed over interruptions.</summary>
     public double WallSeconds { get; init; }
 
+    /// <summary>
+    /// CPU seconds of the training process over the run (validations included), summed over interruptions: the
+    /// work done, which other load on a shared machine disturbs less than the wall time.
+    /// </summary>
+    public double CpuSeconds { get; init; }
+
     /// <summary>Training tokens per second.</summary>
     public double TokensPerSecond { get; init; }
 

@@ -64,6 +64,9 @@ public sealed record SweepSpec
     /// <summary>Validations per run (usage is measured at each); the last is at the final step.</summary>
     public int Validations { get; init; } = 4;
 
+    /// <summary>Tokens of the final test score (null: the base config's validation tokens).</summary>
+    public long? FinalEvalTokens { get; init; }
+
     /// <summary>Fraction of each run's steps spent warming the learning rate up (at most the base config's warm-up).</summary>
     public double WarmupFraction { get; init; } = 0.05;
 
@@ -95,6 +98,7 @@ public sealed record SweepSpec
         if (Runs.Length == 0) throw new PeerSharpException($"sweep spec '{path}' has no runs");
         if (Seeds.Length == 0) throw new PeerSharpException($"sweep spec '{path}' has no seeds");
         if (Validations < 1) throw new PeerSharpException($"sweep spec '{path}': validations {Validations} must be at least 1");
+        if (FinalEvalTokens is <= 0) throw new PeerSharpException($"sweep spec '{path}': final eval tokens {FinalEvalTokens} must be positive");
         if (!(WarmupFraction >= 0 && WarmupFraction < 1)) throw new PeerSharpException($"sweep spec '{path}': warm-up fraction {WarmupFraction} must be in [0, 1)");
         var duplicate = Runs.GroupBy(r => r.Name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new PeerSharpException($"sweep spec '{path}' names run '{duplicate.Key}' twice");

@@ -29,18 +29,34 @@ public sealed record RunConfig
     public static RunConfig Load(string path, RunConfig basis)
     {
         if (!File.Exists(path)) throw new PeerSharpException($"config file '{path}' does not exist");
+        JsonNode? overlay;
         try
         {
-            // Merge: serialise the basis, overlay the file's properties, read back.
+            overlay = JsonNode.Parse(File.ReadAllText(path), documentOptions: new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            throw new PeerSharpException($"config file '{path}' is not valid JSON: {e.Message}");
+        }
+        if (overlay is not JsonObject settings) throw new PeerSharpException($"config file '{path}' does not hold a JSON object");
+        return Overlay(basis, settings, $"config file '{path}'");
+    }
+
+    /// <summary>
+    /// <paramref name="basis"/> with the properties of <paramref name="overlay"/> (any subset of a config file's
+    /// fields, nested objects merged field by field); <paramref name="source"/> names it in errors.
+    /// </summary>
+    public static RunConfig Overlay(RunConfig basis, JsonObject overlay, string source)
+    {
+        try
+        {
             var merged = JsonSerializer.SerializeToNode(basis, Json)!.AsObject();
-            var overlay = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path), documentOptions: new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
-                ?? throw new PeerSharpException($"config file '{path}' is empty; expected a JSON object");
-            Merge(merged, Upgrade(overlay.AsObject()));
-            return merged.Deserialize<RunConfig>(Json)!;
+            Merge(merged, Upgrade((JsonObject)overlay.DeepClone()));
+            return merged.Deserialize<RunConfig>(Json) ?? throw new PeerSharpException($"{source} is empty");
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            throw new PeerSharpException($"config file '{path}' is not a valid PeerSharp config: {e.Message}");
+            throw new PeerSharpException($"{source} is not a valid PeerSharp config: {e.Message}");
         }
     }
 
@@ -64,11 +80,11 @@ public sealed record RunConfig
         return config;
     }
 
-    static void Merge(System.Text.Json.Nodes.JsonObject target, System.Text.Json.Nodes.JsonObject overlay)
+    static void Merge(JsonObject target, JsonObject overlay)
     {
         foreach (var (key, value) in overlay)
         {
-            if (value is System.Text.Json.Nodes.JsonObject child && target[key] is System.Text.Json.Nodes.JsonObject existing)
+            if (value is JsonObject child && target[key] is JsonObject existing)
                 Merge(existing, child);
             else
                 target[key] = value?.DeepClone();

@@ -1,0 +1,234 @@
+using System.Globalization;
+using System.Text.Json;
+using PeerSharp.Data;
+using PeerSharp.Evaluation;
+using PeerSharp.Model;
+using PeerSharp.Training;
+
+namespace PeerSharp.Experiments;
+
+/// <summary>One training run of a sweep: a configuration at a budget and seed, with its resolved settings.</summary>
+/// <param name="Id">"RUN@BUDGET#SEED", the key of its results line.</param>
+/// <param name="Run">The spec's configuration.</param>
+/// <param name="Budget">Training FLOPs it may spend.</param>
+/// <param name="Seed">Initialisation and data-order seed.</param>
+/// <param name="Config">The resolved run settings, steps included.</param>
+/// <param name="Flops">Its FLOPs per token and parameters.</param>
+public sealed record SweepItem(string Id, SweepRun Run, double Budget, long Seed, RunConfig Config, FlopReport Flops)
+{
+    /// <summary>Training FLOPs the item spends: whole steps within the budget.</summary>
+    public double TrainingFlops => Flops.TrainingFlopsPerStep(Config.Train.BatchSize) * Config.Train.Steps;
+
+    /// <summary>The folder name of its run: the id without the characters file systems and shells dislike.</summary>
+    public string FolderName => $"{Run.Name}_{Budget.ToString("0.###e0", CultureInfo.InvariantCulture)}_s{Seed}";
+}
+
+/// <summary>What a sweep reports as it goes (the CLI draws it; tests interrupt through it).</summary>
+public interface ISweepObserver
+{
+    /// <summary>A run starts (or resumes at <paramref name="startStep"/>); <paramref name="remainingSeconds"/> estimates the whole sweep's rest, null before any rate is known.</summary>
+    void RunStarted(int index, int count, SweepItem item, long startStep, double? remainingSeconds);
+
+    /// <summary>A training step of the current run finished.</summary>
+    void StepCompleted(SweepItem item, StepReport step);
+
+    /// <summary>A run finished and its line was appended (or it was found in the results file and skipped: <paramref name="skipped"/>).</summary>
+    void RunFinished(int index, int count, SweepItem item, SweepResult result, bool skipped);
+}
+
+/// <summary>
+/// Runs a <see cref="SweepSpec"/>: every item not yet in the results file, one after another, each a
+/// <see cref="TrainingRun"/> in RUNS/NAME/ITEM. Finished items are appended to the results file as one JSON line
+/// and skipped on a rerun; an interrupted item resumes from its last checkpoint, bit for bit (DESIGN.md
+/// "Experiments").
+/// </summary>
+public static class Sweep
+{
+    /// <summary>The items of a spec, in order: runs as listed, each at its budgets (ascending), each seed.</summary>
+    public static IReadOnlyList<SweepItem> Plan(SweepSpec spec)
+    {
+        var basis = RunConfig.Overlay(Presets.Get(spec.Preset), spec.Base, $"sweep '{spec.Name}' base");
+        var items = new List<SweepItem>();
+        foreach (var run in spec.Runs)
+        {
+            var config = RunConfig.Overlay(basis, run.Config, $"sweep '{spec.Name}' run '{run.Name}'");
+            config.Model.Validate();
+            var flops = FlopCounter.Of(config.Model);
+            foreach (var budget in (run.Budgets ?? spec.Budgets).Order())
+                foreach (var seed in spec.Seeds)
+                    items.Add(new SweepItem($"{run.Name}@{budget.ToString("0.###e0", CultureInfo.InvariantCulture)}#{seed}", run, budget, seed,
+                                            Settle(spec, config, flops, budget, seed, run.Name), flops));
+        }
+        return items;
+    }
+
+    /// <summary>
+    /// The training settings of a run at a budget: steps = budget / training FLOPs per step (whole steps, the
+    /// paper's isoFLOP protocol), warm-up a fixed fraction of them, validations and checkpoints spread evenly.
+    /// </summary>
+    public static RunConfig Settle(SweepSpec spec, RunConfig config, FlopReport flops, double budget, long seed, string name)
+    {
+        var train = config.Train;
+        var steps = flops.StepsForBudget(budget, train.BatchSize);
+        if (steps < spec.Validations)
+            throw new PeerSharpException($"sweep '{spec.Name}' run '{name}': a budget of {budget:0.###e0} FLOPs buys {steps} steps, fewer than its {spec.Validations} validations; raise the budget or shrink the model");
+        if (steps > int.MaxValue) throw new PeerSharpException($"sweep '{spec.Name}' run '{name}': a budget of {budget:0.###e0} FLOPs buys {steps} steps, more than a run can take");
+        int interval = (int)Math.Ceiling((double)steps / spec.Validations);
+        return config with
+        {
+            Train = train with
+            {
+                Steps = (int)steps,
+                Seed = seed,
+                WarmupSteps = Math.Min(train.WarmupSteps, (int)Math.Ceiling(spec.WarmupFraction * steps)),
+                EvalInterval = interval,
+                CheckpointInterval = interval,
+            },
+        };
+    }
+
+    /// <summary>The results already in a file, by id (none if it does not exist); a line cut short by a crash is ignored.</summary>
+    public static IReadOnlyDictionary<string, SweepResult> ReadResults(string path)
+    {
+        var results = new Dictionary<string, SweepResult>();
+        if (!File.Exists(path)) return results;
+        foreach (var line in File.ReadLines(path))
+        {
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            try
+            {
+                if (JsonSerializer.Deserialize<SweepResult>(line, Compact) is { } result) results[result.Id] = result;
+            }
+            catch (JsonException)
+            {
+                // The last line of a run killed while appending: that run is simply not finished.
+            }
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, appending a line per
+    /// finished item. Text paths in the spec are relative to <paramref name="specFolder"/>. Stops after the current
+    /// step when cancelled (the run's checkpoint is written; a rerun resumes it). Returns the results of all items.
+    /// </summary>
+    public static IReadOnlyList<SweepResult> Run(SweepSpec spec, string specFolder, string resultsPath, string runsFolder,
+                                                 ISweepObserver? observer = null, CancellationToken cancellation = default)
+    {
+        var items = Plan(spec);
+        var done = new Dictionary<string, SweepResult>(ReadResults(resultsPath));
+        string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(specFolder, path));
+        var (trainPath, validationPath, testPath) = (Resolve(spec.Data.Train), Resolve(spec.Data.Validation), Resolve(spec.Data.Test));
+        var folder = Path.Combine(runsFolder, spec.Name);
+        var results = new List<SweepResult>();
+        for (int i = 0; i < items.Count && !cancellation.IsCancellationRequested; i++)
+        {
+            var item = items[i];
+            if (done.TryGetValue(item.Id, out var existing))
+            {
+                if (JsonSerializer.Serialize(existing.Config, Compact) != JsonSerializer.Serialize(item.Config, Compact))
+                    throw new PeerSharpException($"results file '{resultsPath}' holds {item.Id} trained with other settings than the spec now gives; rename the run in the spec, or remove its line to train it again");
+                results.Add(existing);
+                observer?.RunFinished(i, items.Count, item, existing, skipped: true);
+                continue;
+            }
+            var result = RunItem(spec, item, Path.Combine(folder, item.FolderName), trainPath, validationPath, testPath,
+                                 (startStep) => observer?.RunStarted(i, items.Count, item, startStep, Remaining(items, i, done.Values)),
+                                 observer, cancellation);
+            if (result is null) break;   // cancelled: the checkpoint is on disk
+            Append(resultsPath, result);
+            done[item.Id] = result;
+            results.Add(result);
+            observer?.RunFinished(i, items.Count, item, result, skipped: false);
+        }
+        return results;
+    }
+
+    /// <summary>Seconds the rest of the sweep should take at the FLOP rate of the finished runs (of any sweep in the file).</summary>
+    static double? Remaining(IReadOnlyList<SweepItem> items, int current, IEnumerable<SweepResult> finished)
+    {
+        var list = finished.Where(r => r.WallSeconds > 0).ToList();
+        if (list.Count == 0) return null;
+        double rate = list.Sum(r => r.TrainingFlops) / list.Sum(r => r.WallSeconds);
+        var finishedIds = list.Select(r => r.Id).ToHashSet();
+        return items.Skip(current).Where(item => !finishedIds.Contains(item.Id)).Sum(item => item.TrainingFlops) / rate;
+    }
+
+    static SweepResult? RunItem(SweepSpec spec, SweepItem item, string folder, string? trainPath, string? validationPath, string? testPath,
+                                Action<long> started, ISweepObserver? observer, CancellationToken cancellation)
+    {
+        var checkpoint = TrainingRun.CheckpointPath(folder);
+        var resume = File.Exists(Checkpoint.SidecarPath(checkpoint));
+        using var run = TrainingRun.Open(new TrainingRunOptions
+        {
+            Config = item.Config,
+            Folder = folder,
+            DataPath = trainPath,
+            ValidationPath = validationPath,
+            ResumeFrom = resume ? checkpoint : null,
+            Overwrite = !resume,   // a folder without a checkpoint holds nothing worth keeping
+        });
+        var progress = RunProgress.Open(folder, run.StartStep);
+        var tokensPerStep = (long)item.Config.Train.BatchSize * item.Config.Model.ContextLength;
+        double secondsThisRun = 0;
+        run.Trainer.StepCompleted += step =>
+        {
+            secondsThisRun = (step.Step - run.StartStep) * tokensPerStep / Math.Max(1e-9, step.TokensPerSecond);
+            observer?.StepCompleted(item, step);
+        };
+        run.Trainer.Evaluated += (step, validation) =>
+            progress.AddPoint(new CurvePoint(step, step * tokensPerStep, validation.BitsPerByte, validation.Layers));
+        run.Trainer.CheckpointSaved += _ => progress.SaveSeconds(secondsThisRun);
+        started(run.StartStep);
+
+        var trained = run.Run(cancellation);
+        progress.SaveSeconds(secondsThisRun);
+        if (!trained.Completed) return null;
+
+        var batch = item.Config.Train.BatchSize;
+        var validation = trained.Validation ?? Evaluator.Evaluate(run.Model, run.ValidationCorpus, batch, item.Config.Train.EvalTokens);
+        Score? test = null;
+        if (testPath is not null)
+        {
+            using var testCorpus = TokenCorpus.Open(testPath, item.Config.Model.Tokenizer);
+            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, spec.FinalEvalTokens ?? item.Config.Train.EvalTokens));
+        }
+        var wall = progress.TotalSeconds;
+        return new SweepResult
+        {
+            Id = item.Id,
+            Experiment = spec.Name,
+            Run = item.Run.Name,
+            Method = item.Run.Method,
+            Budget = item.Budget,
+            Seed = item.Seed,
+            Config = item.Config,
+            Parameters = item.Flops.Parameters,
+            ActiveParameters = item.Flops.ActiveParameters,
+            ForwardFlopsPerToken = item.Flops.ForwardFlopsPerToken,
+            FlopsByPart = [.. item.Flops.Lines.Select(l => new FlopPart(l.Part, l.Flops))],
+            Steps = item.Config.Train.Steps,
+            Tokens = item.Config.Train.Steps * tokensPerStep,
+            TrainingFlops = item.TrainingFlops,
+            WallSeconds = wall,
+            CpuSeconds = progress.TotalCpuSeconds,
+            TokensPerSecond = item.Config.Train.Steps * tokensPerStep / Math.Max(1e-9, wall),
+            Validation = Score.Of(validation),
+            Test = test,
+            Curve = progress.Points,
+            FinishedAt = DateTime.UtcNow,
+        };
+    }
+
+    static readonly JsonSerializerOptions Compact = new(RunConfig.Json) { WriteIndented = false };
+
+    /// <summary>Appends one line and flushes it to disk, so a finished run is never lost.</summary>
+    static void Append(string path, SweepResult result)
+    {
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (folder is not null) Directory.CreateDirectory(folder);
+        using var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
+        using (var writer = new StreamWriter(stream, leaveOpen: true)) writer.WriteLine(JsonSerializer.Serialize(result, Compact));
+        stream.Flush(flushToDisk: true);
+    }
+}
