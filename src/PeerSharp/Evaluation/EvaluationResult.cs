@@ -1,6 +1,6 @@
 namespace PeerSharp.Evaluation;
 
-/// <summary>Expert usage of one PEER or PKM layer over an evaluation (PEER.md "Metrics"); for PKM the experts are the memory values.</summary>
+/// <summary>Expert usage of one PEER or PKM layer over an evaluation (DESIGN.md "Metrics"); for PKM the experts are the memory values.</summary>
 /// <param name="Block">0-based block index.</param>
 /// <param name="ExpertCount">N, experts or memory values.</param>
 /// <param name="Usage">Fraction of experts that received any gate weight.</param>

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace PeerSharp.Evaluation;
 
 /// <summary>
-/// Expert usage and unevenness (Lample et al. 2019; PEER.md "Metrics"): accumulates z'_i = Σ_x g_i(x) over
+/// Expert usage and unevenness (Lample et al. 2019; DESIGN.md "Metrics"): accumulates z'_i = Σ_x g_i(x) over
 /// the tokens seen, then z = z' / ‖z'‖₁, usage = fraction of experts with z_i ≠ 0 and
 /// unevenness = KL(z ‖ uniform) = log N + Σ z_i log z_i.
 /// </summary>

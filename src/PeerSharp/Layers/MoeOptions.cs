@@ -1,7 +1,7 @@
 namespace PeerSharp.Layers;
 
 /// <summary>
-/// Settings of one mixture-of-experts feed-forward, the paper's MoE baseline (PEER.md "Baselines"): E experts,
+/// Settings of one mixture-of-experts feed-forward, the paper's MoE baseline (DESIGN.md "Baselines"): E experts,
 /// each a GELU feed-forward the size of the dense one, and a router that decides which tokens each expert sees.
 /// The widths are not settings of their own: the layer takes d_model and the expert width from its caller.
 /// </summary>

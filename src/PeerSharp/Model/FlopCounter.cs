@@ -4,7 +4,7 @@ namespace PeerSharp.Model;
 
 /// <summary>
 /// Exact FLOP and parameter accounting from a model's config, so that models of different kinds can be trained
-/// on equal compute budgets (the paper's isoFLOP comparison, PEER.md "Results").
+/// on equal compute budgets (the paper's isoFLOP comparison, the paper's Table 1).
 /// <para>
 /// Conventions. A multiply-add is 2 FLOPs (Kaplan et al. 2020; Hoffmann et al. 2022). Matrix products are
 /// counted; norms, activations, softmaxes, biases and residual additions are not (Kaplan et al. 2020, §2.1).

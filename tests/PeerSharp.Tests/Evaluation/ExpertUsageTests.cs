@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace PeerSharp.Tests.Evaluation;
 
-/// <summary>Usage and unevenness (PEER.md "Metrics") against their formulas, worked by hand.</summary>
+/// <summary>Usage and unevenness (DESIGN.md "Metrics") against their formulas, worked by hand.</summary>
 public class ExpertUsageTests
 {
     [Fact]

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace PeerSharp.Tests.Layers;
 
 /// <summary>
-/// The public contract of PEER.md: state-dict names and shapes, loading a PyTorch-written safetensors file, and
+/// The public contract (DESIGN.md "Parameter contract"): state-dict names and shapes, loading a PyTorch-written safetensors file, and
 /// a forward that matches the five steps computed independently.
 /// </summary>
 public class PeerContractTests
@@ -44,7 +44,7 @@ public class PeerContractTests
         Assert.Equal(trained, peer.named_parameters().Select(p => p.name).Order());
     }
 
-    /// The five steps of PEER.md in plain loops agree with the layer, in every mode.
+    /// The five steps of DESIGN.md "The algorithm" in plain loops agree with the layer, in every mode.
     [Theory]
     [InlineData(ExpertActivation.Gelu, false, false)]
     [InlineData(ExpertActivation.Relu, false, false)]
@@ -70,7 +70,7 @@ public class PeerContractTests
     }
 
     /// A checkpoint written by PyTorch code (safetensors, float32, with num_batches_tracked) loads under the
-    /// contract's names, and the loaded layer computes PEER.md's function of those values.
+    /// contract's names, and the loaded layer computes the paper's function of those values.
     [Fact]
     public void LoadsAPyTorchSafetensorsCheckpoint()
     {

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace PeerSharp.Tests.Layers;
 
 /// <summary>
-/// PEER.md: N(0, 1) expert tables make the output hundreds of times the input; at initialisation the PEER output
+/// DESIGN.md "Initialisation": N(0, 1) expert tables make the output hundreds of times the input; at initialisation the PEER output
 /// must have the magnitude of a dense FFW's.
 /// </summary>
 public class PeerInitTests

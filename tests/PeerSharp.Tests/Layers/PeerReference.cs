@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace PeerSharp.Tests.Layers;
 
 /// <summary>
-/// PEER written from PEER.md's five steps alone, as plain loops over double arrays: the tests' oracle. It shares
+/// PEER written from the paper's five steps alone (DESIGN.md "The algorithm"), as plain loops over double arrays: the tests' oracle. It shares
 /// no code with the library and takes no shortcut: step 2-3 scores all N = n² full keys [C_a ; C'_b] and sorts
 /// them, instead of the product-key search the layer uses.
 /// </summary>

@@ -38,7 +38,7 @@ public class ProductKeysTests
         Assert.Equal(expectedIds.data<long>().ToArray(), ids.data<long>().ToArray());
     }
 
-    /// The id convention of PEER.md, worked by hand: id = a·n + b, a indexing C = keys[0].
+    /// The id convention (DESIGN.md "The algorithm"), worked by hand: id = a·n + b, a indexing C = keys[0].
     [Fact]
     public void IdsAreAnPlusBWithAFromTheFirstSubKeySet()
     {

@@ -5,7 +5,7 @@ namespace PeerSharp.Tests.Model;
 
 /// <summary>
 /// In evaluation the model is causal: the logits at a position depend on no later token. (PEER's query BatchNorm
-/// uses running statistics there; in training its batch statistics mix positions, PEER.md "Pitfalls".)
+/// uses running statistics there; in training its batch statistics mix positions, the pitfalls of public ports.)
 /// </summary>
 public class CausalityTests
 {

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics;
 namespace PeerSharp.Kernels;
 
 /// <summary>
-/// The selection and backward of product-key retrieval over raw float32 memory (PEER.md steps 2-3), for
+/// The selection and backward of product-key retrieval over raw float32 memory (DESIGN.md "The algorithm", steps 2-3), for
 /// <see cref="FusedProductKeys"/>. Per query row (one token and head), with s1 = C q1 and s2 = C' q2:
 ///
 ///   forward   top-k of s1 → (best1, a), top-k of s2 → (best2, b); top-k of the k² sums best1[i] + best2[j]

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace PeerSharp.Kernels;
 
 /// <summary>
-/// Product-key retrieval (Lample et al. 2019; PEER.md steps 2-3), shared by PEER and PKM. Finds, for every
+/// Product-key retrieval (Lample et al. 2019; DESIGN.md "The algorithm", steps 2-3), shared by PEER and PKM. Finds, for every
 /// query and head, the exact top-k of the N = n² full keys [C_a ; C'_b] at the cost of 2n + k² scores.
 /// </summary>
 public static class ProductKeys
