@@ -38,7 +38,7 @@ public sealed class SequentialBatches : IEnumerable<(Tensor input, Tensor target
     public long WindowCount { get; }
 
     /// <summary>The number of target tokens scored, <c>WindowCount * sequenceLength</c>.</summary>
-    public long TargetTokenCount => WindowCount * sequenceLength;
+    internal long TargetTokenCount => WindowCount * sequenceLength;
 
     /// <summary>
     /// Enumerates (input, target) pairs of Int64 tensors of shape (rows, sequenceLength), owned by the caller.

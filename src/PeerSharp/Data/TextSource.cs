@@ -67,7 +67,7 @@ public sealed class TextSource
     /// Enumerates whole documents. Each is in memory at once; <see cref="Chunks"/> streams large ones.
     /// </summary>
     /// <exception cref="PeerSharpException">A file is not valid UTF-8 or JSON lines, or there is no text at all.</exception>
-    public IEnumerable<string> Documents()
+    internal IEnumerable<string> Documents()
     {
         var document = new StringBuilder();
         foreach (TextChunk chunk in Chunks())

@@ -41,7 +41,7 @@ public abstract class MoeLayer : nn.Module<Tensor, Tensor>
     public MoeOptions Options { get; }
 
     /// <summary>The router's weight W_g [E, d_model].</summary>
-    public Parameter RouterWeight => _router.weight!;
+    internal Parameter RouterWeight => _router.weight!;
 
     /// <summary>The experts.</summary>
     [field: ComponentName(Name = "experts")]

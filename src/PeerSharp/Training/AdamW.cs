@@ -24,7 +24,7 @@ public sealed class AdamW : IOptimizer
     public long StepCount => _state.StepCount;
 
     /// <summary>Names of the parameters it updates.</summary>
-    public IEnumerable<string> ParameterNames => _state.Entries.Select(e => e.Name);
+    internal IEnumerable<string> ParameterNames => _state.Entries.Select(e => e.Name);
 
     /// <inheritdoc />
     public void Step(double learningRate)

@@ -21,7 +21,7 @@ public sealed class CompositeOptimizer : IOptimizer
     }
 
     /// <summary>The parts, in stepping order.</summary>
-    public IReadOnlyList<IOptimizer> Parts => _parts.Select(p => p.Optimizer).ToArray();
+    internal IReadOnlyList<IOptimizer> Parts => _parts.Select(p => p.Optimizer).ToArray();
 
     /// <inheritdoc />
     public long StepCount => _parts[0].Optimizer.StepCount;

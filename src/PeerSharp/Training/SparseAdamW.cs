@@ -42,7 +42,7 @@ public sealed class SparseAdamW : IOptimizer
     public long StepCount => _state.StepCount;
 
     /// <summary>Names of the parameters it updates.</summary>
-    public IEnumerable<string> ParameterNames => _state.Entries.Select(e => e.Name);
+    internal IEnumerable<string> ParameterNames => _state.Entries.Select(e => e.Name);
 
     /// <inheritdoc />
     public unsafe void Step(double learningRate)
