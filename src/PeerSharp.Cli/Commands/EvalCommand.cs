@@ -31,6 +31,10 @@ static class EvalCommand
             {
                 table.AddRow($"block {layer.Block} expert usage", $"{layer.Usage:P2} of {layer.ExpertCount:N0}");
                 table.AddRow($"block {layer.Block} unevenness (nats)", layer.Unevenness.ToString("F3"));
+                if (layer.Halves is [var a, var b])
+                    table.AddRow($"block {layer.Block} sub-keys in selected experts (half 1, half 2)", $"{a.Usage:P1}, {b.Usage:P1}");
+                if (layer.FirstChoices > 0)
+                    table.AddRow($"block {layer.Block} distinct first-choice experts per head", layer.FirstChoices.ToString("F0"));
             }
             AnsiConsole.Write(table);
             return 0;

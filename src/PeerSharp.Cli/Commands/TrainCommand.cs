@@ -49,7 +49,7 @@ static class TrainCommand
             AnsiConsole.MarkupLine($"Training {parameters:N0} parameters on {training.TrainCorpus.TokenCount:N0} tokens ({EnumNames.Name(m.Tokenizer)}); feed-forwards {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}; {config.Train.Steps} steps of {config.Train.BatchSize}×{m.ContextLength} tokens.");
             training.Trainer.Evaluated += (step, result) => AnsiConsole.MarkupLine(
                 $"step {step,6}  validation loss {result.Loss:F4}  perplexity {result.Perplexity:F2}  [bold]bits/byte {result.BitsPerByte:F3}[/]" +
-                string.Concat(result.Layers.Select(l => $"  block {l.Block}: usage {l.Usage:P1}, unevenness {l.Unevenness:F2}")));
+                string.Concat(result.Layers.Select(l => $"  block {l.Block}: {Markup.Escape(l.Describe())}")));
 
             // Ctrl+C, SIGTERM (timeout, docker stop, schedulers) and SIGHUP (a closed terminal) all stop after the
             // current step and write a checkpoint.

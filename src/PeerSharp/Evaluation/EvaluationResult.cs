@@ -5,7 +5,19 @@ namespace PeerSharp.Evaluation;
 /// <param name="ExpertCount">N, experts or memory values.</param>
 /// <param name="Usage">Fraction of experts that received any gate weight.</param>
 /// <param name="Unevenness">KL(z ‖ uniform) in nats.</param>
-public sealed record LayerUsage(int Block, long ExpertCount, double Usage, double Unevenness);
+/// <param name="Halves">Per half, the sub-keys in selected experts (<see cref="ExpertUsage.Halves"/>); null unless N = n².</param>
+/// <param name="FirstChoices">Distinct first-choice experts per head (<see cref="ExpertUsage.FirstChoices"/>).</param>
+public sealed record LayerUsage(int Block, long ExpertCount, double Usage, double Unevenness, IReadOnlyList<SubKeyUsage>? Halves = null, double FirstChoices = 0)
+{
+    /// <summary>One line: "usage 17.8%, unevenness 4.02, sub-keys used 96%/98%, first choices 114/head".</summary>
+    public string Describe()
+    {
+        var line = $"usage {Usage:P1}, unevenness {Unevenness:F2}";
+        if (Halves is [var a, var b]) line += $", sub-keys used {a.Usage:P0}/{b.Usage:P0}";
+        if (FirstChoices > 0) line += $", first choices {FirstChoices:F0}/head";
+        return line;
+    }
+}
 
 /// <summary>Language-model metrics over held-out text.</summary>
 /// <param name="Loss">Mean cross-entropy, nats per token.</param>

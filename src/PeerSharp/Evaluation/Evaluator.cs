@@ -39,7 +39,7 @@ public static class Evaluator
                 target.Dispose();
             }
             if (tokens == 0) throw new PeerSharpException("the evaluation text is too short to score a single token");
-            var layers = retrievals.Select((p, i) => new LayerUsage(p.index, trackers[i].ExpertCount, trackers[i].Usage, trackers[i].Unevenness)).ToList();
+            var layers = retrievals.Select((p, i) => new LayerUsage(p.index, trackers[i].ExpertCount, trackers[i].Usage, trackers[i].Unevenness, trackers[i].Halves, trackers[i].FirstChoices)).ToList();
             return new EvaluationResult(lossSum / tokens, tokens, (double)corpus.ByteCount / corpus.TokenCount, layers);
         }
         finally

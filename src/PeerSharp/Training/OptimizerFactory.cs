@@ -25,10 +25,13 @@ public static class OptimizerFactory
 
         var sparseTables = TableNames(peers.Where(p => p.Layer.SparseTableGradients));
         var denseTables = TableNames(peers.Where(p => !p.Layer.SparseTableGradients));
+        var keys = config.KeyLearningRateScale is null ? [] : peers.Select(p => Prefixed(p.name, "keys")).ToHashSet();
         var parts = new List<(IOptimizer, double?)>
         {
-            (new AdamW(named.Where(p => !sparseTables.Contains(p.name) && !denseTables.Contains(p.name)), config.Beta1, config.Beta2), null),
+            (new AdamW(named.Where(p => !sparseTables.Contains(p.name) && !denseTables.Contains(p.name) && !keys.Contains(p.name)), config.Beta1, config.Beta2), null),
         };
+        if (keys.Count > 0)
+            parts.Add((new ScaledRate(new AdamW(named.Where(p => keys.Contains(p.name)), config.Beta1, config.Beta2), config.KeyLearningRateScale!.Value), null));
         if (sparseTables.Count > 0)
             parts.Add((new SparseAdamW(named.Where(p => sparseTables.Contains(p.name)), config.Beta1, config.Beta2), config.ExpertLearningRate));
         if (denseTables.Count > 0)
@@ -42,4 +45,15 @@ public static class OptimizerFactory
     static string Prefixed(string module, string parameter) => module.Length == 0 ? parameter : $"{module}.{parameter}";
 
     static double DecayFor(Parameter parameter, double weightDecay) => parameter.dim() == 2 ? weightDecay : 0;
+
+    /// <summary>An optimizer stepped at a fixed multiple of the scheduled rate (the product keys, <see cref="TrainConfig.KeyLearningRateScale"/>).</summary>
+    sealed class ScaledRate(IOptimizer inner, double scale) : IOptimizer
+    {
+        public long StepCount => inner.StepCount;
+        public void Step(double learningRate) => inner.Step(learningRate * scale);
+        public void ZeroGrad() => inner.ZeroGrad();
+        public Dictionary<string, Tensor> StateDict() => inner.StateDict();
+        public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state) => inner.LoadStateDict(state);
+        public void Dispose() => inner.Dispose();
+    }
 }

@@ -19,6 +19,13 @@ public sealed record TrainConfig
     /// </summary>
     public double? ExpertLearningRate { get; init; }
 
+    /// <summary>
+    /// Multiplier on the scheduled learning rate of the product keys of PEER and PKM layers (their own AdamW part,
+    /// without weight decay); null: the keys follow the schedule like every other parameter. 0.1 slowed the
+    /// collapse of retrieval onto few experts in a small byte-level model (experiments/usage/FINDINGS.md).
+    /// </summary>
+    public double? KeyLearningRateScale { get; init; }
+
     /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; init; } = 50;
 
@@ -60,6 +67,8 @@ public sealed record TrainConfig
         if (!(LearningRate > 0)) throw new PeerSharpException($"learning rate {LearningRate} must be positive");
         if (ExpertLearningRate is { } expertRate && !(expertRate > 0))
             throw new PeerSharpException($"expert learning rate {expertRate} must be positive (or left out to follow the schedule)");
+        if (KeyLearningRateScale is { } keyScale && !(keyScale > 0 && double.IsFinite(keyScale)))
+            throw new PeerSharpException($"key learning rate scale {keyScale} must be a positive number (or left out to follow the schedule)");
         if (WarmupSteps < 0) throw new PeerSharpException($"warm-up steps {WarmupSteps} must not be negative");
         if (EvalInterval <= 0) throw new PeerSharpException($"eval interval {EvalInterval} must be positive");
         if (EvalTokens <= 0) throw new PeerSharpException($"eval tokens {EvalTokens} must be positive");

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 namespace PeerSharp.Tests.Cli;
 
 /// <summary>The commands a user runs, end to end through the real program.</summary>
@@ -54,5 +55,8 @@ public class CommandTests : IDisposable
         foreach (var row in new[] { "(a) dense FFW 4·d", "(b) dense FFW, equal FLOPs", "(c) PEER tensor ops + AdamW", "(d) PEER fused + sparse AdamW" })
             Assert.Contains(row, text);
         Assert.Contains("32²", text);
+        // Each fused kernel beside its reference, with the speed-up.
+        foreach (var kernel in new[] { "product-key retrieval (steps 2-3)", "experts (step 5)", "expert-table update (AdamW)" })
+            Assert.Matches($@"\| {Regex.Escape(kernel)} \| 32² \|.*\| \*\*[\d.]+×\*\* \|", text);
     }
 }

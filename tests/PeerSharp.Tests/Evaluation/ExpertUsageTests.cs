@@ -67,4 +67,23 @@ public class ExpertUsageTests
         Assert.Equal(z.Length / (double)options.ExpertCount, usage.Usage, 12);
         Assert.Equal(Math.Log(options.ExpertCount) + z.Sum(p => p * Math.Log(p)), usage.Unevenness, 10);
     }
+
+    /// Ids a·n + b split into the two halves' sub-keys; first choices are counted per head.
+    [Fact]
+    public void SubKeysOfEachHalfAndFirstChoicesAreCounted()
+    {
+        using var scope = NewDisposeScope();
+        using var usage = new ExpertUsage(16);   // n = 4
+        // Two tokens, two heads, k = 2, best first: (a, b) = (0,1) (0,2) | (1,1) (3,1), then (0,1) (2,2) | (1,0) (1,1).
+        usage.Observe(tensor(new long[] { 1, 2, 5, 13, 1, 10, 4, 5 }, [2, 2, 2]), full(2, 2, 2, 0.5f));
+
+        Assert.Equal(6 / 16.0, usage.Usage, 12);
+        var (first, second) = (usage.Halves![0], usage.Halves[1]);
+        Assert.Equal(4 / 4.0, first.Usage, 12);     // a ∈ {0, 1, 2, 3}
+        Assert.Equal(3 / 4.0, second.Usage, 12);    // b ∈ {0, 1, 2}
+        // Half 1 gate mass per a: a=0: 1.5, a=1: 1.5, a=2: 0.5, a=3: 0.5 (of 4).
+        double[] z = [1.5 / 4, 1.5 / 4, 0.5 / 4, 0.5 / 4];
+        Assert.Equal(Math.Log(4) + z.Sum(p => p * Math.Log(p)), first.Unevenness, 12);
+        Assert.Equal(1.5, usage.FirstChoices, 12);  // head 0: {1}; head 1: {5, 4}
+    }
 }

@@ -62,6 +62,23 @@ public class OptimizerFactoryTests
     }
 
     [Fact]
+    public void KeyLearningRateScaleMultipliesTheScheduledRateOfTheKeysOnly()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new TransformerLM(Config(KernelChoice.Fused));
+        using var optimizer = OptimizerFactory.Create(model, new TrainConfig { KeyLearningRateScale = 0.1, WeightDecay = 0 });
+        var tokens = randint(256, [2, 8], dtype: ScalarType.Int64);
+        model.Loss(tokens, tokens).backward();
+        var peer = model.PeerLayers.Single();
+        var keys = peer.Retrieval.SubKeys.detach().clone();
+        var query = peer.Retrieval.QueryWeight.detach().clone();
+        optimizer.Step(1e-2);
+        // Adam's first step moves every element with a gradient by the rate itself: 1e-3 for the keys, 1e-2 for the rest.
+        Assert.Equal(1e-3, (peer.Retrieval.SubKeys - keys).abs().max().item<float>(), 5);
+        Assert.Equal(1e-2, (peer.Retrieval.QueryWeight - query).abs().max().item<float>(), 4);
+    }
+
+    [Fact]
     public void ExpertLearningRateIsFixed()
     {
         using var scope = NewDisposeScope();
