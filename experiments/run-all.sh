@@ -5,7 +5,7 @@
 # `kill -TERM PID` (the current run writes a checkpoint first). Then: ./peer report experiments/*.results.jsonl
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-peer="${PEER:-$root/peer}"
+read -ra peer <<< "${PEER:-$root/peer}"   # PEER="dotnet /path/peer.dll" runs a copied build
 for spec in isoflop experts active batchnorm; do
-  nice -n "${NICE:-10}" "$peer" sweep "$root/experiments/$spec.json" --runs "${RUNS:-$root/runs/sweeps}"
+  nice -n "${NICE:-10}" "${peer[@]}" sweep "$root/experiments/$spec.json" --runs "${RUNS:-$root/runs/sweeps}"
 done
