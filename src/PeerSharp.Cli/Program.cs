@@ -15,6 +15,7 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
     FlopsCommand.Create(),
     BenchCommand.Create(),
     SweepCommand.Create(),
+    ReportCommand.Create(),
 };
 
 // Redirected output (a log file, CI) is read by people and tools line by line: never wrap it at 80 columns.
