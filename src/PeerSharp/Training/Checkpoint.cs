@@ -1,21 +1,29 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.Win32.SafeHandles;
 using PeerSharp.Model;
-using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Training;
 
 /// <summary>
-/// A checkpoint is three files side by side: NAME.safetensors (the model's state dict, readable by PyTorch's
-/// safetensors), NAME.optimizer.safetensors (every optimizer tensor) and NAME.json, the sidecar with the run
-/// config, the step, the data position and a SHA-256 of both tensor files. Each file is written to a
-/// temporary name and renamed, the sidecar last, so an interrupted save leaves the previous checkpoint whole.
+/// A checkpoint is a sidecar, NAME.json, holding the run config, the step and a SHA-256 of each tensor file it
+/// names: the model's state dict (NAME.step-000123.safetensors, readable by PyTorch's safetensors) and every
+/// optimizer tensor (NAME.step-000123.optimizer.safetensors). A save writes new tensor files beside the old
+/// ones and syncs them to disk, then writes the sidecar under a temporary name and renames it over NAME.json.
+/// That rename is the one commit point: a crash before it leaves the previous checkpoint, a crash after it the
+/// new one, each whole. Only then are the files no sidecar names any more deleted. Reading trusts nothing:
+/// the sidecar may only name regular files beside it, each file must match its hash, and each tensor file's
+/// header must describe exactly the model's (or optimizer's) tensors before anything is allocated for it.
 /// </summary>
 public sealed record Checkpoint
 {
-    /// <summary>Format tag of the sidecar.</summary>
-    public const string FormatTag = "peersharp-checkpoint-1";
+    /// <summary>Format tag of the sidecars written now.</summary>
+    public const string FormatTag = "peersharp-checkpoint-2";
+
+    /// <summary>Tag of the first format, whose tensor files were always NAME.safetensors and NAME.optimizer.safetensors.</summary>
+    const string FirstFormatTag = "peersharp-checkpoint-1";
 
     /// <summary>Sidecar format tag.</summary>
     public string Format { get; init; } = FormatTag;
@@ -23,17 +31,20 @@ public sealed record Checkpoint
     /// <summary>The run's full config, model shape included.</summary>
     public required RunConfig Config { get; init; }
 
-    /// <summary>Optimizer steps done; training resumes at this (0-based) step.</summary>
+    /// <summary>Optimizer steps done; training resumes at this (0-based) step, which is also the data position.</summary>
     public required long Step { get; init; }
-
-    /// <summary>Where the data stream stands: the next batch index of the seeded sampler.</summary>
-    public required long DataPosition { get; init; }
 
     /// <summary>Training tokens seen so far.</summary>
     public long TokensSeen { get; init; }
 
     /// <summary>Last validation loss (nats per token), if any.</summary>
     public double? ValidationLoss { get; init; }
+
+    /// <summary>The model's tensor file, a file name in the sidecar's folder; set by <see cref="Save(string, TransformerLM, IOptimizer?, Checkpoint)"/>.</summary>
+    public string? ModelFile { get; init; }
+
+    /// <summary>The optimizer's tensor file, a file name in the sidecar's folder; null when no optimizer was saved.</summary>
+    public string? OptimizerFile { get; init; }
 
     /// <summary>SHA-256 (hex) of the model and optimizer files, to detect corrupt or truncated copies.</summary>
     public Dictionary<string, string> Sha256 { get; init; } = [];
@@ -48,91 +59,296 @@ public sealed record Checkpoint
         return path;
     }
 
-    static string ModelPath(string basePath) => basePath + ".safetensors";
-    static string OptimizerPath(string basePath) => basePath + ".optimizer.safetensors";
+    /// <summary>
+    /// Writes model, optimizer and sidecar so that the previous checkpoint or this one is whole at every instant;
+    /// returns the sidecar's path. A file-system failure (a full disk, say) leaves the previous checkpoint as it
+    /// was and throws a <see cref="PeerSharpException"/>.
+    /// </summary>
+    public static string Save(string path, TransformerLM model, IOptimizer? optimizer, Checkpoint info) =>
+        Save(path, model, optimizer, info, CheckpointFiles.Durable);
 
-    /// <summary>Writes model, optimizer and sidecar atomically; returns the sidecar's path.</summary>
-    public static string Save(string path, TransformerLM model, IOptimizer? optimizer, Checkpoint info)
+    /// <summary><see cref="Save(string, TransformerLM, IOptimizer?, Checkpoint)"/> through the given file operations.</summary>
+    internal static string Save(string path, TransformerLM model, IOptimizer? optimizer, Checkpoint info, CheckpointFiles files)
     {
-        var basePath = BasePath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(basePath))!);
-        var hashes = new Dictionary<string, string>
-        {
-            [Path.GetFileName(ModelPath(basePath))] = WriteAtomically(ModelPath(basePath), stream => model.save_safetensors(stream, leaveOpen: true)),
-        };
-        if (optimizer is not null)
-            hashes[Path.GetFileName(OptimizerPath(basePath))] = WriteAtomically(OptimizerPath(basePath),
-                stream => Safetensors.SaveStateDict(stream, optimizer.StateDict(), leaveOpen: true));
-        var sidecar = info with { Sha256 = hashes };
-        WriteAtomically(SidecarPath(basePath), stream => JsonSerializer.Serialize(stream, sidecar, RunConfig.Json));
-        return SidecarPath(basePath);
-    }
-
-    /// <summary>Writes to PATH.tmp, then renames over PATH; returns the SHA-256 of what was written.</summary>
-    static string WriteAtomically(string path, Action<Stream> write)
-    {
-        var temporary = path + ".tmp";
+        ArgumentOutOfRangeException.ThrowIfNegative(info.Step);
+        ArgumentOutOfRangeException.ThrowIfNegative(info.TokensSeen);
+        var sidecarPath = SidecarPath(path);
+        var basePath = Path.GetFullPath(BasePath(path));
+        var (folder, name) = (Path.GetDirectoryName(basePath)!, Path.GetFileName(basePath));
+        var temporary = basePath + ".json.tmp";
+        var written = new List<string>();
+        Checkpoint sidecar;
         try
         {
-            // FileMode.Create truncates: PyBridge's own SaveStateDict(path) does not, which corrupts an overwrite.
-            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
-                write(stream);
-            var hash = Hash(temporary);
-            File.Move(temporary, path, overwrite: true);
-            return hash;
+            Directory.CreateDirectory(folder);
+            var tag = UnusedTag(folder, name, info.Step);
+            var modelFile = $"{name}.{tag}.safetensors";
+            var hashes = new Dictionary<string, string> { [modelFile] = WriteTensors(files, Path.Combine(folder, modelFile), ModelTensors(model), written) };
+            string? optimizerFile = null;
+            if (optimizer is not null)
+            {
+                optimizerFile = $"{name}.{tag}.optimizer.safetensors";
+                hashes[optimizerFile] = WriteTensors(files, Path.Combine(folder, optimizerFile), [.. optimizer.StateDict()], written);
+            }
+            // The tensor files' names reach the disk before any sidecar that names them.
+            files.SyncFolder(folder);
+            sidecar = info with { Format = FormatTag, ModelFile = modelFile, OptimizerFile = optimizerFile, Sha256 = hashes };
+            files.Delete(temporary);                 // left by a save that was interrupted
+            written.Add(temporary);
+            files.Write(temporary, stream => JsonSerializer.Serialize(stream, sidecar, RunConfig.Json));
+            files.Replace(temporary, sidecarPath);   // the commit
         }
-        catch
+        catch (Exception e)
         {
-            File.Delete(temporary);
+            foreach (var file in written) DeleteIfPossible(files, file);
+            if (e is IOException or UnauthorizedAccessException)
+                throw new PeerSharpException($"could not write checkpoint '{sidecarPath}': {e.Message}", e);
             throw;
         }
+        try
+        {
+            // The commit reaches the disk before the previous checkpoint's files go.
+            files.SyncFolder(folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PeerSharpException($"could not write checkpoint '{sidecarPath}': {e.Message}", e);
+        }
+        var own = OwnFile(name);
+        foreach (var stale in Directory.EnumerateFiles(folder).Select(file => Path.GetFileName(file)))
+            if (own.IsMatch(stale) && stale != sidecar.ModelFile && stale != sidecar.OptimizerFile)
+                DeleteIfPossible(files, Path.Combine(folder, stale));
+        return sidecarPath;
     }
 
-    static string Hash(string path)
+    /// <summary>"step-000123", or "step-000123-2"… when files of that name exist (a save of the same step).</summary>
+    static string UnusedTag(string folder, string name, long step)
     {
-        using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(stream));
+        var tag = $"step-{step:D6}";
+        for (var n = 2; File.Exists(Path.Combine(folder, $"{name}.{tag}.safetensors")) || File.Exists(Path.Combine(folder, $"{name}.{tag}.optimizer.safetensors")); n++)
+            tag = $"step-{step:D6}-{n}";
+        return tag;
     }
 
-    /// <summary>Reads and checks a sidecar (and the hashes of the files it names).</summary>
+    /// <summary>The files of checkpoint NAME that a sidecar names or a save leaves behind, in both formats.</summary>
+    static Regex OwnFile(string name) =>
+        new($@"^{Regex.Escape(name)}\.(step-\d+(-\d+)?\.(optimizer\.)?safetensors|(optimizer\.)?safetensors(\.tmp)?|json\.tmp)$");
+
+    /// <summary>Writes a safetensors file and returns its SHA-256, hashed as it is written.</summary>
+    static string WriteTensors(CheckpointFiles files, string path, IReadOnlyList<KeyValuePair<string, Tensor>> tensors, List<string> written)
+    {
+        written.Add(path);
+        using var sha = SHA256.Create();
+        files.Write(path, stream =>
+        {
+            using var hashing = new CryptoStream(stream, sha, CryptoStreamMode.Write, leaveOpen: true);
+            SafetensorsFile.Write(hashing, tensors);
+        });
+        return Convert.ToHexStringLower(sha.Hash!);
+    }
+
+    /// <summary>A file that cannot be deleted now stays behind harmlessly: no sidecar names it, and the next save deletes it.</summary>
+    static void DeleteIfPossible(CheckpointFiles files, string path)
+    {
+        try { files.Delete(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    /// <summary>
+    /// The model's state dict with each tensor once. TorchSharp registers a module's fields as well as the names
+    /// it is given, so the state dict can list a tensor two to four times ("blocks.1.ffn._down.weight" and
+    /// "blocks.1.&lt;FeedForward&gt;k__BackingField.down.weight" beside "blocks.1.ffn.down.weight"); the name
+    /// that is no such alias is kept. Loading one name fills them all: they are the same tensor.
+    /// </summary>
+    static List<KeyValuePair<string, Tensor>> ModelTensors(TransformerLM model)
+    {
+        var kept = new Dictionary<IntPtr, KeyValuePair<string, Tensor>>();
+        foreach (var entry in model.state_dict())
+            if (!kept.TryGetValue(entry.Value.Handle, out var previous) || (IsAlias(previous.Key) && !IsAlias(entry.Key)))
+                kept[entry.Value.Handle] = entry;
+        return [.. kept.Values];
+    }
+
+    /// <summary>Whether a state-dict name goes through a registered field (a segment like "_down" or "&lt;FeedForward&gt;k__BackingField").</summary>
+    static bool IsAlias(string name) => name.Split('.').Any(segment => segment.StartsWith('_') || segment.Contains("k__BackingField", StringComparison.Ordinal));
+
+    /// <summary>Reads and checks a sidecar, and the hashes of the files it names.</summary>
     public static Checkpoint Read(string path)
     {
         var sidecar = SidecarPath(path);
-        if (!File.Exists(sidecar))
-            throw new PeerSharpException($"checkpoint '{sidecar}' does not exist; expected the .json sidecar of a PeerSharp checkpoint");
-        Checkpoint? info;
-        try { info = JsonSerializer.Deserialize<Checkpoint>(File.ReadAllText(sidecar), RunConfig.Json); }
-        catch (JsonException e) { throw new PeerSharpException($"checkpoint sidecar '{sidecar}' is corrupt or truncated ({e.Message})"); }
-        if (info is null || info.Format != FormatTag)
-            throw new PeerSharpException($"'{sidecar}' is not a PeerSharp checkpoint sidecar; expected format '{FormatTag}'");
-        var folder = Path.GetDirectoryName(Path.GetFullPath(sidecar))!;
-        foreach (var (file, expected) in info.Sha256)
+        var info = ReadSidecar(sidecar);
+        foreach (var (file, hash) in info.Sha256)
         {
-            var filePath = Path.Combine(folder, file);
-            if (!File.Exists(filePath)) throw new PeerSharpException($"checkpoint file '{filePath}' is missing");
-            if (Hash(filePath) != expected)
-                throw new PeerSharpException($"checkpoint file '{filePath}' is corrupt or truncated: its SHA-256 does not match the sidecar");
+            var filePath = Path.Combine(Folder(sidecar), file);
+            Reading(filePath, () =>
+            {
+                using var handle = CheckpointFiles.OpenRegularFile(filePath);
+                CheckHash(handle, filePath, hash);
+            });
         }
         return info;
     }
 
-    /// <summary>Loads the model (and optimizer) state of a checkpoint read with <see cref="Read"/>.</summary>
-    public static void Load(string path, TransformerLM model, IOptimizer? optimizer)
+    /// <summary>
+    /// Loads the model (and optimizer) state of a checkpoint and returns its sidecar. Each file is hashed and
+    /// its header checked against the model (or optimizer) before its tensors are read, through the same open
+    /// handle, so what is loaded is what was checked.
+    /// </summary>
+    public static Checkpoint Load(string path, TransformerLM model, IOptimizer? optimizer)
     {
-        var basePath = BasePath(path);
+        var sidecar = SidecarPath(path);
+        var info = ReadSidecar(sidecar);
+        LoadTensors(sidecar, info, info.ModelFile!, ModelTensors(model).ToDictionary(), "model");
+        if (optimizer is null) return info;
+        if (info.OptimizerFile is null)
+            throw new PeerSharpException($"checkpoint '{sidecar}' has no optimizer state; cannot resume training from it");
+        // Filled in place, then handed back: LoadStateDict copies each entry to wherever the optimizer keeps it
+        // (each part of a composite optimizer has its own "step"), and when StateDict returns the live tensors,
+        // as AdamW's does, no second copy of the optimizer state is allocated.
+        var state = optimizer.StateDict();
+        LoadTensors(sidecar, info, info.OptimizerFile, state, "optimizer");
+        optimizer.LoadStateDict(state);
+        return info;
+    }
+
+    static void LoadTensors(string sidecar, Checkpoint info, string file, IReadOnlyDictionary<string, Tensor> destinations, string owner)
+    {
+        var path = Path.Combine(Folder(sidecar), file);
+        Reading(path, () =>
+        {
+            using var handle = CheckpointFiles.OpenRegularFile(path);
+            CheckHash(handle, path, info.Sha256[file]);
+            var tensors = SafetensorsFile.Open(handle, path);
+            tensors.CheckFits(destinations, owner, IsAlias);
+            tensors.ReadInto(destinations);
+        });
+    }
+
+    static void Reading(string path, Action read)
+    {
+        try { read(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PeerSharpException($"could not read checkpoint file '{path}': {e.Message}", e);
+        }
+    }
+
+    static void CheckHash(SafeFileHandle file, string path, string expected)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[1 << 20];
+        long offset = 0;
+        for (int read; (read = RandomAccess.Read(file, buffer, offset)) > 0; offset += read)
+            sha.AppendData(buffer, 0, read);
+        if (Convert.ToHexStringLower(sha.GetHashAndReset()) != expected)
+            throw new PeerSharpException($"checkpoint file '{path}' is corrupt or truncated: its SHA-256 does not match the sidecar");
+    }
+
+    static string Folder(string sidecar) => Path.GetDirectoryName(Path.GetFullPath(sidecar))!;
+
+    /// <summary>The sidecar's own fields, in the order they are written.</summary>
+    static readonly string[] Fields = ["format", "config", "step", "tokensSeen", "validationLoss", "modelFile", "optimizerFile", "sha256"];
+
+    /// <summary>The options of config files, except that a null where a value belongs is refused, not kept.</summary>
+    static readonly JsonSerializerOptions ConfigJson = new(RunConfig.Json) { RespectNullableAnnotations = true };
+
+    /// <summary>Reads a sidecar, checking every field; throws a <see cref="PeerSharpException"/> naming the first that is wrong.</summary>
+    static Checkpoint ReadSidecar(string sidecar)
+    {
+        if (!File.Exists(sidecar))
+            throw new PeerSharpException($"checkpoint '{sidecar}' does not exist; expected the .json sidecar of a PeerSharp checkpoint");
+        JsonDocument document;
+        try { document = JsonDocument.Parse(File.ReadAllText(sidecar), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException e) { throw new PeerSharpException($"checkpoint sidecar '{sidecar}' is corrupt or truncated ({e.Message})"); }
+        using var _ = document;
+        var root = document.RootElement;
+        PeerSharpException Invalid(string problem) => new($"checkpoint sidecar '{sidecar}' {problem}");
+
+        var format = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("format", out var tag) && tag.ValueKind == JsonValueKind.String ? tag.GetString() : null;
+        if (format is not (FormatTag or FirstFormatTag))
+            throw new PeerSharpException($"'{sidecar}' is not a PeerSharp checkpoint sidecar; expected format '{FormatTag}'");
+        var seen = new HashSet<string>();
+        foreach (var property in root.EnumerateObject())
+        {
+            if (!seen.Add(property.Name)) throw Invalid($"has the field '{SafetensorsFile.Printable(property.Name)}' twice");
+            // The first format also stored the data position, which always equalled the step.
+            if (!Fields.Contains(property.Name) && !(format == FirstFormatTag && property.Name == "dataPosition"))
+                throw Invalid($"has an unknown field '{SafetensorsFile.Printable(property.Name)}'; expected only {string.Join(", ", Fields)}");
+        }
+
+        string Raw(JsonElement json, string field) => json.TryGetProperty(field, out var value) ? SafetensorsFile.Printable(value.GetRawText()) : "missing";
+        long WholeNumber(string field) =>
+            root.TryGetProperty(field, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) && number >= 0
+                ? number
+                : throw Invalid($"has {field} {Raw(root, field)}; expected a whole number ≥ 0");
+        var step = WholeNumber("step");
+        var tokensSeen = WholeNumber("tokensSeen");
+        double? validationLoss = null;
+        if (root.TryGetProperty("validationLoss", out var loss) && loss.ValueKind != JsonValueKind.Null)
+            validationLoss = loss.ValueKind == JsonValueKind.Number && loss.TryGetDouble(out var value) && value >= 0
+                ? value
+                : throw Invalid($"has validationLoss {Raw(root, "validationLoss")}; expected a number ≥ 0 or null");
+
+        if (!root.TryGetProperty("config", out var configJson) || configJson.ValueKind != JsonValueKind.Object)
+            throw Invalid($"has config {Raw(root, "config")}; expected an object with the model and train settings");
+        foreach (var part in new[] { "model", "train" })
+            if (!configJson.TryGetProperty(part, out var value) || value.ValueKind != JsonValueKind.Object)
+                throw Invalid($"has config.{part} {Raw(configJson, part)}; expected an object");
+        RunConfig config;
         try
         {
-            model.load_safetensors(ModelPath(basePath), strict: true);
+            config = configJson.Deserialize<RunConfig>(ConfigJson)!;
+            config.Validate();
         }
-        catch (Exception e) when (e is not PeerSharpException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or PeerSharpException)
         {
-            throw new PeerSharpException($"checkpoint '{ModelPath(basePath)}' does not fit the model: {e.Message}");
+            throw Invalid($"holds an invalid config: {e.Message}");
         }
-        if (optimizer is null) return;
-        if (!File.Exists(OptimizerPath(basePath)))
-            throw new PeerSharpException($"checkpoint '{basePath}' has no optimizer state ({OptimizerPath(basePath)}); cannot resume training from it");
-        using var scope = NewDisposeScope();
-        var state = Safetensors.LoadStateDict(OptimizerPath(basePath));
-        optimizer.LoadStateDict(state);
+
+        string PlainFileName(string name) =>
+            name.Length > 0 && name is not ("." or "..") && name.IndexOfAny(['/', '\\']) < 0 && !name.Any(char.IsControl) && !Path.IsPathRooted(name) && Path.GetFileName(name) == name
+                ? name
+                : throw Invalid($"names the file '{SafetensorsFile.Printable(name)}'; expected a plain file name in the sidecar's own folder");
+        if (!root.TryGetProperty("sha256", out var hashJson) || hashJson.ValueKind != JsonValueKind.Object)
+            throw Invalid($"has sha256 {Raw(root, "sha256")}; expected an object giving the SHA-256 of each tensor file");
+        var hashes = new Dictionary<string, string>();
+        foreach (var entry in hashJson.EnumerateObject())
+        {
+            var file = PlainFileName(entry.Name);
+            if (entry.Value.ValueKind != JsonValueKind.String || !Regex.IsMatch(entry.Value.GetString()!, "^[0-9a-f]{64}$"))
+                throw Invalid($"has the SHA-256 {SafetensorsFile.Printable(entry.Value.GetRawText())} for '{file}'; expected 64 lowercase hex digits");
+            if (!hashes.TryAdd(file, entry.Value.GetString()!)) throw Invalid($"lists '{file}' twice in sha256");
+        }
+
+        string modelFile;
+        string? optimizerFile;
+        if (format == FirstFormatTag)
+        {
+            var name = Path.GetFileName(BasePath(sidecar));
+            modelFile = $"{name}.safetensors";
+            optimizerFile = hashes.ContainsKey($"{name}.optimizer.safetensors") ? $"{name}.optimizer.safetensors" : null;
+        }
+        else
+        {
+            string? FileName(string field) =>
+                !root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null ? null
+                : value.ValueKind == JsonValueKind.String ? PlainFileName(value.GetString()!)
+                : throw Invalid($"has {field} {Raw(root, field)}; expected a file name");
+            modelFile = FileName("modelFile") ?? throw Invalid("has no modelFile; expected the file name of the model's tensors");
+            optimizerFile = FileName("optimizerFile");
+        }
+        if (!hashes.ContainsKey(modelFile))
+            throw Invalid($"gives no SHA-256 for its model file '{modelFile}'; expected one in sha256");
+        if (optimizerFile is not null && !hashes.ContainsKey(optimizerFile))
+            throw Invalid($"gives no SHA-256 for its optimizer file '{optimizerFile}'; expected one in sha256");
+        foreach (var file in hashes.Keys)
+            if (file != modelFile && file != optimizerFile)
+                throw Invalid($"lists '{file}' in sha256, which is neither its model file nor its optimizer file");
+
+        return new Checkpoint
+        {
+            Format = format, Config = config, Step = step, TokensSeen = tokensSeen, ValidationLoss = validationLoss,
+            ModelFile = modelFile, OptimizerFile = optimizerFile, Sha256 = hashes,
+        };
     }
 }

@@ -140,7 +140,7 @@ public sealed class Trainer
 
     string SaveCheckpoint(long step, long tokensSeen, EvaluationResult? validation)
     {
-        var info = new Checkpoint { Config = _config, Step = step, DataPosition = step, TokensSeen = tokensSeen, ValidationLoss = validation?.Loss };
+        var info = new Checkpoint { Config = _config, Step = step, TokensSeen = tokensSeen, ValidationLoss = validation?.Loss };
         var path = Checkpoint.Save(_checkpointPath, _model, _optimizer, info);
         CheckpointSaved?.Invoke(path);
         return path;

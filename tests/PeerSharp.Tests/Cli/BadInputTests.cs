@@ -59,7 +59,7 @@ public class BadInputTests : IDisposable
     public void DivergingRunStopsBeforeTheBadUpdate()
     {
         AssertFailsWith("training diverged", "train", "--preset", "tiny", "--lr", "1e30", "--steps", "5", "--out", Run("diverged"));
-        Assert.False(File.Exists(Path.Combine(Run("diverged"), "checkpoint.safetensors")));
+        Assert.False(File.Exists(Path.Combine(Run("diverged"), "checkpoint.json")));
     }
 
     [Fact]
@@ -67,8 +67,8 @@ public class BadInputTests : IDisposable
     {
         var trained = PeerProcess.Run(_folder.Path, "train", "--preset", "tiny", "--steps", "2", "--out", Run("ok"), "--sample-tokens", "0");
         Assert.True(trained.ExitCode == 0, trained.Error);
-        var weights = Path.Combine(Run("ok"), "checkpoint.safetensors");
         var sidecar = Path.Combine(Run("ok"), "checkpoint.json");
+        var weights = Path.Combine(Run("ok"), PeerSharp.Training.Checkpoint.Read(sidecar).ModelFile!);
 
         // A checkpoint written for another model shape cannot be resumed with a different one.
         AssertFailsWith("different model", "train", "--resume", sidecar, "--d-model", "64", "--out", Run("ok"));
