@@ -87,25 +87,9 @@ public static class Sweep
         };
     }
 
-    /// <summary>The results already in a file, by id (none if it does not exist); a line cut short by a crash is ignored.</summary>
-    public static IReadOnlyDictionary<string, SweepResult> ReadResults(string path)
-    {
-        var results = new Dictionary<string, SweepResult>();
-        if (!File.Exists(path)) return results;
-        foreach (var line in File.ReadLines(path))
-        {
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            try
-            {
-                if (JsonSerializer.Deserialize<SweepResult>(line, Compact) is { } result) results[result.Id] = result;
-            }
-            catch (JsonException)
-            {
-                // The last line of a run killed while appending: that run is simply not finished.
-            }
-        }
-        return results;
-    }
+    /// <summary>The results already in a file, by id (none if it does not exist; a bad line is an error naming it, <see cref="ResultsFile"/>).</summary>
+    public static IReadOnlyDictionary<string, SweepResult> ReadResults(string path) =>
+        File.Exists(path) ? ResultsFile.Read(path).ToDictionary(line => line.Result.Id, line => line.Result) : new Dictionary<string, SweepResult>();
 
     /// <summary>
     /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, appending a line per

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Win32.SafeHandles;
 using PeerSharp.Model;
@@ -297,7 +298,8 @@ public sealed record Checkpoint
         RunConfig config;
         try
         {
-            config = configJson.Deserialize<RunConfig>(ConfigJson)!;
+            // Sidecars of earlier versions name some settings differently (RunConfig.Upgrade).
+            config = RunConfig.Upgrade(JsonNode.Parse(configJson.GetRawText())!.AsObject()).Deserialize<RunConfig>(ConfigJson)!;
             config.Validate();
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or PeerSharpException)

@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 // The tests stop a checkpoint save between any two of its file operations through the seam below.
-[assembly: InternalsVisibleTo("PeerSharp.Tests")]
 
 namespace PeerSharp.Training;
 

@@ -1,0 +1,44 @@
+using PeerSharp.Data;
+using PeerSharp.Evaluation;
+using PeerSharp.Model;
+using PeerSharp.Training;
+
+namespace PeerSharp.Tests.Training;
+
+/// <summary>
+/// A checkpoint written by PeerSharp before the redesign (Fixtures/legacy-tiny: `peer train --preset tiny --steps 10`
+/// at commit a41577b): format 1 sidecar with the old config names ("sparseKind") and a model file that holds every
+/// PEER table up to four times under TorchSharp's field names. It still loads, scores what it scored when it was
+/// written, and resumes.
+/// </summary>
+public class LegacyCheckpointTests
+{
+    static string Fixture => Path.Combine(AppContext.BaseDirectory, "Fixtures", "legacy-tiny", "checkpoint.json");
+
+    [Fact]
+    public void LoadsAndScoresWhatItScoredWhenWritten()
+    {
+        var (model, info) = TrainingSetup.LoadModel(Fixture);
+        using var _ = model;
+        Assert.Equal(10, info.Step);
+        Assert.Equal(FeedForwardKind.Peer, info.Config.Model.FeedForward);   // written as "sparseKind": "peer"
+        using var corpus = TokenCorpus.Open(BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
+        var result = Evaluator.Evaluate(model, corpus, info.Config.Train.BatchSize, info.Config.Train.EvalTokens);
+        Assert.Equal(info.ValidationLoss!.Value, result.Loss, 4);   // 4.7495 nats, the run's last validation
+    }
+
+    [Fact]
+    public void ResumesWithItsOptimizerState()
+    {
+        using var folder = new TempFolder();
+        foreach (var file in Directory.GetFiles(Path.GetDirectoryName(Fixture)!))
+            File.Copy(file, Path.Combine(folder.Path, Path.GetFileName(file)));
+        var checkpoint = Path.Combine(folder.Path, "checkpoint.json");
+        var saved = Checkpoint.Read(checkpoint).Config;
+        using var run = TrainingRun.Open(new TrainingRunOptions { Config = saved with { Train = saved.Train with { Steps = 14 } }, ResumeFrom = checkpoint });
+        Assert.Equal(10, run.StartStep);
+        var result = run.Run();
+        Assert.True(result.Completed);
+        Assert.Equal(14, Checkpoint.Read(checkpoint).Step);   // saved in the new format, in the checkpoint's folder
+    }
+}
