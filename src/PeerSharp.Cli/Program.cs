@@ -21,13 +21,27 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
 // Redirected output (a log file, CI) is read by people and tools line by line: never wrap it at 80 columns.
 if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 240;
 
+// `peer` alone shows the usage; a command line that does not parse is one line, like every other user error.
+var parse = root.Parse(args.Length == 0 ? ["--help"] : args);
+if (parse.Errors.Count > 0 && !parse.Tokens.Any(t => t.Value is "--help" or "-h" or "-?"))
+{
+    Console.Error.WriteLine($"peer: {UserErrors.Describe(parse)}");
+    return 1;
+}
+
 try
 {
-    return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (PeerSharpException e)
 {
     // A user error: one line, no stack trace.
     Console.Error.WriteLine($"peer: {e.Message}");
+    return 1;
+}
+catch (Exception e) when (UserErrors.Describe(e) is { } message)
+{
+    // Out of memory or disk: the machine's limit, not a bug.
+    Console.Error.WriteLine($"peer: {message}");
     return 1;
 }

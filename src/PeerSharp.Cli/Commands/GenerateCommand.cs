@@ -19,12 +19,13 @@ static class GenerateCommand
         var command = new Command("generate", "Generate text from a checkpoint.") { checkpoint, prompt, tokens, temperature, topK, seed };
         command.SetAction(parse =>
         {
+            var sampling = new SamplingOptions(parse.GetValue(tokens), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(seed));
+            sampling.Validate();   // before the model loads
             var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!);
             using var _ = model;
             var text = parse.GetValue(prompt)!;
             Console.Write(text);
-            TextGenerator.Generate(model, Tokenizers.Create(info.Config.Model.Tokenizer), text,
-                new SamplingOptions(parse.GetValue(tokens), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(seed)), Console.Write);
+            TextGenerator.Generate(model, Tokenizers.Create(info.Config.Model.Tokenizer), text, sampling, Console.Write);
             Console.WriteLine();
             return 0;
         });

@@ -19,6 +19,7 @@ static class InfoCommand
         command.SetAction(parse =>
         {
             var config = parse.GetValue(checkpoint) is { } path ? Checkpoint.Read(path).Config : run.Resolve(parse);
+            config.Model.CheckFitsInMemory(training: false);
             using var model = new TransformerLM(config.Model);
             var m = config.Model;
             AnsiConsole.MarkupLine($"[bold]Model[/] d_model {m.ModelDim}, {m.LayerCount} blocks, {m.AttentionHeads} attention heads, context {m.ContextLength}, tokenizer {EnumNames.Name(m.Tokenizer)} (vocab {m.VocabSize}), {EnumNames.Name(m.Positions)} positions");

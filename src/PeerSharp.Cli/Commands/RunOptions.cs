@@ -90,10 +90,24 @@ sealed class RunOptions
         return resolved;
     }
 
-    /// <summary>An option whose values are the enum's config-file names (<see cref="EnumNames"/>), listed in its help.</summary>
+    /// <summary>
+    /// An option whose values are the enum's config-file names (<see cref="EnumNames"/>), listed in its help; an
+    /// unknown name is a parse error, reported in one line like any other.
+    /// </summary>
     static Option<T?> EnumOption<T>(string name, string description) where T : struct, Enum => new(name)
     {
         Description = $"{description}: {string.Join(", ", EnumNames.All<T>())}",
-        CustomParser = result => EnumNames.Parse<T>(result.Tokens.Single().Value, name.TrimStart('-')),
+        CustomParser = result =>
+        {
+            try
+            {
+                return EnumNames.Parse<T>(result.Tokens.Single().Value, name.TrimStart('-'));
+            }
+            catch (PeerSharpException e)
+            {
+                result.AddError(e.Message);
+                return null;
+            }
+        },
     };
 }

@@ -24,6 +24,8 @@ static class TrainCommand
 
         command.SetAction(parse =>
         {
+            var sampling = new SamplingOptions(parse.GetValue(sample));
+            sampling.Validate();   // before training, not after it
             string? resumeFrom = null;
             RunConfig? resumed = null;
             if (parse.GetResult(resume) is not null)
@@ -65,11 +67,10 @@ static class TrainCommand
             AnsiConsole.MarkupLine($"Done: {result.Step} steps, {result.TokensPerSecond:N0} training tokens/s; checkpoint {Markup.Escape(result.CheckpointPath ?? "")}; curves {Markup.Escape(training.CurvesPath)}");
             if (result.Validation is { } v)
                 AnsiConsole.MarkupLine($"[bold]Validation: loss {v.Loss:F4} nats/token, perplexity {v.Perplexity:F2}, {v.BitsPerByte:F3} bits per byte[/] ({v.Tokens:N0} tokens)");
-            var samples = parse.GetValue(sample);
-            if (samples > 0)
+            if (sampling.MaxNewTokens > 0)
             {
-                AnsiConsole.MarkupLine("[bold]Sample[/] (temperature 0.8, top-k 40):");
-                TextGenerator.Generate(training.Model, Tokenizers.Create(m.Tokenizer), "The ", new SamplingOptions(samples), Console.Write);
+                AnsiConsole.MarkupLine($"[bold]Sample[/] (temperature {sampling.Temperature}, top-k {sampling.TopK}):");
+                TextGenerator.Generate(training.Model, Tokenizers.Create(m.Tokenizer), "The ", sampling, Console.Write);
                 Console.WriteLine();
             }
             return 0;

@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
 
@@ -13,7 +12,8 @@ namespace PeerSharp.Data;
 /// <item>a folder: its <c>.txt</c>, <c>.txt.gz</c> and JSON-lines files, in ordinal order of file name, so
 /// that a folder of C4 shards or of one-book text files works as one source.</item>
 /// </list>
-/// Files must be valid UTF-8; errors name the file and where the problem is.
+/// Files must be valid UTF-8, and gzipped files complete (a truncated one is an error, not part of the text);
+/// errors name the file and where the problem is.
 /// </summary>
 public sealed class TextSource
 {
@@ -116,7 +116,7 @@ public sealed class TextSource
     private static Stream OpenStream(string file, bool gzipped)
     {
         var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
-        return gzipped ? new GZipStream(stream, CompressionMode.Decompress) : stream;
+        return gzipped ? new CheckedGzipStream(stream, file) : stream;
     }
 
     /// <summary>The whole file as one document, cut into chunks where that changes no tokenization.</summary>

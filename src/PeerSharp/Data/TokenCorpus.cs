@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.IO.MemoryMappedFiles;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace PeerSharp.Data;
 
@@ -20,6 +22,7 @@ public sealed unsafe class TokenCorpus : IDisposable
 {
     private const int HeaderBytes = 32;
     private static readonly byte[] Magic = "PEERTOK1"u8.ToArray();
+    private static readonly Regex TemporaryFileName = new(@"\.tokens\.(?<pid>[0-9]{1,10})-[0-9a-f]{32}\.tmp$", RegexOptions.CultureInvariant);
 
     private readonly MemoryMappedFile file;
     private readonly MemoryMappedViewAccessor view;
@@ -87,11 +90,14 @@ public sealed unsafe class TokenCorpus : IDisposable
         string cachePath = Path.Combine(folder, $"{tokenizer.Name}-{CacheKey(source, tokenizer)}.tokens");
         int bytesPerToken = tokenizer.VocabSize <= 65536 ? 2 : 4;
 
+        if (Directory.Exists(folder))
+            DeleteAbandonedTemporaryFiles(folder);
         if (TryOpen(cachePath, tokenizer, bytesPerToken) is { } cached)
             return cached;
         Directory.CreateDirectory(folder);
         // A unique temporary name and a rename make the cache file appear complete or not at all, even
-        // when the process is killed or two processes tokenize the same corpus at once.
+        // when the process is killed or two processes tokenize the same corpus at once. The process id in
+        // the name lets a later Build delete the file of a process that was killed midway.
         string temporaryPath = $"{cachePath}.{Environment.ProcessId}-{Guid.NewGuid():N}.tmp";
         try
         {
@@ -104,6 +110,44 @@ public sealed unsafe class TokenCorpus : IDisposable
         }
         return TryOpen(cachePath, tokenizer, bytesPerToken)
             ?? throw new InvalidOperationException($"The token cache {cachePath} just written does not read back.");
+    }
+
+    /// <summary>
+    /// Deletes the temporary files (NAME.tokens.PID-GUID.tmp, as large as the cache they were to become) that a
+    /// tokenization killed midway left behind: those whose process no longer runs. A running process's file is
+    /// kept, since it may still be writing it.
+    /// </summary>
+    private static void DeleteAbandonedTemporaryFiles(string folder)
+    {
+        foreach (string path in Directory.EnumerateFiles(folder, "*.tokens.*.tmp"))
+        {
+            Match name = TemporaryFileName.Match(Path.GetFileName(path));
+            if (!name.Success || !int.TryParse(name.Groups["pid"].ValueSpan, out int pid) || IsRunning(pid))
+                continue;
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another user's file, or one deleted meanwhile by another process: not ours to worry about.
+            }
+        }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        if (pid == Environment.ProcessId)
+            return true;
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

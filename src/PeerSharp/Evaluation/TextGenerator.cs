@@ -9,7 +9,23 @@ namespace PeerSharp.Evaluation;
 /// <param name="Temperature">Softmax temperature; 0 picks the most likely token (greedy).</param>
 /// <param name="TopK">Sample only among the k most likely tokens (0: all).</param>
 /// <param name="Seed">Seed of the sampler.</param>
-public sealed record SamplingOptions(int MaxNewTokens = 200, double Temperature = 0.8, int TopK = 40, long Seed = 0);
+public sealed record SamplingOptions(int MaxNewTokens = 200, double Temperature = 0.8, int TopK = 40, long Seed = 0)
+{
+    /// <summary>
+    /// Lowest temperature above 0: logits divided by less overflow float32 (a temperature of 1e-40 turns every
+    /// logit into ±infinity and the softmax into NaN).
+    /// </summary>
+    public const double MinTemperature = 1e-3;
+
+    /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
+    public void Validate()
+    {
+        if (MaxNewTokens < 0) throw new PeerSharpException($"tokens to generate {MaxNewTokens} must not be negative");
+        if (!double.IsFinite(Temperature) || Temperature < 0 || (Temperature > 0 && Temperature < MinTemperature))
+            throw new PeerSharpException($"temperature {Temperature} must be 0 (greedy) or a finite number of at least {MinTemperature}");
+        if (TopK < 0) throw new PeerSharpException($"top-k {TopK} must not be negative (0: all tokens)");
+    }
+}
 
 /// <summary>
 /// Autoregressive generation with a KV cache: the prompt is run once, then each new token costs one
@@ -20,8 +36,7 @@ public static class TextGenerator
     /// <summary>Generates text after the prompt; <paramref name="onText"/> receives each new piece as it is decoded.</summary>
     public static string Generate(TransformerLM model, ITokenizer tokenizer, string prompt, SamplingOptions options, Action<string>? onText = null)
     {
-        if (options.Temperature < 0) throw new PeerSharpException($"temperature {options.Temperature} must not be negative");
-        if (options.TopK < 0) throw new PeerSharpException($"top-k {options.TopK} must not be negative");
+        options.Validate();
         var context = tokenizer.Encode(prompt.Length == 0 ? "\n" : prompt).ToList();
         var wasTraining = model.training;
         model.eval();

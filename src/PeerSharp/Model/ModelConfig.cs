@@ -109,8 +109,7 @@ public sealed record ModelConfig
     /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
     public void Validate()
     {
-        if (PeerOptions is null || MoeOptions is null || PkmOptions is null || SparseBlocks is null || BlockKinds is null)
-            throw new PeerSharpException("model config has a null section; expected objects for peer, moe and pkm and strings for sparseBlocks and blockKinds");
+        CheckSections("model config");
         if (!Enum.IsDefined(Tokenizer)) throw new PeerSharpException($"tokenizer {(int)Tokenizer} is not known; expected {string.Join(", ", EnumNames.All<TokenizerKind>())}");
         var tokens = Tokenizers.VocabSize(Tokenizer);
         if (VocabSize < tokens || VocabSize > MaxVocabSize)
@@ -129,6 +128,33 @@ public sealed record ModelConfig
         if (kinds.Contains(FeedForwardKind.Peer)) PeerOptions.Validate();
         if (kinds.Contains(FeedForwardKind.Pkm)) PkmOptions.Validate();
         if (kinds.Contains(FeedForwardKind.Moe)) MoeOptions.Validate();
+    }
+
+    /// <summary>
+    /// Throws a <see cref="PeerSharpException"/> when the model cannot fit in this machine's memory, before libtorch
+    /// tries to allocate it: its parameters as 32-bit floats and, for <paramref name="training"/>, AdamW's two moments,
+    /// against the memory .NET may use (the machine's, or the container's limit). Gradients and activations are left
+    /// out, so only sizes that cannot work are refused.
+    /// </summary>
+    public void CheckFitsInMemory(bool training)
+    {
+        var parameters = FlopCounter.Parameters(this).Total;
+        var bytes = parameters * 4.0 * (training ? 3 : 1);
+        var available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (available > 0 && bytes > available)
+            throw new PeerSharpException($"the model's {parameters:N0} parameters need {bytes / 1e9:N1} GB{(training ? " to train (weights and AdamW's two moments)" : "")} but this machine has {available / 1e9:N1} GB; expected a smaller model (--d-model, --layers, --experts)");
+    }
+
+    /// <summary>Throws when a section is null (a config file's "peer": null), before anything reads it; <paramref name="source"/> names the file.</summary>
+    internal void CheckSections(string source)
+    {
+        var (section, expected) = PeerOptions is null ? ("peer", "an object")
+            : MoeOptions is null ? ("moe", "an object")
+            : PkmOptions is null ? ("pkm", "an object")
+            : SparseBlocks is null ? ("sparseBlocks", "a string")
+            : BlockKinds is null ? ("blockKinds", "a string")
+            : (null, null);
+        if (section is not null) throw new PeerSharpException($"{source} sets \"model.{section}\" to null; expected {expected}");
     }
 
     static void CheckRange(string what, int value, int min, int max)

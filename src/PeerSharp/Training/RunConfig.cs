@@ -52,7 +52,9 @@ public sealed record RunConfig
         {
             var merged = JsonSerializer.SerializeToNode(basis, Json)!.AsObject();
             Merge(merged, Upgrade((JsonObject)overlay.DeepClone()));
-            return merged.Deserialize<RunConfig>(Json) ?? throw new PeerSharpException($"{source} is empty");
+            var config = merged.Deserialize<RunConfig>(Json) ?? throw new PeerSharpException($"{source} is empty");
+            config.CheckSections(source);
+            return config;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
@@ -94,10 +96,23 @@ public sealed record RunConfig
     /// <summary>The config as indented JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>Validates the model and the training settings.</summary>
+    /// <summary>Validates the model and the training settings, and what they ask of each other.</summary>
     public void Validate()
     {
+        CheckSections("run config");
         Model.Validate();
         Train.Validate();
+        if ((long)Train.BatchSize * Model.ContextLength > TrainConfig.MaxTokensPerStep)
+            throw new PeerSharpException($"batch size {Train.BatchSize} × context length {Model.ContextLength} is {(long)Train.BatchSize * Model.ContextLength} tokens per step; expected at most {TrainConfig.MaxTokensPerStep}");
+        if (Train.EvalTokens < Model.ContextLength)
+            throw new PeerSharpException($"eval tokens {Train.EvalTokens} must be at least the context length {Model.ContextLength} (one window)");
+    }
+
+    /// <summary>Throws when a section is null (a config file's "model": null), before anything reads it; <paramref name="source"/> names the file.</summary>
+    void CheckSections(string source)
+    {
+        if (Model is null) throw new PeerSharpException($"{source} sets \"model\" to null; expected an object of model settings");
+        if (Train is null) throw new PeerSharpException($"{source} sets \"train\" to null; expected an object of training settings");
+        Model.CheckSections(source);
     }
 }

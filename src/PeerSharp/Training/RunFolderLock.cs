@@ -21,7 +21,7 @@ sealed class RunFolderLock : IDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new PeerSharpException($"cannot create run folder '{folder}': {e.Message}");
+            throw new PeerSharpException($"cannot create run folder '{folder}' ({e.Message}); expected a path where a folder can be made");
         }
         var lockPath = Path.Combine(folder, ".lock");
         var ownerPath = Path.Combine(folder, ".lock.owner");
@@ -30,18 +30,34 @@ sealed class RunFolderLock : IDisposable
         {
             handle = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
-        catch (IOException)
+        catch (IOException e) when (HeldByAnother(e))
         {
             var owner = File.Exists(ownerPath) ? File.ReadAllText(ownerPath).Trim() : "another process";
             throw new PeerSharpException($"run folder '{folder}' is in use by {owner}; wait for it to finish or choose another --out");
         }
-        catch (UnauthorizedAccessException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new PeerSharpException($"cannot write to run folder '{folder}': {e.Message}");
+            // A folder that takes no files (/proc, a read-only mount), or one without write permission.
+            throw new PeerSharpException($"cannot write to run folder '{folder}' ({e.Message}); expected a writable folder");
         }
-        File.WriteAllText(ownerPath, $"process {Environment.ProcessId} on {Environment.MachineName} (since {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC)");
+        try
+        {
+            File.WriteAllText(ownerPath, $"process {Environment.ProcessId} on {Environment.MachineName} (since {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC)");
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
         return new RunFolderLock(handle, ownerPath);
     }
+
+    /// <summary>
+    /// Whether opening the lock file failed because another process holds it: the lock's EWOULDBLOCK on Unix (errno
+    /// 11 on Linux, 35 on macOS and BSD), a sharing violation on Windows.
+    /// </summary>
+    static bool HeldByAnother(IOException e) =>
+        e.GetType() == typeof(IOException) && e.HResult is 11 or 35 or unchecked((int)0x80070020);
 
     /// <summary>Releases the lock.</summary>
     public void Dispose()

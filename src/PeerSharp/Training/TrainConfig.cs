@@ -59,18 +59,29 @@ public sealed record TrainConfig
     /// <summary>Seed of initialisation and of the data order.</summary>
     public long Seed { get; init; } = 1337;
 
+    /// <summary>Most tokens in one step's batch (batch size × context length): 16M, far beyond what a CPU trains, small enough that no index overflows.</summary>
+    public const long MaxTokensPerStep = 1 << 24;
+
     /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
     public void Validate()
     {
         if (Steps <= 0) throw new PeerSharpException($"steps {Steps} must be positive");
-        if (BatchSize <= 0) throw new PeerSharpException($"batch size {BatchSize} must be positive");
-        if (!(LearningRate > 0)) throw new PeerSharpException($"learning rate {LearningRate} must be positive");
-        if (ExpertLearningRate is { } expertRate && !(expertRate > 0))
-            throw new PeerSharpException($"expert learning rate {expertRate} must be positive (or left out to follow the schedule)");
+        if (BatchSize <= 0 || BatchSize > MaxTokensPerStep) throw new PeerSharpException($"batch size {BatchSize} must be between 1 and {MaxTokensPerStep}");
+        if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new PeerSharpException($"learning rate {LearningRate} must be a positive finite number");
+        if (ExpertLearningRate is { } expertRate && (!(expertRate > 0) || !double.IsFinite(expertRate)))
+            throw new PeerSharpException($"expert learning rate {expertRate} must be a positive finite number (or left out to follow the schedule)");
         if (KeyLearningRateScale is { } keyScale && !(keyScale > 0 && double.IsFinite(keyScale)))
-            throw new PeerSharpException($"key learning rate scale {keyScale} must be a positive number (or left out to follow the schedule)");
+            throw new PeerSharpException($"key learning rate scale {keyScale} must be a positive finite number (or left out to follow the schedule)");
         if (WarmupSteps < 0) throw new PeerSharpException($"warm-up steps {WarmupSteps} must not be negative");
+        if (!(MinLearningRateRatio >= 0 && MinLearningRateRatio <= 1))
+            throw new PeerSharpException($"minimum learning rate ratio {MinLearningRateRatio} must be between 0 and 1 (a fraction of the peak rate)");
+        if (!(WeightDecay >= 0) || !double.IsFinite(WeightDecay)) throw new PeerSharpException($"weight decay {WeightDecay} must be a finite number of at least 0");
+        if (!(Beta1 >= 0 && Beta1 < 1)) throw new PeerSharpException($"Adam β1 {Beta1} must be at least 0 and below 1");
+        if (!(Beta2 >= 0 && Beta2 < 1)) throw new PeerSharpException($"Adam β2 {Beta2} must be at least 0 and below 1");
+        if (!(GradientClip >= 0) || !double.IsFinite(GradientClip)) throw new PeerSharpException($"gradient clip {GradientClip} must be a finite number of at least 0 (0: off)");
         if (EvalInterval <= 0) throw new PeerSharpException($"eval interval {EvalInterval} must be positive");
         if (EvalTokens <= 0) throw new PeerSharpException($"eval tokens {EvalTokens} must be positive");
+        if (LogInterval <= 0) throw new PeerSharpException($"log interval {LogInterval} must be positive");
+        if (CheckpointInterval < 0) throw new PeerSharpException($"checkpoint interval {CheckpointInterval} must not be negative (0: only at the end)");
     }
 }

@@ -43,7 +43,7 @@ public sealed class TrainingRun : IDisposable
     readonly TokenCorpus? _heldOutCorpus;
 
     TrainingRun(string folder, RunConfig config, TransformerLM model, IOptimizer optimizer,
-                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus)
+                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder)
     {
         (Folder, Config, Model, Optimizer, StartStep, TokensSeen) = (folder, config, model, optimizer, startStep, tokensSeen);
         (_corpus, _heldOutCorpus) = (corpus, heldOutCorpus);
@@ -54,22 +54,28 @@ public sealed class TrainingRun : IDisposable
         TokenWindows.Validate(TrainCorpus, config.Train.BatchSize, config.Model.ContextLength);
         TokenWindows.Validate(ValidationCorpus, 1, config.Model.ContextLength, "validation text");
 
-        // Every input is good: only now is the folder touched.
-        _lock = RunFolderLock.Acquire(folder);
+        // Every input is good: only now is the folder touched. If it cannot be written after all (a full disk),
+        // a folder this run created is removed again.
+        var created = !Directory.Exists(folder);
         try
         {
+            _lock = RunFolderLock.Acquire(folder);
             File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
+            if (resumedFolder is not null && !SameFolder(resumedFolder, folder))
+                StartMetricsFrom(Path.Combine(resumedFolder, "metrics.jsonl"), MetricsPath);
             _metrics = new MetricsLog(MetricsPath, keepThroughStep: startStep);
+            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder), Path.Combine(folder, "tensorboard"))
+            {
+                Metrics = _metrics,
+            };
         }
         catch
         {
-            _lock.Dispose();
+            _metrics?.Dispose();
+            _lock?.Dispose();
+            if (created) TryDelete(folder);
             throw;
         }
-        Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder), Path.Combine(folder, "tensorboard"))
-        {
-            Metrics = _metrics,
-        };
     }
 
     /// <summary>Opens a run: a fresh model or one resumed from its checkpoint, with its data and folder.</summary>
@@ -77,10 +83,11 @@ public sealed class TrainingRun : IDisposable
     {
         var config = options.Config;
         config.Validate();
-        var folder = options.Folder ?? (options.ResumeFrom is { } from
-            ? Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(from)))!
-            : throw new PeerSharpException("a training run needs a folder (--out) unless it resumes a checkpoint"));
-        CheckFolder(folder, resuming: options.ResumeFrom is not null, options.Overwrite);
+        config.Model.CheckFitsInMemory(training: true);
+        var resumedFolder = options.ResumeFrom is { } from ? Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(from)))! : null;
+        var folder = options.Folder ?? resumedFolder
+            ?? throw new PeerSharpException("a training run needs a folder (--out) unless it resumes a checkpoint");
+        CheckFolder(folder, resumedFolder, options.Overwrite);
 
         var tokenizer = config.Model.Tokenizer;
         var validationPath = options.ValidationPath ?? (options.DataPath is null ? BundledCorpus.ValidationPath : null);
@@ -99,7 +106,7 @@ public sealed class TrainingRun : IDisposable
             }
             else
                 (model, optimizer) = TrainingSetup.Create(config);
-            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut);
+            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder);
         }
         catch
         {
@@ -169,13 +176,40 @@ public sealed class TrainingRun : IDisposable
         }
     }
 
-    /// <summary>Refuses a folder that is a file, or that holds another run when this one is fresh and may not replace it.</summary>
-    static void CheckFolder(string folder, bool resuming, bool overwrite)
+    /// <summary>
+    /// Refuses a folder that is a file, or that holds another run when it may not be replaced: a fresh run's folder,
+    /// or the folder a resumed run continues in when it is not the checkpoint's own.
+    /// </summary>
+    static void CheckFolder(string folder, string? resumedFolder, bool overwrite)
     {
         if (File.Exists(folder)) throw new PeerSharpException($"run folder '{folder}' is a file; expected a folder (or a path that does not exist yet)");
-        if (resuming || overwrite) return;
+        if (overwrite || (resumedFolder is not null && SameFolder(resumedFolder, folder))) return;
         if (File.Exists(Checkpoint.SidecarPath(CheckpointPath(folder))) || File.Exists(Path.Combine(folder, "metrics.jsonl")))
-            throw new PeerSharpException($"run folder '{folder}' already holds a run; continue it with --resume, replace it with --force, or choose another --out");
+            throw new PeerSharpException(resumedFolder is null
+                ? $"run folder '{folder}' already holds a run; continue it with --resume, replace it with --force, or choose another --out"
+                : $"run folder '{folder}' already holds another run than the checkpoint in '{resumedFolder}'; resume in the checkpoint's folder (leave out --out), replace that run with --force, or choose another --out");
+    }
+
+    static bool SameFolder(string a, string b) =>
+        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)), StringComparison.Ordinal);
+
+    /// <summary>A run resumed into another folder continues the checkpoint's metrics there, not whatever that folder held.</summary>
+    static void StartMetricsFrom(string source, string destination)
+    {
+        if (File.Exists(source)) File.Copy(source, destination, overwrite: true);
+        else File.Delete(destination);
+    }
+
+    static void TryDelete(string folder)
+    {
+        try
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Left as it is: the error that got here is the one to report.
+        }
     }
 
     /// <inheritdoc />

@@ -34,6 +34,7 @@ public static class TrainingSetup
     public static (TransformerLM Model, Checkpoint Info) LoadModel(string checkpointPath)
     {
         var info = Checkpoint.Read(checkpointPath);
+        info.Config.Model.CheckFitsInMemory(training: false);
         var model = new TransformerLM(info.Config.Model);
         Checkpoint.Load(checkpointPath, model, null);
         model.eval();

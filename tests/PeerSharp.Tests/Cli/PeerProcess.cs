@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 
 namespace PeerSharp.Tests.Cli;
 
@@ -9,17 +10,82 @@ static class PeerProcess
 
     public static Result Run(string workingDirectory, params string[] args)
     {
+        using var running = Start(workingDirectory, args);
+        return running.WaitForExit();
+    }
+
+    /// <summary>Starts `peer` and returns at once, for tests that signal it or race a second one against it.</summary>
+    public static Running Start(string workingDirectory, params string[] args)
+    {
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peer.dll"));
         foreach (var arg in args) start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
+        return new Running(Process.Start(start)!, args);
+    }
+
+    /// <summary>A `peer` process still running; disposing it kills it if it has not ended.</summary>
+    public sealed class Running : IDisposable
+    {
+        readonly Process _process;
+        readonly string[] _args;
+        readonly Task<string> _output, _error;
+
+        internal Running(Process process, string[] args)
         {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"peer {string.Join(' ', args)} did not finish in 2 minutes");
+            (_process, _args) = (process, args);
+            _output = process.StandardOutput.ReadToEndAsync();
+            _error = process.StandardError.ReadToEndAsync();
         }
-        return new Result(process.ExitCode, output.Result, error.Result);
+
+        /// <summary>The process id (the `dotnet` host runs peer in its own process).</summary>
+        public int Id => _process.Id;
+
+        public bool HasExited => _process.HasExited;
+
+        /// <summary>Sends a POSIX signal (SIGTERM, SIGHUP…); Process.Kill could only send SIGKILL.</summary>
+        public void Signal(int signal)
+        {
+            if (Kill(_process.Id, signal) != 0) throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+
+        public Result WaitForExit()
+        {
+            if (!_process.WaitForExit(TimeSpan.FromMinutes(2)))
+            {
+                _process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"peer {string.Join(' ', _args)} did not finish in 2 minutes");
+            }
+            return new Result(_process.ExitCode, _output.Result, _error.Result);
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.Dispose();
+        }
+    }
+
+    public const int SigHup = 1;
+    public const int SigTerm = 15;
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    static extern int Kill(int pid, int signal);
+
+    /// <summary>
+    /// Runs `peer` and asserts that it fails as every user error must: one line on stderr, "peer: " and
+    /// <paramref name="expectedFragment"/> in it, a non-zero exit code, no stack trace and no temporary file left in
+    /// <paramref name="workingDirectory"/>.
+    /// </summary>
+    public static Result AssertFailsWith(string workingDirectory, string expectedFragment, params string[] args)
+    {
+        var result = Run(workingDirectory, args);
+        Assert.NotEqual(0, result.ExitCode);
+        var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one line on stderr, got:\n{result.Error}");
+        Assert.StartsWith("peer: ", lines[0]);
+        Assert.Contains(expectedFragment, lines[0]);
+        Assert.DoesNotContain("   at ", result.Error + result.Output);
+        Assert.Empty(Directory.GetFiles(workingDirectory, "*.tmp", SearchOption.AllDirectories));
+        return result;
     }
 }

@@ -175,6 +175,68 @@ public class TextSourceTests
         Assert.Contains("line 2", error.Message);
     }
 
+    [Theory]
+    [InlineData(0.5)]
+    [InlineData(0.99)]
+    public void ATruncatedGzipFileIsAnErrorNamingIt(double kept)
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("book.txt.gz");
+        WriteGzip(path, LongText());
+        byte[] whole = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, whole[..(int)(whole.Length * kept)]);
+
+        var error = Assert.Throws<PeerSharpException>(() => TextSource.Open(path).Chunks().ToList());
+
+        Assert.Contains(path, error.Message);
+        Assert.Contains("truncated", error.Message);
+    }
+
+    [Fact]
+    public void AGzipFileCutInsideItsTrailerIsAnError()
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("book.txt.gz");
+        WriteGzip(path, LongText());
+        byte[] whole = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, whole[..^4]);   // the length field of the trailer is gone, every byte of text is there
+
+        var error = Assert.Throws<PeerSharpException>(() => TextSource.Open(path).Chunks().ToList());
+
+        Assert.Contains("truncated", error.Message);
+    }
+
+    [Fact]
+    public void AGzipFileWithAWrongChecksumIsAnError()
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("book.txt.gz");
+        WriteGzip(path, LongText());
+        byte[] bytes = File.ReadAllBytes(path);
+        bytes[^8] ^= 0x01;   // the CRC-32 of the trailer
+        File.WriteAllBytes(path, bytes);
+
+        var error = Assert.Throws<PeerSharpException>(() => TextSource.Open(path).Chunks().ToList());
+
+        Assert.Contains(path, error.Message);
+    }
+
+    [Fact]
+    public void ConcatenatedGzipMembersAndTrailingZerosReadAsOneText()
+    {
+        using var temp = new TempFolder();
+        string first = temp.File("first.gz"), second = temp.File("second.gz"), path = temp.File("both.txt.gz");
+        string text = LongText();
+        WriteGzip(first, text[..40000]);
+        WriteGzip(second, text[40000..]);
+        File.WriteAllBytes(path, [.. File.ReadAllBytes(first), .. File.ReadAllBytes(second), 0, 0, 0, 0]);
+
+        Assert.Equal([text], TextSource.Open(path).Documents());
+    }
+
+    private static string LongText() =>
+        string.Concat(Enumerable.Range(0, 3000).Select(i => $"Line {i} of a book that a download cut short, {i * 7919 % 1000}.\n"));
+
     private static void WriteGzip(string path, string text)
     {
         using var gzip = new GZipStream(File.Create(path), CompressionLevel.Fastest);

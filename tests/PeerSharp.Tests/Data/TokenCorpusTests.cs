@@ -153,6 +153,27 @@ public class TokenCorpusTests
         }
     }
 
+    [Fact]
+    public void TemporaryFilesOfTokenizationsThatWereKilledAreDeleted()
+    {
+        using var temp = new TempFolder();
+        string path = temp.Write("book.txt", First + Second);
+        string cache = temp.File("cache");
+        Directory.CreateDirectory(cache);
+        // No process has id 2³¹ − 1 (Linux ids stay below 2²², Windows ids are multiples of 4).
+        string abandoned = Path.Combine(cache, $"byte-0123456789abcdef.tokens.{int.MaxValue}-{Guid.NewGuid():N}.tmp");
+        string running = Path.Combine(cache, $"byte-0123456789abcdef.tokens.{Environment.ProcessId}-{Guid.NewGuid():N}.tmp");
+        string unrelated = Path.Combine(cache, "notes.tmp");
+        foreach (string file in new[] { abandoned, running, unrelated })
+            File.WriteAllBytes(file, new byte[1000]);
+
+        using var corpus = TokenCorpus.Build(TextSource.Open(path), new ByteTokenizer(), cache);
+
+        Assert.False(File.Exists(abandoned), "the temporary file of a process that no longer runs must be deleted");
+        Assert.True(File.Exists(running), "a running process may still be writing its temporary file");
+        Assert.True(File.Exists(unrelated), "files not named like a token cache's temporary file are not ours");
+    }
+
     private static long[] ReadAll(TokenCorpus corpus)
     {
         var tokens = new long[corpus.TokenCount];
