@@ -102,8 +102,7 @@ public sealed record Checkpoint
         catch (Exception e)
         {
             foreach (var file in written) DeleteIfPossible(files, file);
-            if (e is IOException or UnauthorizedAccessException)
-                throw new PeerSharpException($"could not write checkpoint '{sidecarPath}': {e.Message}", e);
+            if (e is IOException or UnauthorizedAccessException) throw WriteFailure(sidecarPath, e);
             throw;
         }
         try
@@ -113,7 +112,7 @@ public sealed record Checkpoint
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new PeerSharpException($"could not write checkpoint '{sidecarPath}': {e.Message}", e);
+            throw WriteFailure(sidecarPath, e);
         }
         var own = OwnFile(name);
         foreach (var stale in Directory.EnumerateFiles(folder).Select(file => Path.GetFileName(file)))
@@ -252,6 +251,11 @@ public sealed record Checkpoint
 
     /// <summary>The options of config files, except that a null where a value belongs is refused, not kept.</summary>
     static readonly JsonSerializerOptions ConfigJson = new(RunConfig.Json) { RespectNullableAnnotations = true };
+
+    /// <summary>A save that failed: one line, with what to do when the disk is full (ENOSPC, EDQUOT).</summary>
+    static PeerSharpException WriteFailure(string sidecarPath, Exception e) => new(e is IOException { HResult: 28 or 122 }
+        ? $"could not write checkpoint '{sidecarPath}': the disk is full ({e.Message}); free some space, then continue with --resume from the last checkpoint"
+        : $"could not write checkpoint '{sidecarPath}': {e.Message}", e);
 
     /// <summary>Reads a sidecar, checking every field; throws a <see cref="PeerSharpException"/> naming the first that is wrong.</summary>
     static Checkpoint ReadSidecar(string sidecar)

@@ -42,7 +42,7 @@ public class CheckpointSidecarTests : IDisposable
     [InlineData("config.model", "null", "has config.model null; expected an object")]
     [InlineData("config.train", null, "has config.train missing; expected an object")]
     [InlineData("config.model.tokenizer", "null", "holds an invalid config: ")]
-    [InlineData("config.model.modelDim", "-32", "holds an invalid config: model dim -32 must be a positive multiple")]
+    [InlineData("config.model.modelDim", "-32", "holds an invalid config: model dim -32 must be between 1 and")]
     [InlineData("config.model.colour", "\"red\"", "holds an invalid config: ")]
     [InlineData("format", "\"peersharp-checkpoint-9\"", "is not a PeerSharp checkpoint sidecar; expected format 'peersharp-checkpoint-2'")]
     [InlineData("format", null, "is not a PeerSharp checkpoint sidecar")]
