@@ -6,11 +6,15 @@ using Microsoft.Build.Utilities;
 
 /// <summary>
 /// Sets VER_FLG_WEAK on the GLIBCXX_3.4.32 requirement of every libLibTorchSharp.so below the given
-/// folders, when the host's libstdc++ does not define that version. See WeakGlibcxx.targets for why.
+/// folders, when the host's libstdc++ does not define that version, or always when <see cref="Always"/> is set
+/// (a tool package runs on machines other than the one that packed it). See WeakGlibcxx.targets for why.
 /// </summary>
 public class MarkGlibcxxVersionWeak : Task
 {
     [Required] public string[] Folders { get; set; }
+
+    /// <summary>Patch whatever the host's libstdc++ defines: the weak flag changes nothing where the version exists.</summary>
+    public bool Always { get; set; }
 
     const string Library = "libLibTorchSharp.so";
     const string MissingVersion = "GLIBCXX_3.4.32";
@@ -19,7 +23,7 @@ public class MarkGlibcxxVersionWeak : Task
 
     public override bool Execute()
     {
-        if (HostHasVersion()) return true;
+        if (!Always && HostHasVersion()) return true;
         foreach (var folder in Folders)
         {
             if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder)) continue;
