@@ -19,31 +19,13 @@ public enum KernelKind
 }
 
 /// <summary>One kernel micro-benchmark: one kernel, plain or fast, at one size.</summary>
-public sealed record KernelCase
+public sealed record KernelCase : TimedCase
 {
     /// <summary>Which kernel.</summary>
     public KernelKind Kernel { get; init; }
 
     /// <summary>The plain reference or the fast version.</summary>
     public KernelChoice Variant { get; init; }
-
-    /// <summary>d_model.</summary>
-    public int ModelDim { get; init; } = 256;
-
-    /// <summary>The PEER layer whose kernel runs (n, h, k, d_key).</summary>
-    public PeerOptions PeerOptions { get; init; } = new();
-
-    /// <summary>Tokens per call.</summary>
-    public int Tokens { get; init; } = 4096;
-
-    /// <summary>Untimed calls first.</summary>
-    public int WarmupSteps { get; init; } = 2;
-
-    /// <summary>Timed calls; the report gives their medians.</summary>
-    public int Steps { get; init; } = 5;
-
-    /// <summary>Threads of libtorch and of the C# kernels.</summary>
-    public int Threads { get; init; } = Environment.ProcessorCount;
 }
 
 /// <summary>Medians per 1k tokens of one kernel case.</summary>

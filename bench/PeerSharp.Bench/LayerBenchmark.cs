@@ -21,12 +21,9 @@ public enum LayerKind
     PeerFused,
 }
 
-/// <summary>One layer configuration to time.</summary>
-public sealed record LayerCase
+/// <summary>What a layer and a kernel benchmark share: the PEER layer's shape and how many steps to time.</summary>
+public abstract record TimedCase
 {
-    /// <summary>Which layer.</summary>
-    public LayerKind Kind { get; init; }
-
     /// <summary>d_model.</summary>
     public int ModelDim { get; init; } = 256;
 
@@ -44,6 +41,13 @@ public sealed record LayerCase
 
     /// <summary>Threads of libtorch and of the C# kernels.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
+}
+
+/// <summary>One layer configuration to time.</summary>
+public sealed record LayerCase : TimedCase
+{
+    /// <summary>Which layer.</summary>
+    public LayerKind Kind { get; init; }
 }
 
 /// <summary>Medians per 1k tokens and memory of one layer configuration.</summary>
