@@ -9,7 +9,7 @@ namespace PeerSharp.Data;
 /// file cut short by an interrupted download or copy would otherwise be read as part of the text without a word.
 /// Several members one after the other (concatenated .gz files, bgzip) are one stream, as gzip reads them.
 /// </summary>
-internal sealed class CheckedGzipStream : Stream
+internal sealed class CheckedGzipStream : ReadOnlyStream
 {
     private const int ChunkBytes = 1 << 16;
 
@@ -30,15 +30,6 @@ internal sealed class CheckedGzipStream : Stream
         input = new ChunkedInput(file);
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
@@ -159,7 +150,7 @@ internal sealed class CheckedGzipStream : Stream
         new($"{fileName} is truncated: it ends inside the header of gzip member {members + 1}; expected a complete .gz file");
 
     /// <summary>The file as DeflateStream reads it, remembering where the last chunk it handed out started and ended.</summary>
-    private sealed class ChunkedInput(FileStream file) : Stream
+    private sealed class ChunkedInput(FileStream file) : ReadOnlyStream
     {
         public long LastChunkStart { get; private set; }
         public long LastChunkEnd { get; private set; }
@@ -176,15 +167,6 @@ internal sealed class CheckedGzipStream : Stream
             return read;
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
 
@@ -214,4 +196,18 @@ internal static class Crc32
         }
         return table;
     }
+}
+
+/// <summary>What every forward-only, read-only stream of ours answers the same way: no seeking, no writing.</summary>
+internal abstract class ReadOnlyStream : Stream
+{
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
