@@ -26,7 +26,7 @@ static class SweepCommand
             using var cancellation = new CancellationTokenSource();
             using var signals = StopSignals.Cancel(cancellation);
             var finished = Sweep.Run(sweep, folder, resultsPath, parse.GetValue(runs)!, new LineObserver(), cancellation.Token);
-            var total = Sweep.Plan(sweep).Count;
+            var total = Sweep.Plan(sweep).Count + Sweep.Confirmations(sweep, Sweep.ReadResults(resultsPath)).Count;
             AnsiConsole.MarkupLine(finished.Count == total
                 ? $"[bold]Sweep {Markup.Escape(sweep.Name)} complete[/]: {total} runs in {Markup.Escape(resultsPath)}. Next: peer report {Markup.Escape(resultsPath)}"
                 : $"Sweep {Markup.Escape(sweep.Name)} stopped with {finished.Count} of {total} runs done; run the same command to continue.");
@@ -44,8 +44,15 @@ static class SweepCommand
         foreach (var item in items)
             table.AddRow(Markup.Escape(item.Id), Markup.Escape(item.Run.Method), $"{item.Budget:0.##e0}", item.Flops.Parameters.ToString("N0"),
                          item.Config.Train.Steps.ToString("N0"), done.ContainsKey(item.Id) ? "yes" : "");
+        var confirmations = Sweep.Confirmations(sweep, done);
+        foreach (var item in confirmations)
+            table.AddRow(Markup.Escape(item.Id) + " (confirmation)", Markup.Escape(item.Run.Method), $"{item.Budget:0.##e0}", item.Flops.Parameters.ToString("N0"),
+                         item.Config.Train.Steps.ToString("N0"), done.ContainsKey(item.Id) ? "yes" : "");
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine($"{items.Count(i => done.ContainsKey(i.Id))} of {items.Count} done; {items.Where(i => !done.ContainsKey(i.Id)).Sum(i => i.TrainingFlops):0.##e0} training FLOPs to go.");
+        var all = items.Concat(confirmations).ToList();
+        AnsiConsole.MarkupLine($"{all.Count(i => done.ContainsKey(i.Id))} of {all.Count} done; {all.Where(i => !done.ContainsKey(i.Id)).Sum(i => i.TrainingFlops):0.##e0} training FLOPs to go." +
+                               (sweep.ConfirmationSeeds.Length > 0 && confirmations.Count == 0
+                                   ? $" After the grid: seeds {string.Join(", ", sweep.ConfirmationSeeds)} at each method's compute-optimal run per budget." : ""));
         return 0;
     }
 
@@ -67,6 +74,11 @@ static class SweepCommand
         public void RunFinished(int index, int count, SweepItem item, SweepResult result, bool skipped)
         {
             if (skipped) return;
+            if (result.ReusedFrom is { } source)
+            {
+                AnsiConsole.MarkupLine($"[bold][[{index + 1}/{count}]][/] {Markup.Escape(item.Id)}: the same model, budget, seed and data as {Markup.Escape(source)}; its result was copied, not trained again");
+                return;
+            }
             AnsiConsole.MarkupLine($"    done: validation {result.Validation.BitsPerByte:F3} bits/byte" +
                                    (result.Test is { } t ? $", test {t.BitsPerByte:F3}" : "") +
                                    string.Concat(result.Validation.Layers.Select(l => $", block {l.Block} usage {l.Usage:P1} unevenness {l.Unevenness:F2}")) +

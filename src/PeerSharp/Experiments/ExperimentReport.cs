@@ -112,14 +112,21 @@ public static class ExperimentReport
         var spec = SweepSpec.Load(specPath);
         if (!string.IsNullOrWhiteSpace(spec.Description)) markdown.Paragraph($"The question ({specPath}): {spec.Description}");
         var done = results.Select(r => (r.Run, r.Budget, r.Seed)).ToHashSet();
-        var expected = spec.Runs.SelectMany(run => (run.Budgets ?? spec.Budgets).SelectMany(budget => spec.Seeds.Select(seed => (run.Name, Budget: budget, Seed: seed)))).ToList();
+        var planned = Sweep.Plan(spec);
+        planned = [.. planned, .. Sweep.Confirmations(spec, results.GroupBy(r => r.Id).ToDictionary(g => g.Key, g => g.First()))];
+        var expected = planned.Select(item => (item.Run.Name, item.Budget, item.Seed)).ToList();
         var missing = expected.Where(e => !done.Contains(e)).ToList();
         const int listed = 12;
+        var reused = results.Where(r => r.ReusedFrom is not null).Select(r => $"{r.Id} (from {r.ReusedFrom})").ToList();
+        if (reused.Count > 0)
+            markdown.Paragraph($"Copied from another experiment that trained the same model at the same budget, seed and data: {string.Join(", ", reused)}.");
         markdown.Paragraph(missing.Count == 0
             ? $"All {expected.Count} runs of the spec are here."
             : $"Not yet run: {missing.Count} of the spec's {expected.Count} runs: " +
               string.Join(", ", missing.Take(listed).Select(m => $"{m.Name} at {ReportFormat.Budget(m.Budget)} (seed {m.Seed})")) +
-              (missing.Count > listed ? $" and {missing.Count - listed} more." : "."));
+              (missing.Count > listed ? $" and {missing.Count - listed} more." : ".") +
+              (spec.ConfirmationSeeds.Length > 0 && planned.All(item => spec.Seeds.Contains(item.Seed))
+                  ? $" Once the grid is complete, seeds {string.Join(", ", spec.ConfirmationSeeds)} follow at each method's compute-optimal run per budget." : ""));
     }
 
     /// <summary>experiments/NAME.json beside experiments/NAME.results.jsonl, the sweep's layout.</summary>

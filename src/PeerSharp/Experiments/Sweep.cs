@@ -44,22 +44,41 @@ public interface ISweepObserver
 /// </summary>
 public static class Sweep
 {
-    /// <summary>The items of a spec, in order: runs as listed, each at its budgets (ascending), each seed.</summary>
+    /// <summary>The items of a spec's grid, in order: runs as listed, each at its budgets (ascending), each seed.</summary>
     public static IReadOnlyList<SweepItem> Plan(SweepSpec spec)
     {
-        var basis = RunConfig.Overlay(Presets.Get(spec.Preset), spec.Base, $"sweep '{spec.Name}' base");
-        var items = new List<SweepItem>();
-        foreach (var run in spec.Runs)
-        {
-            var config = RunConfig.Overlay(basis, run.Config, $"sweep '{spec.Name}' run '{run.Name}'");
-            config.Model.Validate();
-            var flops = FlopCounter.Of(config.Model);
-            foreach (var budget in (run.Budgets ?? spec.Budgets).Order())
-                foreach (var seed in spec.Seeds)
-                    items.Add(new SweepItem($"{run.Name}@{budget.ToString("0.###e0", CultureInfo.InvariantCulture)}#{seed}", run, budget, seed,
-                                            Settle(spec, config, flops, budget, seed, run.Name), flops));
-        }
-        return items;
+        var basis = Basis(spec);
+        return [.. spec.Runs.SelectMany(run => (run.Budgets ?? spec.Budgets).Order()
+                                .SelectMany(budget => spec.Seeds.Select(seed => Item(spec, basis, run, budget, seed))))];
+    }
+
+    /// <summary>
+    /// The items that confirm the grid's winners: once every run has its first seed's result, each method's
+    /// compute-optimal run per budget (lowest validation bits per byte) is trained again with every
+    /// <see cref="SweepSpec.ConfirmationSeeds"/> seed, so the report can show the noise where the comparison is
+    /// made. Empty until the grid's first seed is complete, so the choice never rests on part of the grid.
+    /// </summary>
+    public static IReadOnlyList<SweepItem> Confirmations(SweepSpec spec, IReadOnlyDictionary<string, SweepResult> results)
+    {
+        if (spec.ConfirmationSeeds.Length == 0) return [];
+        var firstSeed = Plan(spec).Where(item => item.Seed == spec.Seeds[0]).ToList();
+        if (firstSeed.Any(item => !results.ContainsKey(item.Id))) return [];
+        var basis = Basis(spec);
+        return [.. firstSeed.GroupBy(item => (item.Run.Method, item.Budget))
+                            .Select(g => g.MinBy(item => results[item.Id].Validation.BitsPerByte)!)
+                            .SelectMany(best => spec.ConfirmationSeeds.Where(seed => !spec.Seeds.Contains(seed))
+                                                    .Select(seed => Item(spec, basis, best.Run, best.Budget, seed)))];
+    }
+
+    static RunConfig Basis(SweepSpec spec) => RunConfig.Overlay(Presets.Get(spec.Preset), spec.Base, $"sweep '{spec.Name}' base");
+
+    static SweepItem Item(SweepSpec spec, RunConfig basis, SweepRun run, double budget, long seed)
+    {
+        var config = RunConfig.Overlay(basis, run.Config, $"sweep '{spec.Name}' run '{run.Name}'");
+        config.Model.Validate();
+        var flops = FlopCounter.Of(config.Model);
+        return new SweepItem($"{run.Name}@{budget.ToString("0.###e0", CultureInfo.InvariantCulture)}#{seed}", run, budget, seed,
+                             Settle(spec, config, flops, budget, seed, run.Name), flops);
     }
 
     /// <summary>
@@ -92,8 +111,11 @@ public static class Sweep
         File.Exists(path) ? ResultsFile.Read(path).ToDictionary(line => line.Result.Id, line => line.Result) : new Dictionary<string, SweepResult>();
 
     /// <summary>
-    /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, appending a line per
-    /// finished item. Text paths in the spec are relative to <paramref name="specFolder"/>. Stops after the current
+    /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, the grid first and then
+    /// its <see cref="Confirmations"/>, appending a line per finished item. An item whose exact settings and data
+    /// another experiment's results file in the same folder already holds (another spec's run of the same model at
+    /// the same budget and seed) is copied from there, marked <see cref="SweepResult.ReusedFrom"/>, instead of being
+    /// trained again. Text paths in the spec are relative to <paramref name="specFolder"/>. Stops after the current
     /// step when cancelled (the run's checkpoint is written; a rerun resumes it). Returns the results of all items.
     /// </summary>
     public static IReadOnlyList<SweepResult> Run(SweepSpec spec, string specFolder, string resultsPath, string runsFolder,
@@ -101,32 +123,81 @@ public static class Sweep
     {
         var items = Plan(spec);
         var done = new Dictionary<string, SweepResult>(ReadResults(resultsPath));
+        var reusable = Reusable(resultsPath);
         string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(specFolder, path));
         var (trainPath, validationPath, testPath) = (Resolve(spec.Data.Train), Resolve(spec.Data.Validation), Resolve(spec.Data.Test));
         var folder = Path.Combine(runsFolder, spec.Name);
         var results = new List<SweepResult>();
-        for (int i = 0; i < items.Count && !cancellation.IsCancellationRequested; i++)
+
+        // False when cancelled; the count covers the confirmations once they are known.
+        bool RunItems(IReadOnlyList<SweepItem> list, int offset, int count)
         {
-            var item = items[i];
-            if (done.TryGetValue(item.Id, out var existing))
+            for (int j = 0; j < list.Count; j++)
             {
-                if (JsonSerializer.Serialize(existing.Config, Compact) != JsonSerializer.Serialize(item.Config, Compact))
-                    throw new PeerSharpException($"results file '{resultsPath}' holds {item.Id} trained with other settings than the spec now gives; rename the run in the spec, or remove its line to train it again");
-                results.Add(existing);
-                observer?.RunFinished(i, items.Count, item, existing, skipped: true);
-                continue;
+                if (cancellation.IsCancellationRequested) return false;
+                var (item, i) = (list[j], offset + j);
+                if (done.TryGetValue(item.Id, out var existing))
+                {
+                    if (JsonSerializer.Serialize(existing.Config, Compact) != JsonSerializer.Serialize(item.Config, Compact))
+                        throw new PeerSharpException($"results file '{resultsPath}' holds {item.Id} trained with other settings than the spec now gives; rename the run in the spec, or remove its line to train it again");
+                    results.Add(existing);
+                    observer?.RunFinished(i, count, item, existing, skipped: true);
+                    continue;
+                }
+                var result = reusable.TryGetValue(ReuseKey(item.Config, spec.Data, FinalEvalTokens(spec, item.Config), item.Seed), out var twin)
+                    ? Relabel(twin, spec, item)
+                    : RunItem(spec, item, Path.Combine(folder, item.FolderName), trainPath, validationPath, testPath,
+                              (startStep) => observer?.RunStarted(i, count, item, startStep, Remaining(list, j, done.Values)),
+                              observer, cancellation);
+                if (result is null) return false;   // cancelled: the checkpoint is on disk
+                Append(resultsPath, result);
+                done[item.Id] = result;
+                results.Add(result);
+                observer?.RunFinished(i, count, item, result, skipped: false);
             }
-            var result = RunItem(spec, item, Path.Combine(folder, item.FolderName), trainPath, validationPath, testPath,
-                                 (startStep) => observer?.RunStarted(i, items.Count, item, startStep, Remaining(items, i, done.Values)),
-                                 observer, cancellation);
-            if (result is null) break;   // cancelled: the checkpoint is on disk
-            Append(resultsPath, result);
-            done[item.Id] = result;
-            results.Add(result);
-            observer?.RunFinished(i, items.Count, item, result, skipped: false);
+            return true;
+        }
+
+        if (RunItems(items, 0, items.Count))
+        {
+            var confirmations = Confirmations(spec, done);
+            RunItems(confirmations, items.Count, items.Count + confirmations.Count);
         }
         return results;
     }
+
+    /// <summary>Results of the other experiments in the results file's folder that recorded their data, by settings, data and seed.</summary>
+    static Dictionary<string, SweepResult> Reusable(string resultsPath)
+    {
+        var folder = Path.GetDirectoryName(Path.GetFullPath(resultsPath))!;
+        var reusable = new Dictionary<string, SweepResult>();
+        if (!Directory.Exists(folder)) return reusable;
+        foreach (var file in Directory.EnumerateFiles(folder, "*.results.jsonl").Order(StringComparer.Ordinal))
+        {
+            if (Path.GetFullPath(file) == Path.GetFullPath(resultsPath)) continue;
+            foreach (var line in ResultsFile.Read(file))
+                if (line.Result is { Data: { } data, FinalEvalTokens: { } testTokens, ReusedFrom: null })
+                    reusable.TryAdd(ReuseKey(line.Result.Config, data, testTokens, line.Result.Seed), line.Result);
+        }
+        return reusable;
+    }
+
+    // Two runs are the same run when their resolved settings (steps and seed included), data paths and test length
+    // are equal: data paths are compared as the specs wrote them, which is sound for specs that share a folder.
+    static string ReuseKey(RunConfig config, SweepData data, long testTokens, long seed) =>
+        $"{JsonSerializer.Serialize(config, Compact)}|{JsonSerializer.Serialize(data, Compact)}|{testTokens}|{seed}";
+
+    static long FinalEvalTokens(SweepSpec spec, RunConfig config) => spec.FinalEvalTokens ?? config.Train.EvalTokens;
+
+    static SweepResult Relabel(SweepResult twin, SweepSpec spec, SweepItem item) => twin with
+    {
+        Id = item.Id,
+        Experiment = spec.Name,
+        Run = item.Run.Name,
+        Method = item.Run.Method,
+        Budget = item.Budget,
+        ReusedFrom = $"{twin.Experiment}/{twin.Id}",
+    };
 
     /// <summary>Seconds the rest of the sweep should take at the FLOP rate of the finished runs (of any sweep in the file).</summary>
     static double? Remaining(IReadOnlyList<SweepItem> items, int current, IEnumerable<SweepResult> finished)
@@ -175,7 +246,7 @@ public static class Sweep
         if (testPath is not null)
         {
             using var testCorpus = TokenCorpus.Open(testPath, item.Config.Model.Tokenizer);
-            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, spec.FinalEvalTokens ?? item.Config.Train.EvalTokens));
+            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, FinalEvalTokens(spec, item.Config)));
         }
         var wall = progress.TotalSeconds;
         return new SweepResult
@@ -187,6 +258,8 @@ public static class Sweep
             Budget = item.Budget,
             Seed = item.Seed,
             Config = item.Config,
+            Data = spec.Data,
+            FinalEvalTokens = FinalEvalTokens(spec, item.Config),
             Parameters = item.Flops.Parameters,
             ActiveParameters = item.Flops.ActiveParameters,
             ForwardFlopsPerToken = item.Flops.ForwardFlopsPerToken,

@@ -54,6 +54,15 @@ public sealed record SweepResult
     /// <summary>The full resolved config.</summary>
     public required RunConfig Config { get; init; }
 
+    /// <summary>The spec's text paths, as written (null in lines of older versions).</summary>
+    public SweepData? Data { get; init; }
+
+    /// <summary>Tokens the spec asked the final test score to read (null in lines of older versions).</summary>
+    public long? FinalEvalTokens { get; init; }
+
+    /// <summary>"EXPERIMENT/ID" of the run this line was copied from, where another experiment had trained the same model at the same budget and seed; null where it was trained for this one.</summary>
+    public string? ReusedFrom { get; init; }
+
     /// <summary>Every parameter.</summary>
     public long Parameters { get; init; }
 

@@ -61,6 +61,12 @@ public sealed record SweepSpec
     /// <summary>Seeds (initialisation and data order); each run at each budget once per seed.</summary>
     public long[] Seeds { get; init; } = [1337];
 
+    /// <summary>
+    /// Seeds trained again, once the grid is done, at each method's compute-optimal run per budget (see
+    /// <see cref="Sweep.Confirmations"/>): the noise where methods are compared, at a fraction of the grid's cost.
+    /// </summary>
+    public long[] ConfirmationSeeds { get; init; } = [];
+
     /// <summary>Validations per run (usage is measured at each); the last is at the final step.</summary>
     public int Validations { get; init; } = 4;
 

@@ -109,6 +109,56 @@ public class SweepTests
         Assert.Contains("dense@1e9#1337", error.Message);
     }
 
+    static SweepResult Fake(SweepItem item, double bitsPerByte) => new()
+    {
+        Id = item.Id, Experiment = "tiny-sweep", Run = item.Run.Name, Method = item.Run.Method, Budget = item.Budget, Seed = item.Seed,
+        Config = item.Config, Validation = new Score(bitsPerByte, bitsPerByte, 1, 1, []),
+    };
+
+    [Fact]
+    public void ConfirmationSeedsFollowTheGridAtEachMethodsComputeOptimalRun()
+    {
+        var small = new SweepRun { Name = "dense-small", Method = "dense", Config = JsonNode.Parse("""{ "model": { "feedForward": "dense" } }""")!.AsObject() };
+        var wide = new SweepRun { Name = "dense-wide", Method = "dense", Config = JsonNode.Parse("""{ "model": { "feedForward": "dense", "modelDim": 48 } }""")!.AsObject() };
+        var spec = TinySpec() with { Runs = [small, wide, TinySpec().Runs[1]], Budgets = [1e9, 2e9], ConfirmationSeeds = [7, 1337] };
+        var grid = Sweep.Plan(spec);
+        Assert.Equal(6, grid.Count);
+
+        // The small model wins at 1e9, the wide one at 2e9; PEER is alone in its method.
+        var results = grid.ToDictionary(i => i.Id, i => Fake(i, (i.Run.Name, i.Budget) switch { ("dense-small", 1e9) => 2.0, ("dense-wide", 2e9) => 1.5, _ => 3.0 }));
+        Assert.Empty(Sweep.Confirmations(spec, results.Where(r => r.Key != grid[^1].Id).ToDictionary()));   // grid incomplete: no choice yet
+        var confirmations = Sweep.Confirmations(spec, results);
+        Assert.Equal(["dense-small@1e9#7", "dense-wide@2e9#7", "peer@1e9#7", "peer@2e9#7"], confirmations.Select(i => i.Id).Order(StringComparer.Ordinal));
+        var twin = grid.Single(i => i.Id == "dense-small@1e9#1337");
+        Assert.Equal(twin.Config with { Train = twin.Config.Train with { Seed = 7 } }, confirmations.Single(i => i.Id == "dense-small@1e9#7").Config);
+    }
+
+    [Fact]
+    public void ARunAnotherExperimentAlreadyTrainedIsCopiedNotTrainedAgain()
+    {
+        using var folder = new TempFolder();
+        var dense = TinySpec().Runs[0];
+        var first = TinySpec("first") with { Runs = [dense] };
+        var trained = Sweep.Run(first, folder.Path, folder.File("first.results.jsonl"), folder.File("runs")).Single();
+        Assert.Null(trained.ReusedFrom);
+
+        // The same model, budget, seed and data under another name in another experiment: copied, relabelled.
+        var second = TinySpec("second") with { Runs = [dense with { Name = "baseline", Method = "reference" }] };
+        var watcher = new Interrupt("none", 0, new CancellationTokenSource());
+        var copied = Sweep.Run(second, folder.Path, folder.File("second.results.jsonl"), folder.File("runs"), watcher).Single();
+        Assert.Empty(watcher.Started);
+        Assert.Equal(("baseline@1e9#1337", "second", "reference", "first/dense@1e9#1337"), (copied.Id, copied.Experiment, copied.Method, copied.ReusedFrom));
+        Assert.Equal(trained.Validation.BitsPerByte, copied.Validation.BitsPerByte);
+        Assert.Equal("baseline@1e9#1337", Sweep.ReadResults(folder.File("second.results.jsonl")).Single().Key);
+
+        // Other data (here a validation text of its own) is another run: trained, not copied.
+        File.WriteAllText(folder.File("validation.txt"), string.Concat(Enumerable.Repeat("A different validation text. ", 400)));
+        var third = TinySpec("third") with { Runs = [dense], Data = new SweepData { Validation = "validation.txt" } };
+        var trainedAgain = Sweep.Run(third, folder.Path, folder.File("third.results.jsonl"), folder.File("runs"), watcher).Single();
+        Assert.Null(trainedAgain.ReusedFrom);
+        Assert.Single(watcher.Started);
+    }
+
     static string Comparable(SweepResult result) =>
         JsonSerializer.Serialize(result with { WallSeconds = 0, CpuSeconds = 0, TokensPerSecond = 0, FinishedAt = default }, RunConfig.Json);
 }
