@@ -11,9 +11,6 @@ namespace PeerSharp.Cli;
 /// </summary>
 public static partial class UserErrors
 {
-    const int NoSpaceLeft = 28;       // ENOSPC
-    const int QuotaExceeded = 122;    // EDQUOT (Linux)
-
     /// <summary>The parse errors of a command line as one line, with where to read the usage.</summary>
     public static string Describe(ParseResult parse)
     {
@@ -29,8 +26,7 @@ public static partial class UserErrors
         ExternalException e when e.GetType() == typeof(ExternalException) && e.Message.Contains("can't allocate memory", StringComparison.Ordinal)
             => $"libtorch: {AllocatorMessage(e.Message)}; expected a smaller model, batch or context",
         OutOfMemoryException => "out of memory; expected a smaller model, batch or context",
-        IOException e when e.HResult is NoSpaceLeft or QuotaExceeded
-            => $"the disk is full ({e.Message}); free some space, then continue with --resume from the last checkpoint",
+        IOException e when PeerSharpException.DiskFull(e) is { } diskFull => diskFull,
         _ => null,
     };
 

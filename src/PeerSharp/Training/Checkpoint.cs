@@ -252,10 +252,9 @@ public sealed record Checkpoint
     /// <summary>The options of config files, except that a null where a value belongs is refused, not kept.</summary>
     static readonly JsonSerializerOptions ConfigJson = new(RunConfig.Json) { RespectNullableAnnotations = true };
 
-    /// <summary>A save that failed: one line, with what to do when the disk is full (ENOSPC, EDQUOT).</summary>
-    static PeerSharpException WriteFailure(string sidecarPath, Exception e) => new(e is IOException { HResult: 28 or 122 }
-        ? $"could not write checkpoint '{sidecarPath}': the disk is full ({e.Message}); free some space, then continue with --resume from the last checkpoint"
-        : $"could not write checkpoint '{sidecarPath}': {e.Message}", e);
+    /// <summary>A save that failed: one line, with what to do when the disk is full.</summary>
+    static PeerSharpException WriteFailure(string sidecarPath, Exception e) =>
+        new($"could not write checkpoint '{sidecarPath}': {PeerSharpException.DiskFull(e) ?? e.Message}", e);
 
     /// <summary>Reads a sidecar, checking every field; throws a <see cref="PeerSharpException"/> naming the first that is wrong.</summary>
     static Checkpoint ReadSidecar(string sidecar)
