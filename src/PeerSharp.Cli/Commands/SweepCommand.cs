@@ -14,7 +14,12 @@ static class SweepCommand
         var results = new Option<string?>("--results") { Description = "Results file to append to (default: SPEC's folder/NAME.results.jsonl)" };
         var runs = new Option<string>("--runs") { Description = "Folder of the runs' checkpoints and logs", DefaultValueFactory = _ => Path.Combine("runs", "sweeps") };
         var plan = new Option<bool>("--plan") { Description = "Only list the runs, their steps and FLOPs, and what is already done" };
-        var command = new Command("sweep", "Train every run of a sweep spec to its FLOP budget; finished runs are skipped, an interrupted one resumes.") { spec, results, runs, plan };
+        var time = new Option<bool>("--time")
+        {
+            Description = "Instead of training, time each configuration alone for a few steps (on an idle machine) and append to SPEC's folder/NAME.timings.jsonl; peer report then compares methods at equal idle-machine training time",
+        };
+        var timeAgain = new Option<bool>("--time-again") { Description = "With --time: measure every configuration again, even those already timed" };
+        var command = new Command("sweep", "Train every run of a sweep spec to its FLOP budget; finished runs are skipped, an interrupted one resumes.") { spec, results, runs, plan, time, timeAgain };
         command.SetAction(parse =>
         {
             var specFile = parse.GetValue(spec)!;
@@ -22,6 +27,7 @@ static class SweepCommand
             var folder = specFile.DirectoryName!;
             var resultsPath = parse.GetValue(results) ?? Path.Combine(folder, $"{sweep.Name}.results.jsonl");
             if (parse.GetValue(plan)) return PrintPlan(sweep, resultsPath);
+            if (parse.GetValue(time)) return Time(sweep, folder, SweepTiming.PathBeside(resultsPath, sweep.Name), parse.GetValue(runs)!, parse.GetValue(timeAgain));
 
             using var cancellation = new CancellationTokenSource();
             using var signals = StopSignals.Cancel(cancellation);
@@ -33,6 +39,20 @@ static class SweepCommand
             return finished.Count == total ? 0 : 130;
         });
         return command;
+    }
+
+    static int Time(SweepSpec sweep, string folder, string timingsPath, string runsFolder, bool again)
+    {
+        if (MachineInfo.RecentLoad() is > 0.5 and var load)
+            AnsiConsole.MarkupLine($"[yellow]warning[/]: the 1-minute load average is {load:F2}; other work on the machine slows the timings (each line records the load)");
+        using var cancellation = new CancellationTokenSource();
+        using var signals = StopSignals.Cancel(cancellation);
+        var timings = SweepTiming.Measure(sweep, folder, timingsPath, runsFolder, again,
+            progress: (index, count, run) => AnsiConsole.Markup($"[[{index + 1}/{count}]] timing {Markup.Escape(run)}... "),
+            onTimed: timing => AnsiConsole.MarkupLine($"{timing.SecondsPerStep * 1000:N0} ms per step (load {timing.LoadBefore:F2})"),
+            cancellation: cancellation.Token);
+        AnsiConsole.MarkupLine($"{timings.Count} configurations timed into {Markup.Escape(timingsPath)}.");
+        return cancellation.IsCancellationRequested ? 130 : 0;
     }
 
     static int PrintPlan(SweepSpec sweep, string resultsPath)

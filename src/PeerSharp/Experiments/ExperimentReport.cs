@@ -34,7 +34,7 @@ public static class ExperimentReport
 
         Header(markdown, resultsFiles, lines, markdownPath, figuresFolder);
         Section(markdown, experiments, "1. Dense, MoE, PKM and PEER at equal training FLOPs (paper Figure 2, Table 1)", IsoFlop,
-            () => IsoFlopSection.Write(markdown, figures, Points(IsoFlop)));
+            () => IsoFlopSection.Write(markdown, figures, Points(IsoFlop), Timings(experiments.GetValueOrDefault(IsoFlop) ?? [], IsoFlop)));
         Section(markdown, experiments, "2. Number of experts N (paper Figure 3a)", Experts,
             () => ExpertCountSection.Write(markdown, figures, Points(Experts)));
         Section(markdown, experiments, "3. Number of active experts h·k (paper Figure 3b)", Active,
@@ -128,6 +128,11 @@ public static class ExperimentReport
               (spec.ConfirmationSeeds.Length > 0 && planned.All(item => spec.Seeds.Contains(item.Seed))
                   ? $" Once the grid is complete, seeds {string.Join(", ", spec.ConfirmationSeeds)} follow at each method's compute-optimal run per budget." : ""));
     }
+
+    /// <summary>The idle-machine timings of an experiment's runs, from experiments/NAME.timings.jsonl beside each of its results files.</summary>
+    static IReadOnlyDictionary<string, RunTiming> Timings(List<ResultLine> lines, string experiment) =>
+        lines.Select(l => l.File).Distinct().SelectMany(file => SweepTiming.Read(SweepTiming.PathBeside(file, experiment)).Values)
+             .GroupBy(t => t.Run).ToDictionary(g => g.Key, g => g.Last());
 
     /// <summary>experiments/NAME.json beside experiments/NAME.results.jsonl, the sweep's layout.</summary>
     static string SpecPath(string resultsFile, string experiment) => Path.Combine(Path.GetDirectoryName(resultsFile) ?? "", experiment + ".json");

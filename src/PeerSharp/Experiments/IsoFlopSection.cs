@@ -10,12 +10,12 @@ namespace PeerSharp.Experiments;
 /// </summary>
 static class IsoFlopSection
 {
-    public static void Write(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points)
+    public static void Write(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyDictionary<string, RunTiming> timings)
     {
         var optimal = ComputeOptimal(points);
         Curves(markdown, figures, points, optimal);
         Table(markdown, points, optimal);
-        WallClockSection.Write(markdown, figures, points, optimal);
+        WallClockSection.Write(markdown, figures, points, optimal, timings);
         FlopsOfPeer(markdown, optimal.Where(p => p.Method == "peer").ToList());
     }
 

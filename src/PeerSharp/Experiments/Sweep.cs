@@ -277,15 +277,18 @@ public static class Sweep
         };
     }
 
-    static readonly JsonSerializerOptions Compact = new(RunConfig.Json) { WriteIndented = false };
+    internal static readonly JsonSerializerOptions Compact = new(RunConfig.Json) { WriteIndented = false };
 
-    /// <summary>Appends one line and flushes it to disk, so a finished run is never lost.</summary>
-    static void Append(string path, SweepResult result)
+    /// <summary>Appends one result line and flushes it to disk, so a finished run is never lost.</summary>
+    static void Append(string path, SweepResult result) => AppendLine(path, JsonSerializer.Serialize(result, Compact));
+
+    /// <summary>Appends one line to a JSON-lines file (created with its folder if need be) and flushes it to disk.</summary>
+    internal static void AppendLine(string path, string line)
     {
         var folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null) Directory.CreateDirectory(folder);
         using var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
-        using (var writer = new StreamWriter(stream, leaveOpen: true)) writer.WriteLine(JsonSerializer.Serialize(result, Compact));
+        using (var writer = new StreamWriter(stream, leaveOpen: true)) writer.WriteLine(line);
         stream.Flush(flushToDisk: true);
     }
 }

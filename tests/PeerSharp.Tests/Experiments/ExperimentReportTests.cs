@@ -58,6 +58,30 @@ public class ExperimentReportTests : IDisposable
         Assert.Contains("| 400 s | dense-s at 1e16 (fastest compute-optimal run) | 2.600 (dense-s at 1e16) | 2.750 (peer-s at 1e15) |", text);
     }
 
+    static string Timing(string run, double secondsPerStep) =>
+        JsonSerializer.Serialize(new RunTiming(run, secondsPerStep, 12, 3, "Test CPU", 2, 0.1, DateTime.UnixEpoch), new JsonSerializerOptions(RunConfig.Json) { WriteIndented = false });
+
+    [Fact]
+    public void WallClockUsesIdleMachineTimingsWhereEveryRunWasTimed()
+    {
+        // Steps: dense 90,422 at 1e15 and PEER 81,380 (ten times as many at 1e16), times these seconds per step.
+        File.WriteAllLines(_folder.File("isoflop.timings.jsonl"),
+            [Timing("dense-s", 0.001), Timing("dense-m", 0.002), Timing("peer-s", 0.0005), Timing("peer-m", 0.003)]);
+        var text = Report(_sample);
+        // 1e15: peer-s takes 81,380 × 0.5 ms = 41 s, dense-m 181 s: no dense run fits in 41 s.
+        Assert.Contains("| 41 s | peer-s at 1e15 (fastest compute-optimal run) | — | 2.750 (peer-s at 1e15) |", text);
+        // 1e16: peer-s takes 407 s; dense-m at 1e15 (181 s) is dense's best within it; peer-s at 1e16 just fits.
+        Assert.Contains("| 407 s | peer-s at 1e16 (fastest compute-optimal run) | 2.800 (dense-m at 1e15) | 2.510 (peer-s at 1e16) |", text);
+        Assert.Contains("would take alone on the machine", text);
+        Assert.Contains("Test CPU, 2 cores", text);
+
+        // One configuration untimed: the recorded wall times again, never a mix, and the report says what is missing.
+        File.WriteAllLines(_folder.File("isoflop.timings.jsonl"), [Timing("dense-s", 0.001), Timing("dense-m", 0.002), Timing("peer-s", 0.0005)]);
+        text = Report(_sample);
+        Assert.Contains("| 100 s | dense-m at 1e15 (fastest compute-optimal run) | 2.800 (dense-m at 1e15) | — |", text);
+        Assert.Contains("Not yet timed alone: peer-m", text);
+    }
+
     [Fact]
     public void AblationTablesHaveTheRunsUsageAndUnevenness()
     {

@@ -159,6 +159,37 @@ public class SweepTests
         Assert.Single(watcher.Started);
     }
 
+    [Fact]
+    public void TimingMeasuresEachConfigurationOnceAndKeepsNoRunFolder()
+    {
+        using var folder = new TempFolder();
+        var spec = TinySpec() with { Budgets = [1e9, 2e9], Seeds = [1, 2] };   // four items per run, one configuration each
+        var path = folder.File("tiny-sweep.timings.jsonl");
+        var heard = new List<string>();
+        var timings = SweepTiming.Measure(spec, folder.Path, path, folder.File("runs"), warmupSteps: 1, timedSteps: 2,
+                                          progress: (index, count, run) => heard.Add($"{index + 1}/{count} {run}"));
+        Assert.Equal(["1/2 dense", "2/2 peer"], heard);
+        Assert.Equal(["dense", "peer"], timings.Select(t => t.Run));
+        Assert.All(timings, t => Assert.True(t.SecondsPerStep > 0 && t.TimedSteps == 2 && t.WarmupSteps == 1 && t.Cores == Environment.ProcessorCount));
+        Assert.Equal(timings, SweepTiming.Read(path).Values.OrderBy(t => t.Run));
+        Assert.False(Directory.Exists(folder.File(Path.Combine("runs", "tiny-sweep", "timing", "dense"))));
+
+        // Timed configurations are skipped; --time-again measures them again, and the later line wins.
+        Assert.Empty(SweepTiming.Measure(spec, folder.Path, path, folder.File("runs"), warmupSteps: 1, timedSteps: 2));
+        var again = SweepTiming.Measure(spec with { Runs = [spec.Runs[0]] }, folder.Path, path, folder.File("runs"), again: true, warmupSteps: 1, timedSteps: 2);
+        Assert.Equal(3, File.ReadAllLines(path).Length);
+        Assert.Equal(again.Single(), SweepTiming.Read(path)["dense"]);
+    }
+
+    [Fact]
+    public void ABadTimingLineIsNamedByFileAndLine()
+    {
+        using var folder = new TempFolder();
+        var path = folder.File("x.timings.jsonl");
+        File.WriteAllLines(path, ["", """{"run":"dense","secondsPerStep":0}"""]);
+        Assert.Contains($"{path}:2", Assert.Throws<PeerSharpException>(() => SweepTiming.Read(path)).Message);
+    }
+
     static string Comparable(SweepResult result) =>
         JsonSerializer.Serialize(result with { WallSeconds = 0, CpuSeconds = 0, TokensPerSecond = 0, FinishedAt = default }, RunConfig.Json);
 }

@@ -1,13 +1,18 @@
 using System.Runtime.InteropServices;
 
-namespace PeerSharp.Benchmarks;
+namespace PeerSharp;
 
-/// <summary>What a benchmark ran on, for the report; Load is the load average when it was taken.</summary>
+/// <summary>What a measurement ran on, for its report (benchmarks, sweep timings); Load is the load average when it was taken.</summary>
 public sealed record MachineInfo(string Cpu, int Cores, string VectorWidth, double MemoryGiB, string Os, string Runtime, string TorchSharp, string Load)
 {
     /// <summary>The 1, 5 and 15-minute load averages now (other work on the machine slows every measurement).</summary>
     public static string LoadAverage() =>
         OperatingSystem.IsLinux() ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+
+    /// <summary>The 1-minute load average now; NaN where the system does not say.</summary>
+    public static double RecentLoad() =>
+        OperatingSystem.IsLinux() && double.TryParse(File.ReadAllText("/proc/loadavg").Split(' ')[0], System.Globalization.NumberStyles.Float,
+                                                     System.Globalization.CultureInfo.InvariantCulture, out var load) ? load : double.NaN;
 
     /// <summary>This machine.</summary>
     public static MachineInfo Current()
