@@ -15,6 +15,8 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
     FlopsCommand.Create(),
     BenchCommand.Create(),
     SweepCommand.Create(),
+    GrowCommand.Create(),
+    LifelongCommand.Create(),
     ReportCommand.Create(),
 };
 

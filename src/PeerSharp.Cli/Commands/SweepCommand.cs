@@ -77,7 +77,7 @@ static class SweepCommand
     }
 
     /// <summary>One line per run and a line every tenth of a run: readable in a log file and on a terminal alike.</summary>
-    sealed class LineObserver : ISweepObserver
+    internal sealed class LineObserver : ISweepObserver
     {
         public void RunStarted(int index, int count, SweepItem item, long startStep, double? remainingSeconds) =>
             AnsiConsole.MarkupLine($"[bold][[{index + 1}/{count}]][/] {Markup.Escape(item.Id)}: {item.Flops.Parameters:N0} parameters, {item.Config.Train.Steps:N0} steps" +

@@ -16,8 +16,17 @@ namespace PeerSharp.Experiments;
 /// <param name="Flops">Its FLOPs per token and parameters.</param>
 public sealed record SweepItem(string Id, SweepRun Run, double Budget, long Seed, RunConfig Config, FlopReport Flops)
 {
+    /// <summary>The checkpoint the item continues from (the lifelong experiment's phase 2); null: it starts from scratch.</summary>
+    public string? StartFrom { get; init; }
+
+    /// <summary>The step of <see cref="StartFrom"/>: the item trains from it to the config's steps (0 from scratch).</summary>
+    public long StartStep { get; init; }
+
+    /// <summary>Validation texts scored besides the run's own at each validation (name, path; a null path: the bundled validation book).</summary>
+    public IReadOnlyList<(string Name, string? Path)> AlsoScored { get; init; } = [];
+
     /// <summary>Training FLOPs the item spends: whole steps within the budget.</summary>
-    public double TrainingFlops => Flops.TrainingFlopsPerStep(Config.Train.BatchSize) * Config.Train.Steps;
+    public double TrainingFlops => Flops.TrainingFlopsPerStep(Config.Train.BatchSize) * (Config.Train.Steps - StartStep);
 
     /// <summary>The folder name of its run: the id without the characters file systems and shells dislike.</summary>
     public string FolderName => $"{Run.Name}_{Budget.ToString("0.###e0", CultureInfo.InvariantCulture)}_s{Seed}";
@@ -122,46 +131,56 @@ public static class Sweep
                                                  ISweepObserver? observer = null, CancellationToken cancellation = default)
     {
         var items = Plan(spec);
-        var done = new Dictionary<string, SweepResult>(ReadResults(resultsPath));
         var reusable = Reusable(resultsPath);
         string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(specFolder, path));
         var (trainPath, validationPath, testPath) = (Resolve(spec.Data.Train), Resolve(spec.Data.Validation), Resolve(spec.Data.Test));
         var folder = Path.Combine(runsFolder, spec.Name);
-        var results = new List<SweepResult>();
+        SweepResult? Train(SweepItem item, Action<long> started) =>
+            reusable.TryGetValue(ReuseKey(item.Config, spec.Data, FinalEvalTokens(spec, item.Config), item.Seed), out var twin)
+                ? Relabel(twin, spec, item)
+                : RunItem(spec.Name, item, Path.Combine(folder, item.FolderName), trainPath, validationPath, testPath, FinalEvalTokens(spec, item.Config),
+                          started, observer, cancellation) is { } result
+                    ? result with { Data = spec.Data, FinalEvalTokens = FinalEvalTokens(spec, item.Config) }
+                    : null;
 
-        // False when cancelled; the count covers the confirmations once they are known.
-        bool RunItems(IReadOnlyList<SweepItem> list, int offset, int count)
+        var results = RunAll(items, resultsPath, observer, cancellation, Train).ToList();
+        if (results.Count == items.Count)
         {
-            for (int j = 0; j < list.Count; j++)
-            {
-                if (cancellation.IsCancellationRequested) return false;
-                var (item, i) = (list[j], offset + j);
-                if (done.TryGetValue(item.Id, out var existing))
-                {
-                    if (JsonSerializer.Serialize(existing.Config, Compact) != JsonSerializer.Serialize(item.Config, Compact))
-                        throw new PeerSharpException($"results file '{resultsPath}' holds {item.Id} trained with other settings than the spec now gives; rename the run in the spec, or remove its line to train it again");
-                    results.Add(existing);
-                    observer?.RunFinished(i, count, item, existing, skipped: true);
-                    continue;
-                }
-                var result = reusable.TryGetValue(ReuseKey(item.Config, spec.Data, FinalEvalTokens(spec, item.Config), item.Seed), out var twin)
-                    ? Relabel(twin, spec, item)
-                    : RunItem(spec, item, Path.Combine(folder, item.FolderName), trainPath, validationPath, testPath,
-                              (startStep) => observer?.RunStarted(i, count, item, startStep, Remaining(list, j, done.Values)),
-                              observer, cancellation);
-                if (result is null) return false;   // cancelled: the checkpoint is on disk
-                Append(resultsPath, result);
-                done[item.Id] = result;
-                results.Add(result);
-                observer?.RunFinished(i, count, item, result, skipped: false);
-            }
-            return true;
+            var confirmations = Confirmations(spec, ReadResults(resultsPath));
+            results.AddRange(RunAll(confirmations, resultsPath, observer, cancellation, Train, offset: items.Count));
         }
+        return results;
+    }
 
-        if (RunItems(items, 0, items.Count))
+    /// <summary>
+    /// The sweep loop, shared with <see cref="Lifelong"/>: each item not in the results file is trained by
+    /// <paramref name="train"/> (null when cancelled) and its line appended; an item already there is skipped when
+    /// it was trained with the same settings. Items are numbered from <paramref name="offset"/> for the observer, out
+    /// of offset + their count. Returns the results of the items done, all of them unless cancelled.
+    /// </summary>
+    internal static IReadOnlyList<SweepResult> RunAll(IReadOnlyList<SweepItem> items, string resultsPath, ISweepObserver? observer,
+                                                      CancellationToken cancellation, Func<SweepItem, Action<long>, SweepResult?> train, int offset = 0)
+    {
+        var done = new Dictionary<string, SweepResult>(ReadResults(resultsPath));
+        var results = new List<SweepResult>();
+        var count = offset + items.Count;
+        for (int j = 0; j < items.Count && !cancellation.IsCancellationRequested; j++)
         {
-            var confirmations = Confirmations(spec, done);
-            RunItems(confirmations, items.Count, items.Count + confirmations.Count);
+            var (item, i, next) = (items[j], offset + j, j);
+            if (done.TryGetValue(item.Id, out var existing))
+            {
+                if (JsonSerializer.Serialize(existing.Config, Compact) != JsonSerializer.Serialize(item.Config, Compact))
+                    throw new PeerSharpException($"results file '{resultsPath}' holds {item.Id} trained with other settings than the spec now gives; rename the run in the spec, or remove its line to train it again");
+                results.Add(existing);
+                observer?.RunFinished(i, count, item, existing, skipped: true);
+                continue;
+            }
+            var result = train(item, startStep => observer?.RunStarted(i, count, item, startStep, Remaining(items, next, done.Values)));
+            if (result is null) break;   // cancelled: the checkpoint is on disk
+            Append(resultsPath, result);
+            done[item.Id] = result;
+            results.Add(result);
+            observer?.RunFinished(i, count, item, result, skipped: false);
         }
         return results;
     }
@@ -209,8 +228,12 @@ public static class Sweep
         return items.Skip(current).Where(item => !finishedIds.Contains(item.Id)).Sum(item => item.TrainingFlops) / rate;
     }
 
-    static SweepResult? RunItem(SweepSpec spec, SweepItem item, string folder, string? trainPath, string? validationPath, string? testPath,
-                                Action<long> started, ISweepObserver? observer, CancellationToken cancellation)
+    /// <summary>
+    /// Trains one item in <paramref name="folder"/> (from scratch, from <see cref="SweepItem.StartFrom"/>, or resumed
+    /// from the folder's own checkpoint) and returns its results line; null when cancelled.
+    /// </summary>
+    internal static SweepResult? RunItem(string experiment, SweepItem item, string folder, string? trainPath, string? validationPath, string? testPath,
+                                         long? finalEvalTokens, Action<long> started, ISweepObserver? observer, CancellationToken cancellation)
     {
         var checkpoint = TrainingRun.CheckpointPath(folder);
         var resume = File.Exists(Checkpoint.SidecarPath(checkpoint));
@@ -220,19 +243,44 @@ public static class Sweep
             Folder = folder,
             DataPath = trainPath,
             ValidationPath = validationPath,
-            ResumeFrom = resume ? checkpoint : null,
+            ResumeFrom = resume ? checkpoint : item.StartFrom,
             Overwrite = !resume,   // a folder without a checkpoint holds nothing worth keeping
         });
-        var progress = RunProgress.Open(folder, run.StartStep);
-        var tokensPerStep = (long)item.Config.Train.BatchSize * item.Config.Model.ContextLength;
+        var also = item.AlsoScored.Select(t => (t.Name, Corpus: TokenCorpus.Open(t.Path ?? BundledCorpus.ValidationPath, item.Config.Model.Tokenizer))).ToList();
+        try
+        {
+            return Train(experiment, item, run, folder, resume, also, testPath, finalEvalTokens, started, observer, cancellation);
+        }
+        finally
+        {
+            foreach (var (_, corpus) in also) corpus.Dispose();
+        }
+    }
+
+    static SweepResult? Train(string experiment, SweepItem item, TrainingRun run, string folder, bool resumed, List<(string Name, TokenCorpus Corpus)> also,
+                              string? testPath, long? finalEvalTokens, Action<long> started, ISweepObserver? observer, CancellationToken cancellation)
+    {
+        var progress = RunProgress.Open(folder, resumed ? run.StartStep : 0);
+        var train = item.Config.Train;
+        var tokensPerStep = (long)train.BatchSize * item.Config.Model.ContextLength;
+        void ScoreAt(long step, EvaluationResult validation)
+        {
+            progress.AddPoint(new CurvePoint(step, step * tokensPerStep, validation.BitsPerByte, validation.Layers));
+            foreach (var (name, corpus) in also)
+            {
+                var other = Evaluator.Evaluate(run.Model, corpus, train.BatchSize, train.EvalTokens);
+                progress.AddPoint(new CurvePoint(step, step * tokensPerStep, other.BitsPerByte, other.Layers, name));
+            }
+        }
+        // A run continued from another's checkpoint is scored where it starts, so its curves show the change.
+        if (!resumed && run.StartStep > 0) ScoreAt(run.StartStep, Evaluator.Evaluate(run.Model, run.ValidationCorpus, train.BatchSize, train.EvalTokens));
         double secondsThisRun = 0;
         run.Trainer.StepCompleted += step =>
         {
             secondsThisRun = (step.Step - run.StartStep) * tokensPerStep / Math.Max(1e-9, step.TokensPerSecond);
             observer?.StepCompleted(item, step);
         };
-        run.Trainer.Evaluated += (step, validation) =>
-            progress.AddPoint(new CurvePoint(step, step * tokensPerStep, validation.BitsPerByte, validation.Layers));
+        run.Trainer.Evaluated += ScoreAt;
         run.Trainer.CheckpointSaved += _ => progress.SaveSeconds(secondsThisRun);
         started(run.StartStep);
 
@@ -240,36 +288,34 @@ public static class Sweep
         progress.SaveSeconds(secondsThisRun);
         if (!trained.Completed) return null;
 
-        var batch = item.Config.Train.BatchSize;
-        var validation = trained.Validation ?? Evaluator.Evaluate(run.Model, run.ValidationCorpus, batch, item.Config.Train.EvalTokens);
+        var batch = train.BatchSize;
+        var validation = trained.Validation ?? Evaluator.Evaluate(run.Model, run.ValidationCorpus, batch, train.EvalTokens);
         Score? test = null;
         if (testPath is not null)
         {
             using var testCorpus = TokenCorpus.Open(testPath, item.Config.Model.Tokenizer);
-            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, FinalEvalTokens(spec, item.Config)));
+            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, finalEvalTokens ?? train.EvalTokens));
         }
         var wall = progress.TotalSeconds;
         return new SweepResult
         {
             Id = item.Id,
-            Experiment = spec.Name,
+            Experiment = experiment,
             Run = item.Run.Name,
             Method = item.Run.Method,
             Budget = item.Budget,
             Seed = item.Seed,
             Config = item.Config,
-            Data = spec.Data,
-            FinalEvalTokens = FinalEvalTokens(spec, item.Config),
             Parameters = item.Flops.Parameters,
             ActiveParameters = item.Flops.ActiveParameters,
             ForwardFlopsPerToken = item.Flops.ForwardFlopsPerToken,
             FlopsByPart = [.. item.Flops.Lines.Select(l => new FlopPart(l.Part, l.Flops))],
-            Steps = item.Config.Train.Steps,
-            Tokens = item.Config.Train.Steps * tokensPerStep,
+            Steps = train.Steps - item.StartStep,
+            Tokens = (train.Steps - item.StartStep) * tokensPerStep,
             TrainingFlops = item.TrainingFlops,
             WallSeconds = wall,
             CpuSeconds = progress.TotalCpuSeconds,
-            TokensPerSecond = item.Config.Train.Steps * tokensPerStep / Math.Max(1e-9, wall),
+            TokensPerSecond = (train.Steps - item.StartStep) * tokensPerStep / Math.Max(1e-9, wall),
             Validation = Score.Of(validation),
             Test = test,
             Curve = progress.Points,

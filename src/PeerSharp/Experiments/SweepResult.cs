@@ -8,7 +8,8 @@ namespace PeerSharp.Experiments;
 /// <param name="TokensSeen">Training tokens seen.</param>
 /// <param name="BitsPerByte">Validation bits per byte.</param>
 /// <param name="Layers">Usage and unevenness per PEER or PKM layer.</param>
-public sealed record CurvePoint(long Step, long TokensSeen, double BitsPerByte, IReadOnlyList<LayerUsage> Layers);
+/// <param name="Text">Null for the run's validation text; otherwise the name of another text scored at the same step (the lifelong experiment's "A").</param>
+public sealed record CurvePoint(long Step, long TokensSeen, double BitsPerByte, IReadOnlyList<LayerUsage> Layers, string? Text = null);
 
 /// <summary>A scored text: loss, bits per byte, perplexity and expert usage.</summary>
 /// <param name="Loss">Nats per token.</param>

@@ -82,19 +82,24 @@ public sealed record SweepSpec
     /// <summary>Reads a spec file; a <see cref="PeerSharpException"/> names what is wrong.</summary>
     public static SweepSpec Load(string path)
     {
-        if (!File.Exists(path)) throw new PeerSharpException($"sweep spec '{path}' does not exist");
-        SweepSpec? spec;
+        var spec = Read<SweepSpec>(path, "sweep spec");
+        spec.Validate(path);
+        return spec;
+    }
+
+    /// <summary>Reads a spec file of any kind (<paramref name="kind"/> names it in errors), not yet validated.</summary>
+    internal static T Read<T>(string path, string kind)
+    {
+        if (!File.Exists(path)) throw new PeerSharpException($"{kind} '{path}' does not exist");
         try
         {
-            spec = JsonSerializer.Deserialize<SweepSpec>(File.ReadAllText(path), RunConfig.Json);
+            return JsonSerializer.Deserialize<T>(File.ReadAllText(path), RunConfig.Json)
+                ?? throw new PeerSharpException($"{kind} '{path}' is empty; expected a JSON object");
         }
         catch (JsonException e)
         {
-            throw new PeerSharpException($"sweep spec '{path}' is not valid: {e.Message}");
+            throw new PeerSharpException($"{kind} '{path}' is not valid: {e.Message}");
         }
-        if (spec is null) throw new PeerSharpException($"sweep spec '{path}' is empty; expected a JSON object");
-        spec.Validate(path);
-        return spec;
     }
 
     void Validate(string path)

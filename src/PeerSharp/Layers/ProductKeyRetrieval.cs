@@ -46,6 +46,13 @@ public sealed class ProductKeyRetrieval
     /// </summary>
     public Parameter SubKeys => _owner.get_parameter("keys")!;
 
+    /// <summary>
+    /// Whether the query BatchNorm normalises with its running statistics in training too, leaving them unchanged:
+    /// set for frozen query networks (Training.FreezeConfig.Queries), which then compute the same function in
+    /// training and evaluation, the one they had learned.
+    /// </summary>
+    public bool QueryStatisticsFrozen { get; set; }
+
     /// <summary>The query network weight W_q [h·d_key, d_model].</summary>
     public Parameter QueryWeight => _query.weight!;
 
@@ -64,7 +71,10 @@ public sealed class ProductKeyRetrieval
     {
         using var scope = NewDisposeScope();
         var features = _query.forward(x);                                            // [M, h·d_key]
-        if (_queryNorm is not null) features = _queryNorm.forward(features);
+        if (_queryNorm is not null)
+            features = QueryStatisticsFrozen
+                ? nn.functional.batch_norm(features, _queryNorm.running_mean!, _queryNorm.running_var!, _queryNorm.weight, _queryNorm.bias, training: false, eps: 1e-5)
+                : _queryNorm.forward(features);
         return scope.MoveToOuter(features.view(-1, _options.HeadCount, _options.KeyDim));   // [M, h, d_key]
     }
 

@@ -18,8 +18,7 @@ public static class OptimizerFactory
     /// </summary>
     public static IOptimizer Create(nn.Module model, TrainConfig config)
     {
-        var peers = model.named_modules().Where(m => m.module is IExpertRetrieval).Select(m => (m.name, Layer: (IExpertRetrieval)m.module)).ToList();
-        if (model is IExpertRetrieval layer) peers.Add(("", layer));
+        var peers = RetrievalLayers(model);
         var named = model.named_parameters().Select(p => (p.name, p.parameter, DecayFor(p.parameter, config.WeightDecay))).ToList();
         if (peers.Count == 0) return new AdamW(named, config.Beta1, config.Beta2);
 
@@ -39,10 +38,18 @@ public static class OptimizerFactory
         return new CompositeOptimizer([.. parts]);
     }
 
+    /// <summary>The PEER and PKM layers of a model (or the model itself, when it is one), with their module names ("" for the model).</summary>
+    internal static List<(string name, IExpertRetrieval Layer)> RetrievalLayers(nn.Module model)
+    {
+        var layers = model.named_modules().Where(m => m.module is IExpertRetrieval).Select(m => (m.name, Layer: (IExpertRetrieval)m.module)).ToList();
+        if (model is IExpertRetrieval layer) layers.Add(("", layer));
+        return layers;
+    }
+
     static HashSet<string> TableNames(IEnumerable<(string Name, IExpertRetrieval Layer)> layers) =>
         layers.SelectMany(l => l.Layer.Tables.Select(t => Prefixed(l.Name, t.Name))).ToHashSet();
 
-    static string Prefixed(string module, string parameter) => module.Length == 0 ? parameter : $"{module}.{parameter}";
+    internal static string Prefixed(string module, string parameter) => module.Length == 0 ? parameter : $"{module}.{parameter}";
 
     static double DecayFor(Parameter parameter, double weightDecay) => parameter.dim() == 2 ? weightDecay : 0;
 

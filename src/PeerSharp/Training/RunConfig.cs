@@ -102,6 +102,7 @@ public sealed record RunConfig
         CheckSections("run config");
         Model.Validate();
         Train.Validate();
+        Train.Freeze.Validate(Model);
         if ((long)Train.BatchSize * Model.ContextLength > TrainConfig.MaxTokensPerStep)
             throw new PeerSharpException($"batch size {Train.BatchSize} × context length {Model.ContextLength} is {(long)Train.BatchSize * Model.ContextLength} tokens per step; expected at most {TrainConfig.MaxTokensPerStep}");
         if (Train.EvalTokens < Model.ContextLength)
@@ -113,6 +114,7 @@ public sealed record RunConfig
     {
         if (Model is null) throw new PeerSharpException($"{source} sets \"model\" to null; expected an object of model settings");
         if (Train is null) throw new PeerSharpException($"{source} sets \"train\" to null; expected an object of training settings");
+        if (Train.Freeze is null) throw new PeerSharpException($"{source} sets \"train.freeze\" to null; expected an object of freezing settings");
         Model.CheckSections(source);
     }
 }

@@ -26,6 +26,9 @@ public sealed record TrainConfig
     /// </summary>
     public double? KeyLearningRateScale { get; init; }
 
+    /// <summary>Parameters and expert rows left untouched by this run (after growth, say); nothing by default.</summary>
+    public FreezeConfig Freeze { get; init; } = new();
+
     /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; init; } = 50;
 

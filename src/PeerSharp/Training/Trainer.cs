@@ -80,6 +80,7 @@ public sealed class Trainer
         var tensorBoard = _tensorBoardFolder is null ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
         EvaluationResult? validation = null;
         string? checkpoint = null;
+        using var freeze = ParameterFreeze.Apply(_model, _optimizer, train.Freeze);
         var clock = new System.Diagnostics.Stopwatch();   // optimizer steps only, not validation or checkpoints
         long step = startStep, stepsThisRun = 0;
         _model.train();
@@ -94,12 +95,14 @@ public sealed class Trainer
                 var (input, target) = sampler.Batch(step);                  // (B, T) each
                 var lossTensor = _model.Loss(input, target);
                 lossTensor.backward();
+                freeze?.BeforeStep();                                       // frozen rows leave the gradients before clipping
                 gradientNorm = GradientClipping.ClipGlobalNorm(parameters, train.GradientClip);
                 loss = lossTensor.ToDouble();
                 // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).
                 if (!double.IsFinite(loss) || !double.IsFinite(gradientNorm))
                     throw new PeerSharpException($"training diverged at step {step + 1} (loss {loss}, gradient norm {gradientNorm}); nothing from this step was saved; try a lower learning rate than {train.LearningRate}");
                 _optimizer.Step(learningRate);
+                freeze?.AfterStep();
                 _optimizer.ZeroGrad();
             }
             clock.Stop();

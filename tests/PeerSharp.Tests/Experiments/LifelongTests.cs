@@ -1,0 +1,94 @@
+using System.Text.Json.Nodes;
+using PeerSharp.Experiments;
+using PeerSharp.Training;
+
+namespace PeerSharp.Tests.Experiments;
+
+/// <summary>The lifelong experiment end to end on the tiny preset: phase 1, growth, five phase-2 arms, the report, a rerun that skips.</summary>
+public class LifelongTests
+{
+    static LifelongSpec TinySpec() => new()
+    {
+        Name = "tiny-lifelong",
+        Preset = "tiny",
+        Base = JsonNode.Parse("""{ "train": { "evalTokens": 1024, "warmupSteps": 2 } }""")!.AsObject(),
+        DomainB = new SweepData { Train = "b-train.txt", Validation = "b-validation.txt" },
+        Phase1Steps = 12,
+        Phase2Steps = 6,
+        EvalInterval = 3,
+        Phase2 = JsonNode.Parse("""{ "learningRate": 0.001, "minLearningRateRatio": 1 }""")!.AsObject(),
+        Growth = new GrowthOptions { SubKeyCount = 16 },
+        Phase1 =
+        [
+            new SweepRun { Name = "dense", Method = "dense", Config = JsonNode.Parse("""{ "model": { "feedForward": "dense" } }""")!.AsObject() },
+            new SweepRun { Name = "peer", Method = "peer" },
+        ],
+        Arms =
+        [
+            new LifelongArm { Name = "dense-continued", From = "dense" },
+            new LifelongArm { Name = "peer-continued", From = "peer" },
+            new LifelongArm { Name = "peer-grown-old-frozen", From = "peer", Grow = true, Freeze = new FreezeConfig { OldSubKeyCount = 8 } },
+            new LifelongArm { Name = "peer-grown-new-and-queries", From = "peer", Grow = true, Freeze = new FreezeConfig { OldSubKeyCount = 8, SubKeys = true, Backbone = true } },
+        ],
+    };
+
+    [Fact]
+    public void PhasesArmsAndReportRunEndToEndAndARerunSkipsThem()
+    {
+        using var folder = new TempFolder();
+        // Domain B: text unlike the books, numbers and ledgers.
+        var lines = Enumerable.Range(0, 3000).Select(i => $"Item {i}: receipts {i * 37 % 1000} dollars, expenditures {i * 91 % 1000} dollars.");
+        folder.Write("b-train.txt", string.Join("\n", lines.Take(2500)));
+        folder.Write("b-validation.txt", string.Join("\n", lines.Skip(2500)));
+        var spec = TinySpec();
+        var results = folder.File("tiny-lifelong.results.jsonl");
+        var runs = folder.File("runs");
+
+        var finished = Lifelong.Run(spec, folder.Path, results, runs);
+
+        Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337"],
+                     finished.Select(r => r.Id));
+        var outcomes = LifelongOutcome.Of(finished);
+        Assert.Equal(4, outcomes.Count);
+        foreach (var o in outcomes)
+        {
+            Assert.Equal(6, o.Result.Steps);
+            Assert.Equal([12L, 15, 18], o.Result.Curve.Where(p => p.Text == "A").Select(p => p.Step));
+            Assert.Equal([12L, 15, 18], o.Result.Curve.Where(p => p.Text is null).Select(p => p.Step));
+        }
+        // Growth happened (16² experts) and nearly preserved what the model computes: its phase 2 starts where PEER's does.
+        var (continued, grown) = (outcomes[1], outcomes[2]);
+        Assert.Equal(16, grown.Result.Config.Model.PeerOptions.SubKeyCount);
+        Assert.InRange(grown.AStart - continued.AStart, -0.02, 0.02);
+        Assert.True(outcomes[0].Learning > 0, "the dense model should learn domain B");
+
+        var report = folder.File("report/RESULTS.md");
+        LifelongReport.Write(results, report, folder.File("report"));
+        var text = File.ReadAllText(report);
+        Assert.Contains("| peer-grown-old-frozen | 256 (16²) | old experts (8²) |", text);
+        Assert.True(File.Exists(folder.File("report/lifelong-peer-grown-old-frozen-s1337.png")));
+        Assert.True(File.Exists(folder.File("report/lifelong-all-A.png")));
+
+        var observer = new Recorder();
+        var again = Lifelong.Run(spec, folder.Path, results, runs, observer);
+        Assert.Equal(finished.Select(r => r.Id), again.Select(r => r.Id));
+        Assert.Empty(observer.Started);
+    }
+
+    [Fact]
+    public void AnArmFromAnUnknownRunIsAnError()
+    {
+        using var folder = new TempFolder();
+        var path = folder.Write("bad.json", """{ "name": "bad", "phase1": [ { "name": "peer", "method": "peer" } ], "arms": [ { "name": "x", "from": "dense" } ] }""");
+        var e = Assert.Throws<PeerSharpException>(() => LifelongSpec.Load(path));
+        Assert.Contains("arm 'x' continues 'dense', which is not a phase-1 run", e.Message);
+    }
+
+    sealed class Recorder : ISweepObserver
+    {
+        public List<string> Started { get; } = [];
+        public void RunStarted(int index, int count, SweepItem item, long startStep, double? remainingSeconds) => Started.Add(item.Id);
+        public void StepCompleted(SweepItem item, StepReport step) { }
+        public void RunFinished(int index, int count, SweepItem item, SweepResult result, bool skipped) { }
+    }
+}
