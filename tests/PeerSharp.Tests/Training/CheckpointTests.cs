@@ -5,12 +5,15 @@ namespace PeerSharp.Tests.Training;
 
 public class CheckpointTests
 {
-    [Fact]
-    public void SaveThenLoadRestoresModelAndOptimizerBitExactly()
+    public static TheoryData<TableOptimizerState> TableStates => [.. Enum.GetValues<TableOptimizerState>()];
+
+    [Theory]
+    [MemberData(nameof(TableStates))]
+    public void SaveThenLoadRestoresModelAndOptimizerBitExactly(TableOptimizerState tableState)
     {
         using var folder = new TempFolder();
         using var corpus = TinyRuns.Train();
-        var config = TinyRuns.Config(steps: 3);
+        var config = TinyRuns.Config(steps: 3, tableState);
         var (model, optimizer) = TrainingSetup.Create(config);
         using var _ = model;
         using var __ = optimizer;
@@ -26,12 +29,13 @@ public class CheckpointTests
         Assert.Empty(Directory.GetFiles(folder.Path, "*.tmp"));
     }
 
-    [Fact]
-    public void ResumedRunContinuesTheSameLossCurve()
+    [Theory]
+    [MemberData(nameof(TableStates))]
+    public void ResumedRunContinuesTheSameLossCurve(TableOptimizerState tableState)
     {
         using var folder = new TempFolder();
         using var corpus = TinyRuns.Train();
-        var config = TinyRuns.Config(steps: 12);
+        var config = TinyRuns.Config(steps: 12, tableState);
 
         var straight = Losses(config, corpus, Path.Combine(folder.Path, "straight"), stopAfter: null, resumeFrom: null);
         var firstHalf = Losses(config, corpus, Path.Combine(folder.Path, "split"), stopAfter: 6, resumeFrom: null);
