@@ -29,6 +29,23 @@ public class CheckpointTests
         Assert.Empty(Directory.GetFiles(folder.Path, "*.tmp"));
     }
 
+    [Fact]
+    public void ResumingWithAnotherTableStateIsRefusedByName()
+    {
+        using var folder = new TempFolder();
+        using var corpus = TinyRuns.Train();
+        var config = TinyRuns.Config(steps: 1);
+        var (model, optimizer) = TrainingSetup.Create(config);
+        using (model)
+        using (optimizer)
+        {
+            var checkpoint = new Trainer(config, model, optimizer, corpus, null, Path.Combine(folder.Path, "ckpt")).Run().CheckpointPath!;
+            var requested = config with { Train = config.Train with { TableState = TableOptimizerState.RowWiseBf16 } };
+            var error = Assert.Throws<PeerSharpException>(() => TrainingSetup.Resume(checkpoint, requested));
+            Assert.Equal($"checkpoint '{checkpoint}' was trained with table state 'full', not 'row-wise-bf16'; resume with the state it was written with or start a new run", error.Message);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(TableStates))]
     public void ResumedRunContinuesTheSameLossCurve(TableOptimizerState tableState)
