@@ -6,6 +6,7 @@ using System.Text.Json.Serialization;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Model;
+using PeerSharp.Training;
 
 namespace PeerSharp.Benchmarks;
 
@@ -75,10 +76,14 @@ public static class BenchRunner
             var plain = sized with { Kind = LayerKind.PeerPlain, PeerOptions = sized.PeerOptions with { Kernel = KernelChoice.Plain } };
             jobs.Add(new(n >= 512 ? plain with { Steps = Math.Min(plan.TimedSteps, 2), WarmupSteps = Math.Min(plan.WarmupSteps, 1) } : plain, null, null));
             jobs.Add(new(sized with { Kind = LayerKind.PeerFused }, null, null));
+            // The row-wise table states at the largest N, where their memory matters.
+            if (n == plan.SubKeyCounts[^1])
+                foreach (var lean in new[] { TableOptimizerState.RowWise, TableOptimizerState.RowWiseNoMomentum })
+                    jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = lean }, null, null));
         }
         // Each fast kernel against its reference, at the smallest and the largest N.
         foreach (var n in new[] { plan.SubKeyCounts[0], plan.SubKeyCounts[^1] }.Distinct())
-            foreach (var kernel in Enum.GetValues<KernelKind>())
+            foreach (var kernel in Enum.GetValues<KernelKind>().Where(k => k != KernelKind.LeanTableUpdate || n == plan.SubKeyCounts[^1]))
                 foreach (var variant in new[] { KernelChoice.Plain, KernelChoice.Fused })
                     jobs.Add(new(null, new KernelCase
                     {
@@ -115,7 +120,7 @@ public static class BenchRunner
         foreach (var job in jobs)
         {
             var label = job.Layer is { } l
-                ? $"{BenchmarkReport.Name(l.Kind)}{(l.Kind == LayerKind.DenseFfw ? "" : $", N = {l.PeerOptions.SubKeyCount}²")}"
+                ? $"{BenchmarkReport.Name(l)}{(l.Kind == LayerKind.DenseFfw ? "" : $", N = {l.PeerOptions.SubKeyCount}²")}"
                 : job.Kernel is { } k ? $"kernel {EnumNames.Name(k.Kernel)} ({EnumNames.Name(k.Variant)}), N = {k.PeerOptions.SubKeyCount}²"
                 : $"model: {BenchmarkReport.Name(job.Model!.Model)}";
             Console.Write($"[{clock.Elapsed:mm\\:ss}] {label} ... ");

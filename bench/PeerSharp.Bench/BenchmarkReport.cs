@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using PeerSharp.Kernels;
 using PeerSharp.Model;
+using PeerSharp.Training;
 
 namespace PeerSharp.Benchmarks;
 
@@ -19,7 +20,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         foreach (var r in layers)
         {
             var n = r.Case.Kind == LayerKind.DenseFfw ? "–" : $"{r.Case.PeerOptions.SubKeyCount}²";
-            s.AppendLine(Invariant, $"| {Name(r.Case.Kind)} | {n} | {(r.HiddenDim > 0 ? r.HiddenDim.ToString(Invariant) : "–")} | {Millions(r.Parameters)} | " +
+            s.AppendLine(Invariant, $"| {Name(r.Case)} | {n} | {(r.HiddenDim > 0 ? r.HiddenDim.ToString(Invariant) : "–")} | {Millions(r.Parameters)} | " +
                          $"{r.ForwardFlopsPerToken / 1e6:F2} | {r.ForwardMs:F1} | {r.BackwardMs:F1} | {r.OptimizerMs:F1} | **{r.StepMs:F1}** | {r.StepCpuMs:F0} | " +
                          $"{Gib(r.PeakResidentBytes)} | {Mib(r.ActivationBytes)} | {Mib(r.StepBytes)} |");
         }
@@ -68,6 +69,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         int largest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.PeerOptions.SubKeyCount).DefaultIfEmpty(0).Max();
         int smallest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.PeerOptions.SubKeyCount).DefaultIfEmpty(0).Min();
         var fused = Find(LayerKind.PeerFused, largest);
+        var lean = layers.FirstOrDefault(r => r.Case.Kind == LayerKind.PeerFused && r.Case.PeerOptions.SubKeyCount == largest && r.Case.TableState == TableOptimizerState.RowWiseNoMomentum);
         var plain = Find(LayerKind.PeerPlain, largest);
         var equal = Find(LayerKind.DenseEqualFlops, largest);
         var small = Find(LayerKind.PeerFused, smallest);
@@ -76,6 +78,11 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         {
             Row($"{at}: fused + sparse ≤ 350 ms per 1k tokens (forward + backward + update)", $"{fused.StepMs:F0} ms", fused.StepMs <= 350);
             Row($"{at}: ≤ 4 GB resident (layer benchmark)", $"{fused.PeakResidentBytes / 1e9:F2} GB", fused.PeakResidentBytes <= 4e9);
+        }
+        if (lean is not null)
+        {
+            Row($"{at}, row-wise table state without momentum: ≤ 80 ms per 1k tokens (issue 9)", $"{lean.StepMs:F0} ms", lean.StepMs <= 80);
+            Row($"{at}, row-wise table state without momentum: ≤ 3 GB resident (issue 9)", $"{lean.PeakResidentBytes / 1e9:F2} GB", lean.PeakResidentBytes <= 3e9);
         }
         if (fused is not null && plain is not null)
         {
@@ -134,7 +141,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine();
             s.AppendLine("Layers: (a) dense GELU FFW with 4·d_model hidden units; (b) dense GELU FFW with the PEER layer's forward FLOPs;");
             s.AppendLine("(c) PEER in pure tensor ops (`KernelChoice.Plain`) with dense AdamW; (d) PEER with the fused kernels");
-            s.AppendLine("(`KernelChoice.Fused`) and sparse AdamW on the expert tables. All use AdamW (β = 0.9, 0.95) on the other parameters.");
+            s.AppendLine("(`KernelChoice.Fused`) and sparse AdamW on the expert tables, with full moments or a row-wise state");
+            s.AppendLine("(`TrainConfig.TableState`, docs/SPARSE_UPDATES.md). All use AdamW (β = 0.9, 0.95) on the other parameters.");
             s.AppendLine();
             s.Append(LayerTable());
             s.AppendLine();
@@ -150,6 +158,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine("in **ms per 1k tokens** (medians). *Retrieval*: steps 2-3 from given queries; *experts*: step 5 from given ids and");
             s.AppendLine("gates; *table update*: one optimizer step on a table whose gradient holds the rows one step touches, dense AdamW");
             s.AppendLine("on the whole table (plain) against SparseAdamW on the touched rows (fast); its time is in the forward columns.");
+            s.AppendLine("*Full → row-wise state*: SparseAdamW with full moments (plain) against the row-wise state without a first moment (fast).");
             s.AppendLine();
             s.Append(KernelTable());
         }
@@ -180,6 +189,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine(Invariant, $"- At N = {largest}² the two expert tables are {tables:F1} GiB and their AdamW moments {2 * tables:F1} GiB (fp32): the parameters");
             s.AppendLine(Invariant, $"  and optimizer state alone are {3 * tables:F1} GiB, so the resident memory of PEER with fp32 Adam state cannot go below that.");
             s.AppendLine("  *Step memory* is what the kernels control: there the fused path holds the touched rows' gradients, no N-sized tensor.");
+            s.AppendLine(Invariant, $"  The row-wise table state keeps {tables:F1} GiB of first moment (`row-wise`) or only one float per row");
+            s.AppendLine("  (`row-wise-no-momentum`), so those rows go below that floor.");
             s.AppendLine("- The dense layers are two matrix products on MKL's sgemm, compute-bound; the PEER experts read two random rows per");
             s.AppendLine("  (token, head, expert) and sparse AdamW reads and writes weights, both moments and the gradient of every touched row:");
             s.AppendLine("  at large N the PEER step is bound by memory latency and bandwidth, not by its FLOPs.");
@@ -189,7 +200,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         return s.ToString();
     }
 
-    LayerResult? Find(LayerKind kind, int subKeys) => layers.FirstOrDefault(r => r.Case.Kind == kind && r.Case.PeerOptions.SubKeyCount == subKeys);
+    LayerResult? Find(LayerKind kind, int subKeys) =>
+        layers.FirstOrDefault(r => r.Case.Kind == kind && r.Case.PeerOptions.SubKeyCount == subKeys && r.Case.TableState == TableOptimizerState.Full);
 
     static bool HasPeer(ModelConfig model) => model.FeedForwardKinds().Contains(FeedForwardKind.Peer);
 
@@ -197,6 +209,10 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
     public static string Name(ModelConfig model) => HasPeer(model)
         ? $"PEER (N = {model.PeerOptions.SubKeyCount}², {EnumNames.Name(model.PeerOptions.Kernel)}) in block(s) {model.SparseBlocks}"
         : "dense (all blocks GELU FFW)";
+
+    /// <summary>Short name of a layer case: its kind, and the table state where it is not full AdamW.</summary>
+    public static string Name(LayerCase c) =>
+        c.TableState == TableOptimizerState.Full ? Name(c.Kind) : $"{Name(c.Kind)}, {EnumNames.Name(c.TableState)} state";
 
     /// <summary>Short name of a layer kind, with its letter from the issue.</summary>
     public static string Name(LayerKind kind) => kind switch
@@ -214,6 +230,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         KernelKind.Retrieval => "product-key retrieval (steps 2-3)",
         KernelKind.Experts => "experts (step 5)",
         KernelKind.TableUpdate => "expert-table update (AdamW)",
+        KernelKind.LeanTableUpdate => "expert-table update (full → row-wise state)",
         _ => kind.ToString(),
     };
 

@@ -16,6 +16,8 @@ public enum KernelKind
     Experts,
     /// <summary>The expert-table update: dense AdamW on the whole table against SparseAdamW on the touched rows.</summary>
     TableUpdate,
+    /// <summary>The lean expert-table state: SparseAdamW with full moments against the row-wise state without a first moment.</summary>
+    LeanTableUpdate,
 }
 
 /// <summary>One kernel micro-benchmark: one kernel, plain or fast, at one size.</summary>
@@ -83,17 +85,20 @@ public static class KernelBenchmark
                 break;
             }
             case KernelKind.TableUpdate:
+            case KernelKind.LeanTableUpdate:
             {
                 // The rows one step of M tokens touches: h·k random ids per token, merged (as the fused backward does).
                 using var table = new Parameter(randn(N, d));
                 using var rows = randint(N, [M * h * k], dtype: ScalarType.Int64).unique().Item1;   // [U]
                 using var values = randn(rows.shape[0], d);                                        // [U, d]
-                using IOptimizer optimizer = fused ? new SparseAdamW([("table", table, 0.1)]) : new AdamW([("table", table, 0.1)]);
+                var lean = c.Kernel == KernelKind.LeanTableUpdate;
+                using IOptimizer optimizer = lean ? new SparseAdamW([("table", table, 0.1)], state: fused ? TableOptimizerState.RowWiseNoMomentum : TableOptimizerState.Full)
+                                           : fused ? new SparseAdamW([("table", table, 0.1)]) : new AdamW([("table", table, 0.1)]);
                 for (int step = 0; step < c.WarmupSteps + c.Steps; step++)
                 {
                     using var scope = NewDisposeScope();
                     var gradient = sparse_coo_tensor(rows.unsqueeze(0), values, [N, d]);
-                    table.grad = fused ? gradient : gradient.to_dense();   // dense AdamW gets what the plain backward gives
+                    table.grad = fused || lean ? gradient : gradient.to_dense();   // dense AdamW gets what the plain backward gives
                     var t0 = Stopwatch.GetTimestamp();
                     optimizer.Step(1e-3);
                     var t1 = Stopwatch.GetTimestamp();

@@ -48,6 +48,9 @@ public sealed record LayerCase : TimedCase
 {
     /// <summary>Which layer.</summary>
     public LayerKind Kind { get; init; }
+
+    /// <summary>What the optimizer of the expert tables keeps (<see cref="TrainConfig.TableState"/>; PEER fused only).</summary>
+    public TableOptimizerState TableState { get; init; } = TableOptimizerState.Full;
 }
 
 /// <summary>Medians per 1k tokens and memory of one layer configuration.</summary>
@@ -113,7 +116,7 @@ public static class LayerBenchmark
         set_num_threads(c.Threads);
         manual_seed(1);
         var (layer, hidden) = Build(c);
-        var config = new TrainConfig();
+        var config = new TrainConfig { TableState = c.TableState };
         using var optimizer = OptimizerFactory.Create(layer, config);
         var x = randn(c.Tokens, c.ModelDim).requires_grad_();   // (tokens, d_model), a leaf so that dx is computed
         var r = randn(c.Tokens, c.ModelDim);

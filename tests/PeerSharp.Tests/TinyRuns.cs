@@ -12,6 +12,13 @@ static class TinyRuns
         Train = Presets.Get("tiny").Train with { Steps = steps, EvalInterval = evalInterval, CheckpointInterval = 0 },
     };
 
+    /// <summary>The tiny preset with a given number of steps and table optimizer state, no periodic checkpoints.</summary>
+    public static RunConfig Config(int steps, TableOptimizerState tableState)
+    {
+        var config = Config(steps);
+        return config with { Train = config.Train with { TableState = tableState } };
+    }
+
     public static TokenCorpus Train() => TokenCorpus.Build(TextSource.Open(BundledCorpus.TrainPath), new ByteTokenizer());
 
     public static TokenCorpus Validation() => TokenCorpus.Build(TextSource.Open(BundledCorpus.ValidationPath), new ByteTokenizer());

@@ -4,26 +4,48 @@ using static TorchSharp.torch;
 namespace PeerSharp.Training;
 
 /// <summary>
-/// What both AdamW variants keep between steps: the step count and, per named parameter, its first and second
+/// What the AdamW variants keep between steps: the step count and, per named parameter, its first and second
 /// moments. Saved as "step", "exp_avg.NAME" and "exp_avg_sq.NAME" by <see cref="AdamW"/> and
-/// <see cref="SparseAdamW"/> alike, so a checkpoint moves between the plain and the fused kernel.
+/// <see cref="SparseAdamW"/> alike, so a checkpoint moves between the plain and the fused kernel. The row-wise
+/// table states (<see cref="TableOptimizerState"/>) keep "exp_avg_sq_row.NAME" [N] instead of "exp_avg_sq.NAME",
+/// and "exp_avg.NAME" in bfloat16 or not at all; their checkpoints resume only with the same choice.
 /// </summary>
 sealed class AdamState : IDisposable
 {
     readonly Tensor _step = zeros(1, dtype: ScalarType.Int64);
 
-    /// <summary>One parameter with its decoupled weight decay and its moments.</summary>
-    public sealed record Entry(string Name, Parameter Parameter, double WeightDecay, Tensor ExpAvg, Tensor ExpAvgSq);
+    /// <summary>
+    /// One parameter with its decoupled weight decay and its moments: <paramref name="ExpAvg"/> like the parameter
+    /// (float32 or bfloat16) or null, <paramref name="ExpAvgSq"/> like the parameter or one value per row.
+    /// </summary>
+    public sealed record Entry(string Name, Parameter Parameter, double WeightDecay, Tensor? ExpAvg, Tensor ExpAvgSq);
 
-    /// <summary>Zero moments for each named parameter.</summary>
-    public AdamState(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters)
+    /// <summary>Zero moments for each named parameter, of the given kind (row-wise kinds need 2-D parameters).</summary>
+    public AdamState(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
+                     TableOptimizerState kind = TableOptimizerState.Full)
     {
-        Entries = [.. parameters.Select(p => new Entry(p.Name, p.Parameter, p.WeightDecay,
-            zeros_like(p.Parameter).requires_grad_(false), zeros_like(p.Parameter).requires_grad_(false)))];
+        Kind = kind;
+        Entries = [.. parameters.Select(p => new Entry(p.Name, p.Parameter, p.WeightDecay, FirstMoment(p.Parameter, kind), SecondMoment(p.Parameter, kind)))];
     }
+
+    /// <summary>What is kept per parameter.</summary>
+    public TableOptimizerState Kind { get; }
 
     /// <summary>The parameters, in the order given.</summary>
     public IReadOnlyList<Entry> Entries { get; }
+
+    static Tensor? FirstMoment(Parameter parameter, TableOptimizerState kind) => kind switch
+    {
+        TableOptimizerState.RowWiseNoMomentum => null,
+        TableOptimizerState.RowWiseBf16 => zeros_like(parameter, dtype: ScalarType.BFloat16).requires_grad_(false),
+        _ => zeros_like(parameter).requires_grad_(false),
+    };
+
+    static Tensor SecondMoment(Parameter parameter, TableOptimizerState kind) => kind == TableOptimizerState.Full
+        ? zeros_like(parameter).requires_grad_(false)
+        : zeros(parameter.shape[0], dtype: parameter.dtype);   // [N]: one value per row
+
+    string SecondMomentName(string parameter) => Kind == TableOptimizerState.Full ? $"exp_avg_sq.{parameter}" : $"exp_avg_sq_row.{parameter}";
 
     /// <summary>Steps taken.</summary>
     public long StepCount => _step.item<long>();
@@ -47,8 +69,8 @@ sealed class AdamState : IDisposable
         var state = new Dictionary<string, Tensor> { ["step"] = _step };
         foreach (var e in Entries)
         {
-            state[$"exp_avg.{e.Name}"] = e.ExpAvg;
-            state[$"exp_avg_sq.{e.Name}"] = e.ExpAvgSq;
+            if (e.ExpAvg is not null) state[$"exp_avg.{e.Name}"] = e.ExpAvg;
+            state[SecondMomentName(e.Name)] = e.ExpAvgSq;
         }
         return state;
     }
@@ -60,15 +82,15 @@ sealed class AdamState : IDisposable
         CopyInto(state, "step", _step);
         foreach (var e in Entries)
         {
-            CopyInto(state, $"exp_avg.{e.Name}", e.ExpAvg);
-            CopyInto(state, $"exp_avg_sq.{e.Name}", e.ExpAvgSq);
+            if (e.ExpAvg is not null) CopyInto(state, $"exp_avg.{e.Name}", e.ExpAvg);
+            CopyInto(state, SecondMomentName(e.Name), e.ExpAvgSq);
         }
     }
 
     static void CopyInto(IReadOnlyDictionary<string, Tensor> state, string name, Tensor destination)
     {
         if (!state.TryGetValue(name, out var source))
-            throw new PeerSharpException($"optimizer state has no tensor '{name}'; the checkpoint was written for another model");
+            throw new PeerSharpException($"optimizer state has no tensor '{name}'; the checkpoint was written for another model or table optimizer state");
         if (!source.shape.SequenceEqual(destination.shape))
             throw new PeerSharpException($"optimizer tensor '{name}' has shape [{string.Join(", ", source.shape)}], expected [{string.Join(", ", destination.shape)}]");
         destination.copy_(source);
@@ -80,7 +102,7 @@ sealed class AdamState : IDisposable
         _step.Dispose();
         foreach (var e in Entries)
         {
-            e.ExpAvg.Dispose();
+            e.ExpAvg?.Dispose();
             e.ExpAvgSq.Dispose();
         }
     }

@@ -41,7 +41,7 @@ public sealed class AdamW : IOptimizer
             if (grad.is_sparse) grad = grad.to_dense();   // a row-sparse table gradient on a dense-updated table
             // Decoupled decay: p ← p · (1 − lr·λ), then the Adam step on the moments.
             if (e.WeightDecay != 0) e.Parameter.mul_(1 - learningRate * e.WeightDecay);
-            e.ExpAvg.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
+            e.ExpAvg!.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
             e.ExpAvgSq.mul_(_beta2).addcmul_(grad, grad, value: 1 - _beta2);
             var denominator = (e.ExpAvgSq / correction2).sqrt_().add_(_epsilon);
             e.Parameter.addcdiv_(e.ExpAvg, denominator, value: -learningRate / correction1);

@@ -16,7 +16,9 @@ namespace PeerSharp.Training;
 /// <item>Decoupled weight decay, p ← p·(1 − lr·λ), applies to touched rows only, in the same step.</item>
 /// </list>
 /// The state is the dense moments [N, d] of each table and the step count, under the same names as
-/// <see cref="AdamW"/>, so checkpoints move between the plain and the fused kernel.
+/// <see cref="AdamW"/>, so checkpoints move between the plain and the fused kernel; or, with a row-wise
+/// <see cref="TableOptimizerState"/>, one second moment per row and a float32, bfloat16 or no first moment
+/// (Kernels/Optimizer/RowWiseAdamWKernel.cs).
 /// Gradients are the row-sparse tensors of the fused kernel (repeated rows are merged first); a dense
 /// gradient counts as touching every row. The row update itself is Kernels/Optimizer/SparseAdamWKernel.cs.
 /// </summary>
@@ -26,20 +28,25 @@ public sealed class SparseAdamW : IOptimizer
     readonly double _beta1, _beta2, _epsilon;
     readonly int? _threads;
 
-    /// <summary>An optimizer over named 2-D tables [N, d], each with its own decoupled weight decay.</summary>
+    /// <summary>An optimizer over named 2-D tables [N, d], each with its own decoupled weight decay, keeping <paramref name="state"/> per table.</summary>
     public SparseAdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
-                       double beta1 = 0.9, double beta2 = 0.95, double epsilon = 1e-8, int? threads = null)
+                       double beta1 = 0.9, double beta2 = 0.95, double epsilon = 1e-8, int? threads = null,
+                       TableOptimizerState state = TableOptimizerState.Full)
     {
         (_beta1, _beta2, _epsilon, _threads) = (beta1, beta2, epsilon, threads);
         var tables = parameters.ToList();
         foreach (var (name, parameter, _) in tables)
             if (parameter.dim() != 2 || parameter.dtype != ScalarType.Float32 || parameter.device_type != TorchSharp.DeviceType.CPU)
                 throw new ArgumentException($"SparseAdamW updates float32 CPU tables [N, d]; '{name}' is not one");
-        _state = new AdamState(tables);
+        if (!Enum.IsDefined(state)) throw new ArgumentException($"table optimizer state {(int)state} is not known");
+        _state = new AdamState(tables, state);
     }
 
     /// <inheritdoc />
     public long StepCount => _state.StepCount;
+
+    /// <summary>What it keeps per table.</summary>
+    public TableOptimizerState State => _state.Kind;
 
     /// <summary>Names of the parameters it updates.</summary>
     internal IEnumerable<string> ParameterNames => _state.Entries.Select(e => e.Name);
@@ -50,10 +57,12 @@ public sealed class SparseAdamW : IOptimizer
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var t = _state.Advance();
+        // Without a first moment the step is g itself: β1 = 0, and 1 − β1^t = 1.
+        var beta1 = _state.Kind == TableOptimizerState.RowWiseNoMomentum ? 0 : _beta1;
         var rule = new SparseAdamWKernel.Rule(
-            Beta1: (float)_beta1, Beta2: (float)_beta2, Epsilon: (float)_epsilon,
+            Beta1: (float)beta1, Beta2: (float)_beta2, Epsilon: (float)_epsilon,
             InverseCorrection2: (float)(1 / (1 - Math.Pow(_beta2, t))),
-            StepSize: (float)(learningRate / (1 - Math.Pow(_beta1, t))),
+            StepSize: (float)(learningRate / (1 - Math.Pow(beta1, t))),
             Decay: 0);
         foreach (var e in _state.Entries)
         {
@@ -69,10 +78,17 @@ public sealed class SparseAdamW : IOptimizer
             }
             else
                 rows = grad.contiguous();                                      // [N, d]: every row touched
-            SparseAdamWKernel.Update(rule with { Decay = (float)(1 - learningRate * e.WeightDecay) },
-                ids is null ? null : TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(rows),
-                (int)rows.shape[0], (int)rows.shape[1], TensorMemory.Pointer<float>(e.Parameter),
-                TensorMemory.Pointer<float>(e.ExpAvg), TensorMemory.Pointer<float>(e.ExpAvgSq), _threads ?? KernelThreads.Default);
+            var rowRule = rule with { Decay = (float)(1 - learningRate * e.WeightDecay) };
+            long* rowIds = ids is null ? null : TensorMemory.Pointer<long>(ids);
+            int count = (int)rows.shape[0], d = (int)rows.shape[1], threads = _threads ?? KernelThreads.Default;
+            if (_state.Kind == TableOptimizerState.Full)
+                SparseAdamWKernel.Update(rowRule, rowIds, TensorMemory.Pointer<float>(rows), count, d, TensorMemory.Pointer<float>(e.Parameter),
+                    TensorMemory.Pointer<float>(e.ExpAvg!), TensorMemory.Pointer<float>(e.ExpAvgSq), threads);
+            else
+                RowWiseAdamWKernel.Update(rowRule, rowIds, TensorMemory.Pointer<float>(rows), count, d, TensorMemory.Pointer<float>(e.Parameter),
+                    _state.Kind == TableOptimizerState.RowWise ? TensorMemory.Pointer<float>(e.ExpAvg!) : null,
+                    _state.Kind == TableOptimizerState.RowWiseBf16 ? TensorMemory.Pointer<ushort>(e.ExpAvg!) : null,
+                    TensorMemory.Pointer<float>(e.ExpAvgSq), threads);
         }
     }
 

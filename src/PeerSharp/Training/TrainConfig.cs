@@ -29,6 +29,13 @@ public sealed record TrainConfig
     /// <summary>Parameters and expert rows left untouched by this run (after growth, say); nothing by default.</summary>
     public FreezeConfig Freeze { get; init; } = new();
 
+    /// <summary>
+    /// What the optimizer of the expert tables keeps per row: full AdamW moments (the default) or a second moment
+    /// per row with a full, bf16 or no first moment (docs/SPARSE_UPDATES.md, "Lean table state"). Applies where the
+    /// tables get row-sparse gradients (the fused kernel, PKM); with dense table gradients the tables use AdamW.
+    /// </summary>
+    public TableOptimizerState TableState { get; init; } = TableOptimizerState.Full;
+
     /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; init; } = 50;
 
@@ -75,6 +82,8 @@ public sealed record TrainConfig
             throw new PeerSharpException($"expert learning rate {expertRate} must be a positive finite number (or left out to follow the schedule)");
         if (KeyLearningRateScale is { } keyScale && !(keyScale > 0 && double.IsFinite(keyScale)))
             throw new PeerSharpException($"key learning rate scale {keyScale} must be a positive finite number (or left out to follow the schedule)");
+        if (!Enum.IsDefined(TableState))
+            throw new PeerSharpException($"table optimizer state {(int)TableState} is not known; expected {string.Join(", ", EnumNames.All<TableOptimizerState>())}");
         if (WarmupSteps < 0) throw new PeerSharpException($"warm-up steps {WarmupSteps} must not be negative");
         if (!(MinLearningRateRatio >= 0 && MinLearningRateRatio <= 1))
             throw new PeerSharpException($"minimum learning rate ratio {MinLearningRateRatio} must be between 0 and 1 (a fraction of the peak rate)");

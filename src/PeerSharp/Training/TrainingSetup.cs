@@ -17,13 +17,16 @@ public static class TrainingSetup
 
     /// <summary>
     /// Model and optimizer restored from a checkpoint, to continue training. A <paramref name="requested"/> config
-    /// (from the command line) must describe the same model; its training settings may differ (more steps, say).
+    /// (from the command line) must describe the same model and table optimizer state; its other training settings
+    /// may differ (more steps, say).
     /// </summary>
     public static (TransformerLM Model, IOptimizer Optimizer, Checkpoint Info) Resume(string checkpointPath, RunConfig? requested = null)
     {
         var info = Checkpoint.Read(checkpointPath);
         if (requested is not null && requested.Model != info.Config.Model)
             throw new PeerSharpException($"checkpoint '{checkpointPath}' holds a different model than the one requested ({Difference(info.Config.Model, requested.Model)}); resume without model overrides or start a new run");
+        if (requested is not null && requested.Train.TableState != info.Config.Train.TableState)
+            throw new PeerSharpException($"checkpoint '{checkpointPath}' was trained with table state '{EnumNames.Name(info.Config.Train.TableState)}', not '{EnumNames.Name(requested.Train.TableState)}'; resume with the state it was written with or start a new run");
         var config = requested is null ? info.Config : info.Config with { Train = requested.Train };
         var (model, optimizer) = Create(config);
         Checkpoint.Load(checkpointPath, model, optimizer);

@@ -150,6 +150,7 @@ public class BadInputTests : IDisposable
         AssertTrainFailsWithoutOutput("positions 'alibi' is not known", "--positions", "alibi");
         AssertTrainFailsWithoutOutput("routing 'x' is not known", "--routing", "x");
         AssertTrainFailsWithoutOutput("tokenizer 'bpe' is not known", "--tokenizer", "bpe");
+        AssertTrainFailsWithoutOutput("table-state 'half' is not known", "--table-state", "half");
     }
 
     [Fact]

@@ -51,11 +51,12 @@ public class CommandTests : IDisposable
             "--steps", "1", "--warmup", "0", "--output", report);
         Assert.True(bench.ExitCode == 0, bench.Error);
         var text = File.ReadAllText(report);
-        foreach (var row in new[] { "(a) dense FFW 4·d", "(b) dense FFW, equal FLOPs", "(c) PEER tensor ops + AdamW", "(d) PEER fused + sparse AdamW" })
+        foreach (var row in new[] { "(a) dense FFW 4·d", "(b) dense FFW, equal FLOPs", "(c) PEER tensor ops + AdamW", "(d) PEER fused + sparse AdamW",
+                                  "(d) PEER fused + sparse AdamW, row-wise state", "(d) PEER fused + sparse AdamW, row-wise-no-momentum state" })
             Assert.Contains(row, text);
         Assert.Contains("32²", text);
         // Each fused kernel beside its reference, with the speed-up.
-        foreach (var kernel in new[] { "product-key retrieval (steps 2-3)", "experts (step 5)", "expert-table update (AdamW)" })
+        foreach (var kernel in new[] { "product-key retrieval (steps 2-3)", "experts (step 5)", "expert-table update (AdamW)", "expert-table update (full → row-wise state)" })
             Assert.Matches($@"\| {Regex.Escape(kernel)} \| 32² \|.*\| \*\*[\d.]+×\*\* \|", text);
     }
 }

@@ -5,12 +5,15 @@ namespace PeerSharp.Tests.Training;
 
 public class CheckpointTests
 {
-    [Fact]
-    public void SaveThenLoadRestoresModelAndOptimizerBitExactly()
+    public static TheoryData<TableOptimizerState> TableStates => [.. Enum.GetValues<TableOptimizerState>()];
+
+    [Theory]
+    [MemberData(nameof(TableStates))]
+    public void SaveThenLoadRestoresModelAndOptimizerBitExactly(TableOptimizerState tableState)
     {
         using var folder = new TempFolder();
         using var corpus = TinyRuns.Train();
-        var config = TinyRuns.Config(steps: 3);
+        var config = TinyRuns.Config(steps: 3, tableState);
         var (model, optimizer) = TrainingSetup.Create(config);
         using var _ = model;
         using var __ = optimizer;
@@ -27,11 +30,29 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void ResumedRunContinuesTheSameLossCurve()
+    public void ResumingWithAnotherTableStateIsRefusedByName()
     {
         using var folder = new TempFolder();
         using var corpus = TinyRuns.Train();
-        var config = TinyRuns.Config(steps: 12);
+        var config = TinyRuns.Config(steps: 1);
+        var (model, optimizer) = TrainingSetup.Create(config);
+        using (model)
+        using (optimizer)
+        {
+            var checkpoint = new Trainer(config, model, optimizer, corpus, null, Path.Combine(folder.Path, "ckpt")).Run().CheckpointPath!;
+            var requested = config with { Train = config.Train with { TableState = TableOptimizerState.RowWiseBf16 } };
+            var error = Assert.Throws<PeerSharpException>(() => TrainingSetup.Resume(checkpoint, requested));
+            Assert.Equal($"checkpoint '{checkpoint}' was trained with table state 'full', not 'row-wise-bf16'; resume with the state it was written with or start a new run", error.Message);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TableStates))]
+    public void ResumedRunContinuesTheSameLossCurve(TableOptimizerState tableState)
+    {
+        using var folder = new TempFolder();
+        using var corpus = TinyRuns.Train();
+        var config = TinyRuns.Config(steps: 12, tableState);
 
         var straight = Losses(config, corpus, Path.Combine(folder.Path, "straight"), stopAfter: null, resumeFrom: null);
         var firstHalf = Losses(config, corpus, Path.Combine(folder.Path, "split"), stopAfter: 6, resumeFrom: null);

@@ -41,6 +41,20 @@ public class OptimizerFactoryTests
     }
 
     [Fact]
+    public void TablesKeepTheConfiguredStateAndTheRestFullAdamW()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new TransformerLM(Config(KernelChoice.Fused));
+        using var optimizer = OptimizerFactory.Create(model, new TrainConfig { TableState = TableOptimizerState.RowWiseNoMomentum });
+        var sparse = Assert.IsType<SparseAdamW>(Assert.IsType<CompositeOptimizer>(optimizer).Parts[1]);
+        Assert.Equal(TableOptimizerState.RowWiseNoMomentum, sparse.State);
+        var state = optimizer.StateDict();
+        Assert.Equal([16], state["exp_avg_sq_row.blocks.1.ffn.down.weight"].shape);   // one value per row, N = 4²
+        Assert.DoesNotContain("exp_avg.blocks.1.ffn.up.weight", state.Keys);
+        Assert.Contains("exp_avg.blocks.0.ffn.fc.weight", state.Keys);
+    }
+
+    [Fact]
     public void StateNamesDoNotDependOnTheKernel()
     {
         using var scope = NewDisposeScope();

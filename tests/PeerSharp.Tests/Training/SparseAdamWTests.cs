@@ -74,12 +74,15 @@ public class SparseAdamWTests
         Assert.True(sparseTable.allclose(denseTable, rtol: 1e-5, atol: 1e-6));
     }
 
-    [Fact]
-    public void StateDictRestoresTheRunBitExactly()
+    public static TheoryData<TableOptimizerState> TableStates => [.. Enum.GetValues<TableOptimizerState>()];
+
+    [Theory]
+    [MemberData(nameof(TableStates))]
+    public void StateDictRestoresTheRunBitExactly(TableOptimizerState state)
     {
         using var scope = NewDisposeScope();
         var (table, _) = TwinTables();
-        using var first = new SparseAdamW([("table", table, 0.1)]);
+        using var first = new SparseAdamW([("table", table, 0.1)], state: state);
         var g = new Generator(11);
         var grads = Enumerable.Range(0, 5).Select(_ => SparseGradient(g)).ToArray();
         for (int step = 0; step < 3; step++) { table.grad = grads[step]; first.Step(1e-2); }
@@ -87,7 +90,7 @@ public class SparseAdamWTests
         // "Checkpoint": copies of the weights and of the optimizer state, loaded into a fresh optimizer.
         var resumedTable = new Parameter(table.detach().clone());
         var saved = first.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
-        using var resumed = new SparseAdamW([("table", resumedTable, 0.1)]);
+        using var resumed = new SparseAdamW([("table", resumedTable, 0.1)], state: state);
         resumed.LoadStateDict(saved);
         Assert.Equal(3, resumed.StepCount);
 

@@ -17,6 +17,7 @@ public class TrainConfigValidationTests
         { "learning rate 0", new TrainConfig { LearningRate = 0 } },
         { "expert learning rate", new TrainConfig { ExpertLearningRate = double.PositiveInfinity } },
         { "expert learning rate -0.1", new TrainConfig { ExpertLearningRate = -0.1 } },
+        { "table optimizer state 9", new TrainConfig { TableState = (TableOptimizerState)9 } },
         { "warm-up steps -1", new TrainConfig { WarmupSteps = -1 } },
         { "minimum learning rate ratio 1.5", new TrainConfig { MinLearningRateRatio = 1.5 } },
         { "minimum learning rate ratio NaN", new TrainConfig { MinLearningRateRatio = double.NaN } },

@@ -1,0 +1,114 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace PeerSharp.Kernels;
+
+/// <summary>
+/// The row update of lazy AdamW with one second moment per row (row-wise Adam, as used for large embedding
+/// tables), over raw memory. For each touched row r with gradient row g of width d:
+///   v_r ← β2·v_r + (1 − β2)·(Σ_j g_j²)/d;   s ← lr/(1 − β1^t) / (√(v_r/(1 − β2^t)) + ε);
+///   m ← β1·m + (1 − β1)·g;   p ← p·(1 − lr·λ) − s·m.
+/// The first moment m is float32, bfloat16 (read as float32, rounded to nearest even on store) or absent
+/// (then m = g, which is β1 = 0 with 1 − β1^t = 1). Its plain-loop reference is in the tests
+/// (Training/RowWiseAdamWTests.cs). Rows are independent, so results do not depend on the thread count.
+/// </summary>
+internal static unsafe class RowWiseAdamWKernel
+{
+    const int RowBlock = 64;   // rows per work item
+
+    /// <summary>
+    /// Updates rows ids[i] (or row i when ids is null) of the table p [N, d], its second moments v [N] and its
+    /// first moments (m float32 [N, d], or mBf16 bfloat16 [N, d], or neither) with gradient row i of gradients [count, d].
+    /// </summary>
+    public static void Update(in SparseAdamWKernel.Rule rule, long* ids, float* gradients, int count, int d,
+                              float* p, float* m, ushort* mBf16, float* v, int threads)
+    {
+        var r = rule;
+        KernelThreads.For(count, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                long row = ids is null ? i : ids[i];
+                var g = gradients + (long)i * d;
+                float meanSquare = VectorMath.Dot(g, g, d) / d;
+                float vr = v[row] * r.Beta2 + (1 - r.Beta2) * meanSquare;
+                v[row] = vr;
+                float step = r.StepSize / (MathF.Sqrt(vr * r.InverseCorrection2) + r.Epsilon);
+                if (m is not null) UpdateRow(r, step, p + row * d, m + row * d, g, d);
+                else if (mBf16 is not null) UpdateRowBf16(r, step, p + row * d, mBf16 + row * d, g, d);
+                else UpdateRowWithoutMomentum(r, step, p + row * d, g, d);
+            }
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void UpdateRow(in SparseAdamWKernel.Rule r, float step, float* p, float* m, float* g, int d)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var (beta1, oneMinusBeta1) = (Vector256.Create(r.Beta1), Vector256.Create(1 - r.Beta1));
+            var (decay, stepSize) = (Vector256.Create(r.Decay), Vector256.Create(step));
+            for (; j <= d - 8; j += 8)
+            {
+                var mj = Vector256.Load(m + j) * beta1 + oneMinusBeta1 * Vector256.Load(g + j);
+                mj.Store(m + j);
+                (Vector256.Load(p + j) * decay - stepSize * mj).Store(p + j);
+            }
+        }
+        for (; j < d; j++)
+        {
+            float mj = m[j] * r.Beta1 + (1 - r.Beta1) * g[j];
+            m[j] = mj;
+            p[j] = p[j] * r.Decay - step * mj;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void UpdateRowBf16(in SparseAdamWKernel.Rule r, float step, float* p, ushort* m, float* g, int d)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var (beta1, oneMinusBeta1) = (Vector256.Create(r.Beta1), Vector256.Create(1 - r.Beta1));
+            var (decay, stepSize) = (Vector256.Create(r.Decay), Vector256.Create(step));
+            for (; j <= d - 8; j += 8)
+            {
+                var (low, high) = Vector128.Widen(Vector128.Load(m + j));
+                var stored = Vector256.ShiftLeft(Vector256.Create(low, high), 16).AsSingle();
+                var mj = stored * beta1 + oneMinusBeta1 * Vector256.Load(g + j);
+                var bits = mj.AsUInt32();
+                var rounded = Vector256.ShiftRightLogical(bits + Vector256.Create(0x7FFFu) + (Vector256.ShiftRightLogical(bits, 16) & Vector256<uint>.One), 16);
+                Vector128.Narrow(rounded.GetLower(), rounded.GetUpper()).Store(m + j);
+                var kept = Vector256.ShiftLeft(rounded, 16).AsSingle();   // the step uses the moment as stored
+                (Vector256.Load(p + j) * decay - stepSize * kept).Store(p + j);
+            }
+        }
+        for (; j < d; j++)
+        {
+            var stored = BitConverter.UInt32BitsToSingle((uint)m[j] << 16);
+            m[j] = ToBf16(stored * r.Beta1 + (1 - r.Beta1) * g[j]);
+            p[j] = p[j] * r.Decay - step * BitConverter.UInt32BitsToSingle((uint)m[j] << 16);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void UpdateRowWithoutMomentum(in SparseAdamWKernel.Rule r, float step, float* p, float* g, int d)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var (decay, stepSize) = (Vector256.Create(r.Decay), Vector256.Create(step));
+            for (; j <= d - 8; j += 8)
+                (Vector256.Load(p + j) * decay - stepSize * Vector256.Load(g + j)).Store(p + j);
+        }
+        for (; j < d; j++) p[j] = p[j] * r.Decay - step * g[j];
+    }
+
+    /// <summary>float32 → bfloat16, rounded to nearest, ties to even (finite values; the trainer stops on NaN first).</summary>
+    static ushort ToBf16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1)) >> 16);
+    }
+}
