@@ -16,14 +16,22 @@ static class BenchCommand
         var threads = new Option<int>("--threads") { Description = "Threads of libtorch and the C# kernels", DefaultValueFactory = _ => Environment.ProcessorCount };
         var noModel = new Option<bool>("--no-model") { Description = "Skip the full language-model comparison" };
         var output = new Option<string>("--output") { Description = "Where to write the report (\"-\": nowhere)", DefaultValueFactory = _ => Path.Combine("docs", "PERFORMANCE.md") };
+        var distributed = new Option<bool>("--distributed") { Description = "Only print the bytes per step and rank of the expert tables' exchange (dense all-reduce, row exchange, expert parallel) for the --sizes and --tokens" };
         var runCase = new Option<string?>(BenchRunner.RunCaseOption) { Description = "Internal: run one configuration given as JSON and print its result", Hidden = true };
         var command = new Command("bench", "Time PEER (fused and tensor ops) against dense feed-forwards, each kernel against its reference, and write docs/PERFORMANCE.md")
         {
-            sizes, quick, tokens, steps, warmup, threads, noModel, output, runCase,
+            sizes, quick, tokens, steps, warmup, threads, noModel, output, distributed, runCase,
         };
         command.SetAction(parse =>
         {
             if (parse.GetValue(runCase) is { } job) return BenchRunner.RunCase(job);
+            if (parse.GetValue(distributed))
+            {
+                int[] tokenCounts = parse.GetValue(tokens) is { } t ? [t] : [1024, 4096, 16384];
+                var volumes = ExchangeVolumeBenchmark.Measure(BenchRunner.ParseSizes(parse.GetValue(sizes)!), tokenCounts, [2, 8, 64]);
+                Console.Write(ExchangeVolumeBenchmark.Markdown(volumes));
+                return 0;
+            }
             bool isQuick = parse.GetValue(quick);
             var plan = new BenchPlan(
                 SubKeyCounts: isQuick && parse.GetResult(sizes) is null or { Implicit: true } ? [64, 128] : BenchRunner.ParseSizes(parse.GetValue(sizes)!),

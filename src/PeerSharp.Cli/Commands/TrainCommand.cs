@@ -1,5 +1,6 @@
 using System.CommandLine;
 using PeerSharp.Data;
+using PeerSharp.Distributed;
 using PeerSharp.Evaluation;
 using PeerSharp.Model;
 using PeerSharp.Training;
@@ -7,7 +8,11 @@ using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;
 
-/// <summary>`peer train`: resolves the run's settings, then runs a <see cref="TrainingRun"/> with a progress display.</summary>
+/// <summary>
+/// `peer train`: resolves the run's settings, then runs a <see cref="TrainingRun"/> with a progress display.
+/// Under mpirun every rank runs it (data parallel, docs/DISTRIBUTED.md): rank 0 resolves the settings, reads the
+/// checkpoint, writes the run folder and prints; the other ranks train silently.
+/// </summary>
 static class TrainCommand
 {
     public static Command Create()
@@ -26,28 +31,42 @@ static class TrainCommand
         {
             var sampling = new SamplingOptions(parse.GetValue(sample));
             sampling.Validate();   // before training, not after it
+            var replicas = DistributedLaunch.Replicas();
+            var root = replicas.Rank == 0;
             string? resumeFrom = null;
             RunConfig? resumed = null;
             if (parse.GetResult(resume) is not null)
             {
                 resumeFrom = parse.GetValue(resume) ?? TrainingRun.CheckpointPath(parse.GetValue(output) ?? Path.Combine("runs", parse.GetValue(run.Preset)!));
-                resumed = Checkpoint.Read(resumeFrom).Config;
+                if (root) resumed = Checkpoint.Read(resumeFrom).Config;
             }
-            var config = run.Resolve(parse, resumed);
+            var config = root ? run.Resolve(parse, resumed) : null;
+            if (replicas.Size > 1)   // the settings rank 0 resolved (from its checkpoint, say) are every rank's
+                config = RunConfig.Overlay(new RunConfig(), System.Text.Json.Nodes.JsonNode.Parse(replicas.Broadcast(config?.ToJson() ?? ""))!.AsObject(), "rank 0's settings");
             using var training = TrainingRun.Open(new TrainingRunOptions
             {
-                Config = config,
+                Replicas = replicas,
+                Config = config!,
                 Folder = parse.GetValue(output) ?? (resumeFrom is null ? Path.Combine("runs", parse.GetValue(run.Preset)!) : null),
                 DataPath = parse.GetValue(data),
                 ValidationPath = parse.GetValue(validation),
                 ResumeFrom = resumeFrom,
                 Overwrite = parse.GetValue(force),
             });
+            if (!root)
+            {
+                using var stop = new CancellationTokenSource();
+                using var stopSignals = StopSignals.Cancel(stop);
+                var shard = training.Run(stop.Token);
+                return shard.Completed ? 0 : 130;
+            }
             if (resumeFrom is not null) AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(resumeFrom)}[/] at step {training.StartStep} in {Markup.Escape(training.Folder)}.");
             if (training.ValidationHeldOutFromData)
                 AnsiConsole.MarkupLine($"No --validation text given: the last {training.ValidationCorpus.TokenCount:N0} tokens of --data are held out for validation.");
             var parameters = ParameterSummary.Of(training.Model).Sum(g => g.Count);
-            var m = config.Model;
+            var m = config!.Model;
+            if (replicas.Size > 1)
+                AnsiConsole.MarkupLine($"Data parallel over {replicas.Size} ranks: each trains on {config.Train.BatchSize / Math.Max(1, replicas.Size)} of the {config.Train.BatchSize} sequences of every batch.");
             AnsiConsole.MarkupLine($"Training {parameters:N0} parameters on {training.TrainCorpus.TokenCount:N0} tokens ({EnumNames.Name(m.Tokenizer)}); feed-forwards {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}; {config.Train.Steps} steps of {config.Train.BatchSize}×{m.ContextLength} tokens.");
             training.Trainer.Evaluated += (step, result) => AnsiConsole.MarkupLine(
                 $"step {step,6}  validation loss {result.Loss:F4}  perplexity {result.Perplexity:F2}  [bold]bits/byte {result.BitsPerByte:F3}[/]" +
@@ -64,6 +83,8 @@ static class TrainCommand
                 AnsiConsole.MarkupLine($"Stopped at step {result.Step}; checkpoint written to {Markup.Escape(result.CheckpointPath ?? "")}. Continue with --resume.");
                 return 130;
             }
+            if (replicas.Size > 1)
+                AnsiConsole.MarkupLine($"The parameters are identical on all {replicas.Size} ranks (checksum {training.Trainer.ParameterChecksum:x16}).");
             AnsiConsole.MarkupLine($"Done: {result.Step} steps, {result.TokensPerSecond:N0} training tokens/s; checkpoint {Markup.Escape(result.CheckpointPath ?? "")}; curves {Markup.Escape(training.CurvesPath)}");
             if (result.Validation is { } v)
                 AnsiConsole.MarkupLine($"[bold]Validation: loss {v.Loss:F4} nats/token, perplexity {v.Perplexity:F2}, {v.BitsPerByte:F3} bits per byte[/] ({v.Tokens:N0} tokens)");

@@ -1,3 +1,4 @@
+using PeerSharp.Distributed;
 using PeerSharp.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -62,6 +63,23 @@ public sealed class ExpertUsage : ISelectionObserver, IDisposable
             _firstChoices.view(-1).index_fill_(0, cells, 1.0);
         }
         Selections += ids.numel();
+    }
+
+    /// <summary>
+    /// Adds the trackers of all ranks (each saw its own share of the tokens), so that every rank holds the totals.
+    /// A rank that saw no batch contributes zeros.
+    /// </summary>
+    public void AddOverRanks(ICommunicator replicas)
+    {
+        if (replicas.Size == 1) return;
+        Span<long> counts = [Selections, _firstChoices is null ? 0 : 1, _firstChoices?.shape[0] ?? 0];
+        replicas.AllReduceSum(counts);
+        Selections = counts[0];
+        replicas.AllReduceSum(_weight);
+        if (_halves is not null) replicas.AllReduceSum(_halves);
+        if (counts[1] == 0) return;
+        _firstChoices ??= zeros(counts[2] / counts[1], ExpertCount, dtype: ScalarType.Float64).DetachFromDisposeScope();
+        replicas.AllReduceSum(_firstChoices);
     }
 
     /// <summary>Fraction of experts that received any gate weight.</summary>

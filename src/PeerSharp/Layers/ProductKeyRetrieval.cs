@@ -1,3 +1,4 @@
+using PeerSharp.Distributed;
 using PeerSharp.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -23,6 +24,8 @@ public sealed class ProductKeyRetrieval
     readonly BatchNorm1d? _queryNorm;   // over the h·d_key query features
     readonly ProductKeyOptions _options;
 
+    const double NormEpsilon = 1e-5, NormMomentum = 0.1;   // PyTorch's BatchNorm1d defaults
+
     /// <summary>Creates the query networks, BatchNorm and sub-keys, registered on <paramref name="owner"/>.</summary>
     public ProductKeyRetrieval(nn.Module owner, int modelDim, ProductKeyOptions options)
     {
@@ -32,7 +35,7 @@ public sealed class ProductKeyRetrieval
         owner.register_module("query", _query);
         if (options.QueryBatchNorm)
         {
-            _queryNorm = nn.BatchNorm1d(h * dk, eps: 1e-5, momentum: 0.1);
+            _queryNorm = nn.BatchNorm1d(h * dk, eps: NormEpsilon, momentum: NormMomentum);
             owner.register_module("query_norm", _queryNorm);
         }
         // Queries leave the BatchNorm with unit variance per feature, so sub-keys of variance 2/d_key give
@@ -66,6 +69,13 @@ public sealed class ProductKeyRetrieval
         }
     }
 
+    /// <summary>
+    /// The ranks of a data-parallel run, attached from above (the trainer) for the duration of a training: the query
+    /// BatchNorm then normalises with the statistics of the whole global batch, over every rank's tokens, so P
+    /// ranks compute what one process computes on the whole batch (DESIGN.md "Distributed training").
+    /// </summary>
+    public ICommunicator? Replicas { get; set; }
+
     /// <summary>Step 1: one query per head, q = BN(W_q x); head j reads features [j·d_key, (j+1)·d_key). x: [M, d_model] → [M, h, d_key].</summary>
     public Tensor Queries(Tensor x)
     {
@@ -74,8 +84,30 @@ public sealed class ProductKeyRetrieval
         if (_queryNorm is not null)
             features = QueryStatisticsFrozen
                 ? nn.functional.batch_norm(features, _queryNorm.running_mean!, _queryNorm.running_var!, _queryNorm.weight, _queryNorm.bias, training: false, eps: 1e-5)
-                : _queryNorm.forward(features);
+                : _queryNorm.training && Replicas is { Size: > 1 } replicas ? SharedBatchNorm(_queryNorm, features, replicas) : _queryNorm.forward(features);
         return scope.MoveToOuter(features.view(-1, _options.HeadCount, _options.KeyDim));   // [M, h, d_key]
+    }
+
+    /// <summary>
+    /// BatchNorm in training mode with the mean and (biased) variance of the features of all ranks, in two passes
+    /// like PyTorch's, differentiable through <see cref="ReplicaSum"/>; the running statistics move as one
+    /// BatchNorm1d over the global batch would move them. features: [M, F] → [M, F].
+    /// </summary>
+    static Tensor SharedBatchNorm(BatchNorm1d norm, Tensor features, ICommunicator replicas)
+    {
+        using var scope = NewDisposeScope();
+        long count = replicas.AllGather(features.shape[0]).Sum();                           // tokens of the global batch
+        var mean = ReplicaSum.Apply(features.sum(0L), replicas) / count;                      // [F]
+        var centered = features - mean;                                                     // [M, F]
+        var variance = ReplicaSum.Apply(centered.square().sum(0L), replicas) / count;         // [F]
+        var normalised = centered * (variance + NormEpsilon).rsqrt() * norm.weight! + norm.bias!;
+        using (no_grad())
+        {
+            norm.running_mean!.mul_(1 - NormMomentum).add_(mean.detach(), alpha: NormMomentum);
+            norm.running_var!.mul_(1 - NormMomentum).add_(variance.detach() * ((double)count / Math.Max(1, count - 1)), alpha: NormMomentum);
+            norm.num_batches_tracked!.add_(1);
+        }
+        return scope.MoveToOuter(normalised);
     }
 
     /// <summary>

@@ -1,6 +1,8 @@
 using TorchSharp;
 using PeerSharp.Data;
+using PeerSharp.Distributed;
 using PeerSharp.Evaluation;
+using PeerSharp.Layers;
 using PeerSharp.Model;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -29,6 +31,13 @@ public sealed record TrainResult(long Step, bool Completed, EvaluationResult? Va
 /// The training loop: AdamW with warm-up and cosine decay, gradient clipping, one dispose scope per step
 /// (so native memory stays flat), validation at intervals, TensorBoard scalars and atomic checkpoints.
 /// The batch of step s depends only on (seed, s), so a resumed run sees exactly the data it would have.
+/// <para>
+/// Data parallel over P ranks (<see cref="Replicas"/>, DESIGN.md "Distributed training"): the configured batch is
+/// the global batch; rank r trains on its rows [r·B/P, (r+1)·B/P), the gradients are averaged over the ranks
+/// between the backward and the clipping (<see cref="GradientExchange"/>), and every rank applies the same update,
+/// so P ranks train the model one process trains on the whole batch. Rank 0 alone writes checkpoints, metrics
+/// and TensorBoard; the parameters are compared across ranks at every validation and checkpoint.
+/// </para>
 /// </summary>
 public sealed class Trainer
 {
@@ -54,6 +63,12 @@ public sealed class Trainer
     /// <summary>When set, every step and validation is appended to it.</summary>
     public MetricsLog? Metrics { get; init; }
 
+    /// <summary>The ranks of a data-parallel run; one process by default.</summary>
+    public ICommunicator Replicas { get; init; } = SingleProcess.Instance;
+
+    /// <summary>Checksum of the parameters, equal on every rank, at the last comparison (0 before the first).</summary>
+    public ulong ParameterChecksum { get; private set; }
+
     /// <summary>Raised after every step.</summary>
     public event Action<StepReport>? StepCompleted;
 
@@ -73,66 +88,83 @@ public sealed class Trainer
     public TrainResult Run(long startStep = 0, long tokensSeen = 0, CancellationToken cancellation = default)
     {
         var train = _config.Train;
+        int ranks = Replicas.Size, rank = Replicas.Rank;
+        int rowsPerRank = RowsPerRank(train, Replicas);
         var schedule = new LearningRateSchedule(train.LearningRate, train.WarmupSteps, train.Steps, train.MinLearningRateRatio);
         var sampler = new BatchSampler(_train, train.BatchSize, _config.Model.ContextLength, train.Seed);
         var parameters = _model.parameters().ToList();
+        var exchange = new GradientExchange(Replicas, parameters);
         var tokensPerStep = (long)train.BatchSize * _config.Model.ContextLength;
-        var tensorBoard = _tensorBoardFolder is null ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
+        var tensorBoard = _tensorBoardFolder is null || rank != 0 ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
         EvaluationResult? validation = null;
         string? checkpoint = null;
         using var freeze = ParameterFreeze.Apply(_model, _optimizer, train.Freeze);
         var clock = new System.Diagnostics.Stopwatch();   // optimizer steps only, not validation or checkpoints
         long step = startStep, stepsThisRun = 0;
         _model.train();
+        var retrievals = _model.Blocks.Select(b => b.FeedForward).OfType<IExpertRetrieval>().ToList();
+        foreach (var layer in retrievals) layer.Retrieval.Replicas = Replicas;   // the query BatchNorm sees the global batch
 
-        while (step < train.Steps && !cancellation.IsCancellationRequested)
+        try
         {
-            var learningRate = schedule.At(step);
-            double loss, gradientNorm;
-            clock.Start();
-            using (var scope = NewDisposeScope())
+            while (step < train.Steps && !StopRequested(cancellation))
             {
-                var (input, target) = sampler.Batch(step);                  // (B, T) each
-                var lossTensor = _model.Loss(input, target);
-                lossTensor.backward();
-                freeze?.BeforeStep();                                       // frozen rows leave the gradients before clipping
-                gradientNorm = GradientClipping.ClipGlobalNorm(parameters, train.GradientClip);
-                loss = lossTensor.ToDouble();
-                // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).
-                if (!double.IsFinite(loss) || !double.IsFinite(gradientNorm))
-                    throw new PeerSharpException($"training diverged at step {step + 1} (loss {loss}, gradient norm {gradientNorm}); nothing from this step was saved; try a lower learning rate than {train.LearningRate}");
-                _optimizer.Step(learningRate);
-                freeze?.AfterStep();
-                _optimizer.ZeroGrad();
-            }
-            clock.Stop();
-            step++;
-            stepsThisRun++;
-            tokensSeen += tokensPerStep;
-            var tokensPerSecond = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
-            StepCompleted?.Invoke(new StepReport(step, train.Steps, loss, learningRate, gradientNorm, tokensPerSecond, tokensSeen));
-            Metrics?.Append(new MetricsRecord { Step = step, Loss = loss, LearningRate = learningRate });
-            tensorBoard?.add_scalar("train/loss", (float)loss, (int)step);
-            tensorBoard?.add_scalar("train/learning_rate", (float)learningRate, (int)step);
-            tensorBoard?.add_scalar("train/gradient_norm", (float)gradientNorm, (int)step);
-
-            var last = step == train.Steps;
-            if (_validation is not null && (step % train.EvalInterval == 0 || last))
-            {
-                validation = Evaluator.Evaluate(_model, _validation, train.BatchSize, train.EvalTokens,
-                    EvaluationProgress is null ? null : new Progress<double>(f => EvaluationProgress(f)));
-                Evaluated?.Invoke(step, validation);
-                Metrics?.Append(new MetricsRecord { Step = step, ValidationLoss = validation.Loss, BitsPerByte = validation.BitsPerByte });
-                tensorBoard?.add_scalar("validation/loss", (float)validation.Loss, (int)step);
-                tensorBoard?.add_scalar("validation/bits_per_byte", (float)validation.BitsPerByte, (int)step);
-                foreach (var layer in validation.Layers)
+                var learningRate = schedule.At(step);
+                double loss, gradientNorm;
+                clock.Start();
+                using (var scope = NewDisposeScope())
                 {
-                    tensorBoard?.add_scalar($"experts/block{layer.Block}/usage", (float)layer.Usage, (int)step);
-                    tensorBoard?.add_scalar($"experts/block{layer.Block}/unevenness", (float)layer.Unevenness, (int)step);
+                    var (input, target) = sampler.Batch(step);                  // (B, T) each, the global batch
+                    if (ranks > 1)
+                        (input, target) = (input.narrow(0, rank * rowsPerRank, rowsPerRank), target.narrow(0, rank * rowsPerRank, rowsPerRank));   // (B/P, T)
+                    var lossTensor = _model.Loss(input, target);
+                    lossTensor.backward();
+                    exchange.Exchange();                                         // gradients: the mean over the ranks
+                    freeze?.BeforeStep();                                        // frozen rows leave the gradients before clipping
+                    gradientNorm = GradientClipping.ClipGlobalNorm(parameters, train.GradientClip);
+                    loss = MeanOverRanks(lossTensor.ToDouble());
+                    // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).
+                    if (!double.IsFinite(loss) || !double.IsFinite(gradientNorm))
+                        throw new PeerSharpException($"training diverged at step {step + 1} (loss {loss}, gradient norm {gradientNorm}); nothing from this step was saved; try a lower learning rate than {train.LearningRate}");
+                    _optimizer.Step(learningRate);
+                    freeze?.AfterStep();
+                    _optimizer.ZeroGrad();
                 }
+                clock.Stop();
+                step++;
+                stepsThisRun++;
+                tokensSeen += tokensPerStep;
+                var tokensPerSecond = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+                StepCompleted?.Invoke(new StepReport(step, train.Steps, loss, learningRate, gradientNorm, tokensPerSecond, tokensSeen));
+                Metrics?.Append(new MetricsRecord { Step = step, Loss = loss, LearningRate = learningRate });
+                tensorBoard?.add_scalar("train/loss", (float)loss, (int)step);
+                tensorBoard?.add_scalar("train/learning_rate", (float)learningRate, (int)step);
+                tensorBoard?.add_scalar("train/gradient_norm", (float)gradientNorm, (int)step);
+
+                var last = step == train.Steps;
+                if (_validation is not null && (step % train.EvalInterval == 0 || last))
+                {
+                    validation = Evaluator.Evaluate(_model, _validation, train.BatchSize, train.EvalTokens,
+                        EvaluationProgress is null ? null : new Progress<double>(f => EvaluationProgress(f)), Replicas);
+                    Evaluated?.Invoke(step, validation);
+                    Metrics?.Append(new MetricsRecord { Step = step, ValidationLoss = validation.Loss, BitsPerByte = validation.BitsPerByte });
+                    tensorBoard?.add_scalar("validation/loss", (float)validation.Loss, (int)step);
+                    tensorBoard?.add_scalar("validation/bits_per_byte", (float)validation.BitsPerByte, (int)step);
+                    foreach (var layer in validation.Layers)
+                    {
+                        tensorBoard?.add_scalar($"experts/block{layer.Block}/usage", (float)layer.Usage, (int)step);
+                        tensorBoard?.add_scalar($"experts/block{layer.Block}/unevenness", (float)layer.Unevenness, (int)step);
+                    }
+                }
+                if (last || (train.CheckpointInterval > 0 && step % train.CheckpointInterval == 0))
+                    checkpoint = SaveCheckpoint(step, tokensSeen, validation);
+                else if (ranks > 1 && step % train.EvalInterval == 0)
+                    VerifyReplicas(step);
             }
-            if (last || (train.CheckpointInterval > 0 && step % train.CheckpointInterval == 0))
-                checkpoint = SaveCheckpoint(step, tokensSeen, validation);
+        }
+        finally
+        {
+            foreach (var layer in retrievals) layer.Retrieval.Replicas = null;
         }
 
         var completed = step >= train.Steps;
@@ -141,8 +173,35 @@ public sealed class Trainer
         return new TrainResult(step, completed, validation, checkpoint, throughput);
     }
 
-    string SaveCheckpoint(long step, long tokensSeen, EvaluationResult? validation)
+    /// <summary>Sequences of each global batch that one of the ranks trains on: the batch size / P, which must be whole.</summary>
+    public static int RowsPerRank(TrainConfig train, ICommunicator replicas) => train.BatchSize % replicas.Size == 0
+        ? train.BatchSize / replicas.Size
+        : throw new PeerSharpException($"a batch of {train.BatchSize} sequences cannot be split evenly over {replicas.Size} ranks; expected a batch size that is a multiple of {replicas.Size}");
+
+    /// <summary>Whether any rank was asked to stop: all ranks stop after the same step.</summary>
+    bool StopRequested(CancellationToken cancellation)
     {
+        Span<long> requested = [cancellation.IsCancellationRequested ? 1 : 0];
+        Replicas.AllReduceSum(requested);
+        return requested[0] > 0;
+    }
+
+    /// <summary>The mean of the ranks' values: the loss of the global batch, as every rank's shard has the same size.</summary>
+    double MeanOverRanks(double value)
+    {
+        Span<double> sum = [value];
+        Replicas.AllReduceSum(sum);
+        return sum[0] / Replicas.Size;
+    }
+
+    /// <summary>Stops the run (on every rank) unless every rank holds the same parameters and buffers.</summary>
+    void VerifyReplicas(long step) => ParameterChecksum = ReplicaCheck.Verify(Replicas, _model.state_dict(), step);
+
+    /// <summary>Rank 0 writes the checkpoint, after the ranks were found identical; the others write nothing.</summary>
+    string? SaveCheckpoint(long step, long tokensSeen, EvaluationResult? validation)
+    {
+        if (Replicas.Size > 1) VerifyReplicas(step);
+        if (Replicas.Rank != 0) return null;
         var info = new Checkpoint { Config = _config, Step = step, TokensSeen = tokensSeen, ValidationLoss = validation?.Loss };
         var path = Checkpoint.Save(_checkpointPath, _model, _optimizer, info);
         CheckpointSaved?.Invoke(path);

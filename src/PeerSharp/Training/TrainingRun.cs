@@ -1,4 +1,5 @@
 using PeerSharp.Data;
+using PeerSharp.Distributed;
 using PeerSharp.Model;
 
 namespace PeerSharp.Training;
@@ -23,6 +24,12 @@ public sealed record TrainingRunOptions
 
     /// <summary>Start a fresh run even in a folder that already holds one (its checkpoint and logs are replaced).</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>
+    /// The ranks of a data-parallel run (one process by default). Rank 0 opens the folder and the checkpoint as a
+    /// single process does; the other ranks touch no file of the run and receive rank 0's state.
+    /// </summary>
+    public ICommunicator Replicas { get; init; } = SingleProcess.Instance;
 }
 
 /// <summary>
@@ -31,19 +38,24 @@ public sealed record TrainingRunOptions
 /// <see cref="Open"/> checks every input first (settings, data, validation text, the checkpoint to resume) and
 /// only then takes the folder: a run that cannot start leaves the folder as it was. While open, the folder is
 /// locked against a second run.
+/// <para>
+/// In a data-parallel run (<see cref="TrainingRunOptions.Replicas"/>) only rank 0 does all that; every other rank
+/// builds the same model without a folder, then all ranks take rank 0's parameters, optimizer state and step
+/// (DESIGN.md "Distributed training"), so a checkpoint of any number of ranks resumes on any other.
+/// </para>
 /// </summary>
 public sealed class TrainingRun : IDisposable
 {
     /// <summary>Without held-out text, this fraction of the training tokens (at least 8 windows) validates.</summary>
     public const double HeldOutFraction = 0.01;
 
-    readonly RunFolderLock _lock;
-    readonly MetricsLog _metrics;
+    readonly RunFolderLock? _lock;
+    readonly MetricsLog? _metrics;
     readonly TokenCorpus _corpus;
     readonly TokenCorpus? _heldOutCorpus;
 
     TrainingRun(string folder, RunConfig config, TransformerLM model, IOptimizer optimizer,
-                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder)
+                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas)
     {
         (Folder, Config, Model, Optimizer, StartStep, TokensSeen) = (folder, config, model, optimizer, startStep, tokensSeen);
         (_corpus, _heldOutCorpus) = (corpus, heldOutCorpus);
@@ -53,6 +65,11 @@ public sealed class TrainingRun : IDisposable
             : (corpus, heldOutCorpus);
         TokenWindows.Validate(TrainCorpus, config.Train.BatchSize, config.Model.ContextLength);
         TokenWindows.Validate(ValidationCorpus, 1, config.Model.ContextLength, "validation text");
+        if (replicas.Rank != 0)
+        {
+            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder)) { Replicas = replicas };
+            return;
+        }
 
         // Every input is good: only now is the folder touched. If it cannot be written after all (a full disk),
         // a folder this run created is removed again.
@@ -67,6 +84,7 @@ public sealed class TrainingRun : IDisposable
             Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder), Path.Combine(folder, "tensorboard"))
             {
                 Metrics = _metrics,
+                Replicas = replicas,
             };
         }
         catch
@@ -82,12 +100,15 @@ public sealed class TrainingRun : IDisposable
     public static TrainingRun Open(TrainingRunOptions options)
     {
         var config = options.Config;
+        var replicas = options.Replicas;
         config.Validate();
         config.Model.CheckFitsInMemory(training: true);
-        var resumedFolder = options.ResumeFrom is { } from ? Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(from)))! : null;
-        var folder = options.Folder ?? resumedFolder
+        Trainer.RowsPerRank(config.Train, replicas);
+        var root = replicas.Rank == 0;
+        var resumedFolder = options.ResumeFrom is { } from && root ? Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(from)))! : null;
+        var folder = options.Folder ?? resumedFolder ?? (root ? null : "")
             ?? throw new PeerSharpException("a training run needs a folder (--out) unless it resumes a checkpoint");
-        CheckFolder(folder, resumedFolder, options.Overwrite);
+        if (root) CheckFolder(folder, resumedFolder, options.Overwrite);
 
         var tokenizer = config.Model.Tokenizer;
         var validationPath = options.ValidationPath ?? (options.DataPath is null ? BundledCorpus.ValidationPath : null);
@@ -99,14 +120,15 @@ public sealed class TrainingRun : IDisposable
             corpus = TokenCorpus.Open(options.DataPath ?? BundledCorpus.TrainPath, tokenizer);
             heldOut = validationPath is null ? null : TokenCorpus.Open(validationPath, tokenizer);
             long startStep = 0, tokensSeen = 0;
-            if (options.ResumeFrom is { } checkpoint)
+            if (options.ResumeFrom is { } checkpoint && root)
             {
                 (model, optimizer, var info) = TrainingSetup.Resume(checkpoint, config);
                 (startStep, tokensSeen) = (info.Step, info.TokensSeen);
             }
             else
                 (model, optimizer) = TrainingSetup.Create(config);
-            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder);
+            (startStep, tokensSeen) = TakeRootState(replicas, model, optimizer, startStep, tokensSeen);
+            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas);
         }
         catch
         {
@@ -118,10 +140,24 @@ public sealed class TrainingRun : IDisposable
         }
     }
 
+    /// <summary>Every rank takes rank 0's parameters, buffers, optimizer state and step (a no-op for one rank).</summary>
+    static (long StartStep, long TokensSeen) TakeRootState(ICommunicator replicas, TransformerLM model, IOptimizer optimizer, long startStep, long tokensSeen)
+    {
+        if (replicas.Size == 1) return (startStep, tokensSeen);
+        var tensors = new Dictionary<IntPtr, KeyValuePair<string, TorchSharp.torch.Tensor>>();   // each tensor once, not its aliases
+        foreach (var entry in model.state_dict().OrderBy(e => e.Key, StringComparer.Ordinal)) tensors.TryAdd(entry.Value.Handle, entry);
+        replicas.Broadcast(tensors.Values);
+        var state = optimizer.StateDict();
+        replicas.Broadcast(state);
+        optimizer.LoadStateDict(state);
+        var steps = replicas.Broadcast(new[] { startStep, tokensSeen });
+        return (steps[0], steps[1]);
+    }
+
     /// <summary>The checkpoint path of a run folder (FOLDER/checkpoint → checkpoint.json and its tensor files).</summary>
     public static string CheckpointPath(string folder) => Path.Combine(folder, "checkpoint");
 
-    /// <summary>The run folder.</summary>
+    /// <summary>The run folder (on a rank other than 0 of a data-parallel run: the folder given, never touched; or empty).</summary>
     public string Folder { get; }
 
     /// <summary>The run's settings.</summary>
@@ -169,11 +205,16 @@ public sealed class TrainingRun : IDisposable
         }
         finally
         {
-            var m = Config.Model;
-            TrainingCurves.Save(MetricsLog.Read(MetricsPath),
-                $"{Path.GetFileName(Path.GetFullPath(Folder))}: {m.LayerCount} blocks, d_model {m.ModelDim}, {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}",
-                CurvesPath);
+            if (_metrics is not null) DrawCurves();
         }
+    }
+
+    void DrawCurves()
+    {
+        var m = Config.Model;
+        TrainingCurves.Save(MetricsLog.Read(MetricsPath),
+            $"{Path.GetFileName(Path.GetFullPath(Folder))}: {m.LayerCount} blocks, d_model {m.ModelDim}, {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}",
+            CurvesPath);
     }
 
     /// <summary>
@@ -215,11 +256,11 @@ public sealed class TrainingRun : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        _metrics.Dispose();
+        _metrics?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
         _heldOutCorpus?.Dispose();
         _corpus.Dispose();
-        _lock.Dispose();
+        _lock?.Dispose();
     }
 }
