@@ -12,13 +12,14 @@ static class EvalCommand
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint (its .json sidecar or base name)", Required = true };
+        var mapTables = new Option<bool>("--map-tables") { Description = "Memory-map the expert tables read-only from the checkpoint instead of loading them (skips the file's SHA-256 check)" };
         var data = new Option<string?>("--data") { Description = "Text to score (default: the bundled validation books)" };
         var tokens = new Option<long>("--tokens") { Description = "Most tokens to score", DefaultValueFactory = _ => 262144 };
         var batch = new Option<int>("--batch-size") { Description = "Sequences per forward", DefaultValueFactory = _ => 16 };
-        var command = new Command("eval", "Evaluate a checkpoint: loss, perplexity, bits per byte, expert usage.") { checkpoint, data, tokens, batch };
+        var command = new Command("eval", "Evaluate a checkpoint: loss, perplexity, bits per byte, expert usage.") { checkpoint, data, tokens, batch, mapTables };
         command.SetAction(parse =>
         {
-            var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!);
+            var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
             using var _ = model;
             using var corpus = TokenCorpus.Open(parse.GetValue(data) ?? BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
             var result = Evaluator.Evaluate(model, corpus, parse.GetValue(batch), parse.GetValue(tokens));

@@ -35,10 +35,19 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         // heads are summed, so v_i of variance k / (3h) gives the output the variance of a dense FFW with hidden
         // width 4·d_model and the same U(±1/√fan_in) initialisation:
         // Σ_4d Var(W2) · E[σ²] = 4d · 1/(3·4d) · E[σ²] = E[σ²]/3 = h · (1/k) · Var(v) · E[σ²].
-        _down = nn.Embedding(options.ExpertCount, modelDim);
-        _up = nn.Embedding(options.ExpertCount, modelDim);
-        using (no_grad())
+        if (TableInit.Deferred)
         {
+            // Mapped from a checkpoint next (TableInit): left unwritten, so their pages are never touched.
+            _down = nn.Embedding(1, modelDim);
+            _up = nn.Embedding(1, modelDim);
+            _down.weight = TableInit.Unwritten(options.ExpertCount, modelDim);
+            _up.weight = TableInit.Unwritten(options.ExpertCount, modelDim);
+        }
+        else
+        {
+            _down = nn.Embedding(options.ExpertCount, modelDim);
+            _up = nn.Embedding(options.ExpertCount, modelDim);
+            using var noGrad = no_grad();
             _down.weight!.uniform_(-1.0 / Math.Sqrt(modelDim), 1.0 / Math.Sqrt(modelDim));
             _up.weight!.normal_(0, Math.Sqrt(options.TopK / (3.0 * options.HeadCount)));
         }

@@ -35,9 +35,11 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         // Var(value) = k/h · Var(dense FFW output) starts the layer at a dense FFW's output scale (as PEER's
         // initialisation does; Lample et al. use variance 1/d).
         // sparse: the value table's gradient holds only the rows read this step, for SparseAdamW.
-        _values = nn.EmbeddingBag(options.ValueCount, modelDim, mode: EmbeddingBagMode.Sum, sparse: true);
+        _values = nn.EmbeddingBag(TableInit.Deferred ? 1 : options.ValueCount, modelDim, mode: EmbeddingBagMode.Sum, sparse: true);
+        if (TableInit.Deferred) _values.weight = TableInit.Unwritten(options.ValueCount, modelDim);
         register_module("values", _values);
-        using (no_grad()) Values.normal_(0, Math.Sqrt(DenseOutputVariance * options.TopK / options.HeadCount));
+        if (!TableInit.Deferred)
+            using (no_grad()) Values.normal_(0, Math.Sqrt(DenseOutputVariance * options.TopK / options.HeadCount));
     }
 
     /// <summary>d_model, the width of the layer's input, output and memory values.</summary>

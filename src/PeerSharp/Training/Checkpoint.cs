@@ -189,6 +189,9 @@ public sealed record Checkpoint
         return info;
     }
 
+    /// <summary>Reads and checks a sidecar without hashing the files it names (a mapped load checks their headers instead).</summary>
+    internal static Checkpoint ReadWithoutHashes(string path) => ReadSidecar(SidecarPath(path));
+
     /// <summary>
     /// Loads the model (and optimizer) state of a checkpoint and returns its sidecar. Each file is hashed and
     /// its header checked against the model (or optimizer) before its tensors are read, through the same open
@@ -208,6 +211,34 @@ public sealed record Checkpoint
         var state = optimizer.StateDict();
         LoadTensors(sidecar, info, info.OptimizerFile, state, "optimizer");
         optimizer.LoadStateDict(state);
+        return info;
+    }
+
+    /// <summary>
+    /// Loads a checkpoint's model state for inference and returns its sidecar. With <paramref name="mapTables"/>
+    /// the expert tables (PEER's down.weight and up.weight, PKM's values.weight) are not read but mapped
+    /// read-only from the model file (DESIGN.md "Memory-mapped tables"), so memory holds only the rows tokens
+    /// touch. The file's SHA-256 is then not checked, since hashing would read every page of the tables; the
+    /// header, every tensor's dtype, shape and byte range, and the file's size are checked as always. Such a
+    /// model cannot be trained: <see cref="OptimizerFactory.Create"/> and <see cref="Trainer"/> refuse it.
+    /// Without <paramref name="mapTables"/> this is <see cref="Load"/> without an optimizer.
+    /// </summary>
+    public static Checkpoint LoadForInference(string path, TransformerLM model, bool mapTables)
+    {
+        if (!mapTables) return Load(path, model, null);
+        var sidecar = SidecarPath(path);
+        var info = ReadSidecar(sidecar);
+        var file = Path.Combine(Folder(sidecar), info.ModelFile!);
+        var destinations = ModelTensors(model).ToDictionary();
+        var tables = MappedTables.TableNames(model);
+        Reading(file, () =>
+        {
+            using var handle = CheckpointFiles.OpenRegularFile(file);
+            var tensors = SafetensorsFile.Open(handle, file);
+            tensors.CheckFits(destinations, "model", IsAlias);
+            tensors.ReadInto(destinations.Where(d => !tables.Contains(d.Key)).ToDictionary());
+            MappedTables.Map(model, handle, file, tensors);
+        });
         return info;
     }
 

@@ -19,6 +19,7 @@ public static class OptimizerFactory
     /// </summary>
     public static IOptimizer Create(nn.Module model, TrainConfig config)
     {
+        MappedTables.RefuseTraining(model);
         var peers = RetrievalLayers(model);
         var named = model.named_parameters().Select(p => (p.name, p.parameter, DecayFor(p.parameter, config.WeightDecay))).ToList();
         if (peers.Count == 0) return new AdamW(named, config.Beta1, config.Beta2);

@@ -39,6 +39,9 @@ sealed class SafetensorsFile
     SafetensorsFile(SafeFileHandle file, string path, long dataStart, Dictionary<string, Entry> tensors) =>
         (_file, _path, _dataStart, Tensors) = (file, path, dataStart, tensors);
 
+    /// <summary>The file offset of the data section, where each entry's <c>Begin</c> counts from.</summary>
+    public long DataStart => _dataStart;
+
     /// <summary>The tensors the header describes, by name.</summary>
     public IReadOnlyDictionary<string, Entry> Tensors { get; }
 

@@ -56,6 +56,7 @@ public sealed class Trainer
         config.Validate();
         if (train.TokenizerName != EnumNames.Name(config.Model.Tokenizer))
             throw new PeerSharpException($"training data was tokenized with '{train.TokenizerName}' but the model expects '{EnumNames.Name(config.Model.Tokenizer)}'");
+        MappedTables.RefuseTraining(model);
         (_config, _model, _optimizer, _train, _validation) = (config, model, optimizer, train, validation);
         (_checkpointPath, _tensorBoardFolder) = (checkpointPath, tensorBoardFolder);
     }

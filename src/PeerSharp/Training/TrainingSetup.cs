@@ -1,3 +1,4 @@
+using PeerSharp.Layers;
 using PeerSharp.Model;
 using static TorchSharp.torch;
 
@@ -34,12 +35,28 @@ public static class TrainingSetup
     }
 
     /// <summary>A model restored from a checkpoint, in evaluation mode.</summary>
-    public static (TransformerLM Model, Checkpoint Info) LoadModel(string checkpointPath)
+    public static (TransformerLM Model, Checkpoint Info) LoadModel(string checkpointPath) => LoadModel(checkpointPath, mapTables: false);
+
+    /// <summary>
+    /// A model restored from a checkpoint, in evaluation mode; with <paramref name="mapTables"/> its expert tables
+    /// are memory-mapped read-only from the checkpoint (<see cref="Checkpoint.LoadForInference"/>), never
+    /// allocated, and the model cannot be trained.
+    /// </summary>
+    public static (TransformerLM Model, Checkpoint Info) LoadModel(string checkpointPath, bool mapTables)
     {
-        var info = Checkpoint.Read(checkpointPath);
-        info.Config.Model.CheckFitsInMemory(training: false);
-        var model = new TransformerLM(info.Config.Model);
-        Checkpoint.Load(checkpointPath, model, null);
+        var info = mapTables ? Checkpoint.ReadWithoutHashes(checkpointPath) : Checkpoint.Read(checkpointPath);
+        if (!mapTables) info.Config.Model.CheckFitsInMemory(training: false);
+        TransformerLM model;
+        using (mapTables ? TableInit.Defer() : null) model = new TransformerLM(info.Config.Model);
+        try
+        {
+            Checkpoint.LoadForInference(checkpointPath, model, mapTables);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         model.eval();
         return (model, info);
     }

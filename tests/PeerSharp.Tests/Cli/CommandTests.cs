@@ -28,6 +28,14 @@ public class CommandTests : IDisposable
         Assert.StartsWith("Alice", generate.Output);
         Assert.True(generate.Output.TrimEnd('\n').Length > "Alice".Length);
 
+        // --map-tables: the same scores and text from tables mapped from the file.
+        var mappedEval = PeerProcess.Run(_folder.Path, "eval", "--checkpoint", Path.Combine(run, "checkpoint.json"), "--tokens", "4096", "--map-tables");
+        Assert.True(mappedEval.ExitCode == 0, mappedEval.Error);
+        Assert.Equal(eval.Output, mappedEval.Output);
+        var mappedGenerate = PeerProcess.Run(_folder.Path, "generate", "--checkpoint", Path.Combine(run, "checkpoint"), "--prompt", "Alice", "--tokens", "30", "--map-tables");
+        Assert.True(mappedGenerate.ExitCode == 0, mappedGenerate.Error);
+        Assert.Equal(generate.Output, mappedGenerate.Output);
+
         // Resume to more steps continues from the checkpoint's step.
         var resumed = PeerProcess.Run(_folder.Path, "train", "--resume", Path.Combine(run, "checkpoint.json"), "--steps", "25", "--out", run, "--sample-tokens", "0");
         Assert.True(resumed.ExitCode == 0, resumed.Error);
