@@ -16,6 +16,7 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
     BenchCommand.Create(),
     SweepCommand.Create(),
     GrowCommand.Create(),
+    InitCommand.Create(),
     LifelongCommand.Create(),
     ReportCommand.Create(),
 };

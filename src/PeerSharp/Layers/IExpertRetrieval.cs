@@ -23,6 +23,13 @@ public interface IExpertRetrieval
     IReadOnlyList<(string Name, Parameter Table)> Tables { get; }
 
     /// <summary>
+    /// Draws <paramref name="rows"/> (any number of rows of the table named <paramref name="table"/>, in place) from
+    /// the table's initial distribution, as the constructor draws the whole table; rows are independent, so a table
+    /// too large for memory can be drawn slice by slice as it is written (<c>FreshCheckpoint</c>).
+    /// </summary>
+    void InitialiseRows(string table, Tensor rows);
+
+    /// <summary>
     /// Whether the tables' gradients are row-sparse (touched rows only), so that a sparse optimizer updates
     /// them; otherwise they are dense and take the ordinary AdamW.
     /// </summary>

@@ -29,15 +29,10 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         (ModelDim, Options) = (modelDim, options);
         _retrieval = new ProductKeyRetrieval(this, modelDim, options);
 
-        // Initialisation (ours; DESIGN.md "Initialisation": N(0, 1) tables make the output explode). u_i is drawn
-        // like the first layer of a dense FFW, U(±1/√d_model), so u_i · x has the spread of a dense hidden unit.
-        // Each head's output averages k experts with softmax gates (Σ g² ≈ 1/k when the gates are even), and h
-        // heads are summed, so v_i of variance k / (3h) gives the output the variance of a dense FFW with hidden
-        // width 4·d_model and the same U(±1/√fan_in) initialisation:
-        // Σ_4d Var(W2) · E[σ²] = 4d · 1/(3·4d) · E[σ²] = E[σ²]/3 = h · (1/k) · Var(v) · E[σ²].
         if (TableInit.Deferred)
         {
-            // Mapped from a checkpoint next (TableInit): left unwritten, so their pages are never touched.
+            // Mapped from a checkpoint, or drawn slice by slice as they are written, next (TableInit): left
+            // unwritten, so they take no memory.
             _down = nn.Embedding(1, modelDim);
             _up = nn.Embedding(1, modelDim);
             _down.weight = TableInit.Unwritten(options.ExpertCount, modelDim);
@@ -47,9 +42,8 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         {
             _down = nn.Embedding(options.ExpertCount, modelDim);
             _up = nn.Embedding(options.ExpertCount, modelDim);
-            using var noGrad = no_grad();
-            _down.weight!.uniform_(-1.0 / Math.Sqrt(modelDim), 1.0 / Math.Sqrt(modelDim));
-            _up.weight!.normal_(0, Math.Sqrt(options.TopK / (3.0 * options.HeadCount)));
+            InitialiseRows("down.weight", _down.weight!);
+            InitialiseRows("up.weight", _up.weight!);
         }
         register_module("down", _down);
         register_module("up", _up);
@@ -78,6 +72,24 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
 
     /// <inheritdoc />
     public IReadOnlyList<(string Name, Parameter Table)> Tables => [("down.weight", Down), ("up.weight", Up)];
+
+    /// <inheritdoc />
+    public void InitialiseRows(string table, Tensor rows)
+    {
+        // Initialisation (ours; DESIGN.md "Initialisation": N(0, 1) tables make the output explode). u_i is drawn
+        // like the first layer of a dense FFW, U(±1/√d_model), so u_i · x has the spread of a dense hidden unit.
+        // Each head's output averages k experts with softmax gates (Σ g² ≈ 1/k when the gates are even), and h
+        // heads are summed, so v_i of variance k / (3h) gives the output the variance of a dense FFW with hidden
+        // width 4·d_model and the same U(±1/√fan_in) initialisation:
+        // Σ_4d Var(W2) · E[σ²] = 4d · 1/(3·4d) · E[σ²] = E[σ²]/3 = h · (1/k) · Var(v) · E[σ²].
+        using var noGrad = no_grad();
+        _ = table switch
+        {
+            "down.weight" => rows.uniform_(-1.0 / Math.Sqrt(ModelDim), 1.0 / Math.Sqrt(ModelDim)),
+            "up.weight" => rows.normal_(0, Math.Sqrt(Options.TopK / (3.0 * Options.HeadCount))),
+            _ => throw new ArgumentException($"PEER has no table '{table}'; its tables are down.weight and up.weight"),
+        };
+    }
 
     /// <summary>
     /// Whether retrieval and step 5 run the fused C# kernels (<see cref="ProductKeyOptions.Kernel"/>, float32 on

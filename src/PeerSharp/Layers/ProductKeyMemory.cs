@@ -31,15 +31,22 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         (ModelDim, Options) = (modelDim, options);
         _retrieval = new ProductKeyRetrieval(this, modelDim, options);
 
-        // Values: each head averages k of them with softmax gates (Σ g² ≈ 1/k when even) and h heads are summed, so
-        // Var(value) = k/h · Var(dense FFW output) starts the layer at a dense FFW's output scale (as PEER's
-        // initialisation does; Lample et al. use variance 1/d).
         // sparse: the value table's gradient holds only the rows read this step, for SparseAdamW.
         _values = nn.EmbeddingBag(TableInit.Deferred ? 1 : options.ValueCount, modelDim, mode: EmbeddingBagMode.Sum, sparse: true);
         if (TableInit.Deferred) _values.weight = TableInit.Unwritten(options.ValueCount, modelDim);
         register_module("values", _values);
-        if (!TableInit.Deferred)
-            using (no_grad()) Values.normal_(0, Math.Sqrt(DenseOutputVariance * options.TopK / options.HeadCount));
+        if (!TableInit.Deferred) InitialiseRows("values.weight", Values);
+    }
+
+    /// <inheritdoc />
+    public void InitialiseRows(string table, Tensor rows)
+    {
+        if (table != "values.weight") throw new ArgumentException($"PKM has no table '{table}'; its table is values.weight");
+        // Values: each head averages k of them with softmax gates (Σ g² ≈ 1/k when even) and h heads are summed, so
+        // Var(value) = k/h · Var(dense FFW output) starts the layer at a dense FFW's output scale (as PEER's
+        // initialisation does; Lample et al. use variance 1/d).
+        using var noGrad = no_grad();
+        rows.normal_(0, Math.Sqrt(DenseOutputVariance * Options.TopK / Options.HeadCount));
     }
 
     /// <summary>d_model, the width of the layer's input, output and memory values.</summary>

@@ -142,7 +142,7 @@ public sealed record ModelConfig
         var bytes = parameters * 4.0 * (training ? 3 : 1);
         var available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (available > 0 && bytes > available)
-            throw new PeerSharpException($"the model's {parameters:N0} parameters need {bytes / 1e9:N1} GB{(training ? " to train (weights and AdamW's two moments)" : "")} but this machine has {available / 1e9:N1} GB; expected a smaller model (--d-model, --layers, --experts)");
+            throw new PeerSharpException($"the model's {parameters:N0} parameters need {bytes / 1e9:N1} GB{(training ? " to train (weights and AdamW's two moments)" : "")} but this machine has {available / 1e9:N1} GB; expected a smaller model (--d-model, --layers, --experts){(training ? "" : ", or --map-tables to read the expert tables from the checkpoint file instead of memory")}");
     }
 
     /// <summary>Throws when a section is null (a config file's "peer": null), before anything reads it; <paramref name="source"/> names the file.</summary>

@@ -69,7 +69,16 @@ public sealed record Checkpoint
         Save(path, model, optimizer, info, CheckpointFiles.Durable);
 
     /// <summary><see cref="Save(string, TransformerLM, IOptimizer?, Checkpoint)"/> through the given file operations.</summary>
-    internal static string Save(string path, TransformerLM model, IOptimizer? optimizer, Checkpoint info, CheckpointFiles files)
+    internal static string Save(string path, TransformerLM model, IOptimizer? optimizer, Checkpoint info, CheckpointFiles files) =>
+        Save(path, model, optimizer, info, files, null, null);
+
+    /// <summary>
+    /// <see cref="Save(string, TransformerLM, IOptimizer?, Checkpoint)"/>, where the model's tensors named in
+    /// <paramref name="drawn"/> are drawn slice by slice as they are written instead of read (FreshCheckpoint), with
+    /// the bytes of model tensors written so far reported to <paramref name="progress"/>.
+    /// </summary>
+    internal static string Save(string path, TransformerLM model, IOptimizer? optimizer, Checkpoint info, CheckpointFiles files,
+                                IReadOnlyDictionary<string, Action<Tensor>>? drawn, IProgress<long>? progress)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(info.Step);
         ArgumentOutOfRangeException.ThrowIfNegative(info.TokensSeen);
@@ -84,7 +93,7 @@ public sealed record Checkpoint
             Directory.CreateDirectory(folder);
             var tag = UnusedTag(folder, name, info.Step);
             var modelFile = $"{name}.{tag}.safetensors";
-            var hashes = new Dictionary<string, string> { [modelFile] = WriteTensors(files, Path.Combine(folder, modelFile), ModelTensors(model), written) };
+            var hashes = new Dictionary<string, string> { [modelFile] = WriteTensors(files, Path.Combine(folder, modelFile), ModelTensors(model), written, drawn, progress) };
             string? optimizerFile = null;
             if (optimizer is not null)
             {
@@ -135,14 +144,15 @@ public sealed record Checkpoint
         new($@"^{Regex.Escape(name)}\.(step-\d+(-\d+)?\.(optimizer\.)?safetensors|(optimizer\.)?safetensors(\.tmp)?|json\.tmp)$");
 
     /// <summary>Writes a safetensors file and returns its SHA-256, hashed as it is written.</summary>
-    static string WriteTensors(CheckpointFiles files, string path, IReadOnlyList<KeyValuePair<string, Tensor>> tensors, List<string> written)
+    static string WriteTensors(CheckpointFiles files, string path, IReadOnlyList<KeyValuePair<string, Tensor>> tensors, List<string> written,
+                               IReadOnlyDictionary<string, Action<Tensor>>? drawn = null, IProgress<long>? progress = null)
     {
         written.Add(path);
         using var sha = SHA256.Create();
         files.Write(path, stream =>
         {
             using var hashing = new CryptoStream(stream, sha, CryptoStreamMode.Write, leaveOpen: true);
-            SafetensorsFile.Write(hashing, tensors);
+            SafetensorsFile.Write(hashing, tensors, drawn, progress);
         });
         return Convert.ToHexStringLower(sha.Hash!);
     }

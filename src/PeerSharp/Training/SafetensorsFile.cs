@@ -46,7 +46,16 @@ sealed class SafetensorsFile
     public IReadOnlyDictionary<string, Entry> Tensors { get; }
 
     /// <summary>Writes <paramref name="tensors"/>, in order, as one safetensors file.</summary>
-    public static void Write(Stream stream, IReadOnlyList<KeyValuePair<string, Tensor>> tensors)
+    public static void Write(Stream stream, IReadOnlyList<KeyValuePair<string, Tensor>> tensors) => Write(stream, tensors, null, null);
+
+    /// <summary>
+    /// Writes <paramref name="tensors"/>, in order, as one safetensors file. A tensor named in <paramref name="drawn"/>
+    /// is not read: each slice of its rows is written from a fresh buffer of the slice's shape that its action fills,
+    /// so a table of any size is written in slices of <see cref="ChunkBytes"/> (FreshCheckpoint). Reports the bytes
+    /// of tensor data written so far to <paramref name="progress"/>.
+    /// </summary>
+    internal static void Write(Stream stream, IReadOnlyList<KeyValuePair<string, Tensor>> tensors,
+                               IReadOnlyDictionary<string, Action<Tensor>>? drawn, IProgress<long>? progress)
     {
         using var header = new MemoryStream();
         using (var json = new Utf8JsonWriter(header))
@@ -76,12 +85,18 @@ sealed class SafetensorsFile
         BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
         stream.Write(length);
         stream.Write(header.GetBuffer().AsSpan(0, (int)header.Length));
-        foreach (var (_, tensor) in tensors)
+        long done = 0;
+        foreach (var (name, tensor) in tensors)
+        {
+            var draw = drawn?.GetValueOrDefault(name);
             ForEachChunk(tensor, part =>
             {
-                using var contiguous = part.contiguous();
+                using var contiguous = draw is null ? part.contiguous() : empty(part.shape, part.dtype);
+                draw?.Invoke(contiguous);
                 stream.Write(contiguous.bytes);
+                progress?.Report(done += contiguous.NumberOfElements * contiguous.ElementSize);
             });
+        }
     }
 
     /// <summary>Reads and validates the header of an open file; throws a <see cref="PeerSharpException"/> naming the first flaw.</summary>

@@ -1,0 +1,21 @@
+using PeerSharp.Kernels;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Tests.Kernels;
+
+public unsafe class TensorMemoryTests
+{
+    [Fact]
+    public void PointsIntoTensorsOfMoreThanTwoGibibytes()
+    {
+        // 2.4 GB of address space, never touched (so never resident): an expert table of N = 4096² is 16 GiB, beyond
+        // what a Span-based view (int length) can address.
+        using var table = empty(600_000_000);
+        float* start = TensorMemory.Pointer<float>(table);
+        using var tail = table.narrow(0, 599_999_990, 10);
+        Assert.True(start is not null);
+        Assert.Equal((nint)(start + 599_999_990), (nint)TensorMemory.Pointer<float>(tail));
+        using var none = empty(0);
+        Assert.True(TensorMemory.Pointer<float>(none) is null);
+    }
+}

@@ -1,0 +1,80 @@
+using PeerSharp.Model;
+using PeerSharp.Training;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Tests.Training;
+
+public class FreshCheckpointTests
+{
+    public static TheoryData<FeedForwardKind> Kinds => [FeedForwardKind.Peer, FeedForwardKind.Pkm];
+
+    /// <summary>
+    /// The tiny preset of <paramref name="kind"/> with 512² experts: at d_model 32 a table is 128 MB, two slices of
+    /// the writer's 64 MB, so the test sees tables drawn in more than one slice.
+    /// </summary>
+    static RunConfig Config(FeedForwardKind kind)
+    {
+        var config = TinyRuns.Config(steps: 1);
+        return config with
+        {
+            Model = config.Model with
+            {
+                FeedForward = kind,
+                PeerOptions = config.Model.PeerOptions with { SubKeyCount = 512 },
+                PkmOptions = config.Model.PkmOptions with { SubKeyCount = 512 },
+            },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public void TablesWrittenSliceBySliceHaveAFreshLayersDistribution(FeedForwardKind kind)
+    {
+        using var folder = new TempFolder();
+        var config = Config(kind);
+        var fractions = new List<double>();
+        var sidecar = FreshCheckpoint.Write(config, folder.Path, new Reports(fractions));
+
+        var (written, info) = TrainingSetup.LoadModel(sidecar);   // checks the SHA-256 and every shape
+        using var _ = written;
+        var (fresh, optimizer) = TrainingSetup.Create(config);
+        using var __ = fresh;
+        using var ___ = optimizer;
+        Assert.Equal(0, info.Step);
+        Assert.Null(info.OptimizerFile);
+        Assert.True(fractions.Count > 2 && fractions.Zip(fractions.Skip(1)).All(p => p.First <= p.Second), string.Join(", ", fractions));
+        Assert.InRange(fractions[^1], 0.99, 1.0);
+
+        var tables = MappedTables.TableNames(written);
+        Assert.NotEmpty(tables);
+        var expected = fresh.state_dict();
+        foreach (var (name, tensor) in written.state_dict())
+        {
+            Assert.Equal(expected[name].shape, tensor.shape);
+            if (!tables.Contains(name)) continue;
+            // The distribution of a fresh layer's table: the same mean and spread...
+            double mean = tensor.mean().item<float>(), std = tensor.std().item<float>(), freshStd = expected[name].std().item<float>();
+            Assert.InRange(std, 0.99 * freshStd, 1.01 * freshStd);
+            Assert.InRange(mean, -0.01 * freshStd, 0.01 * freshStd);
+            // ...and no slice a copy of another (the generator moves on between slices).
+            var half = tensor.shape[0] / 2;
+            Assert.False(tensor.narrow(0, 0, 4).equal(tensor.narrow(0, half, 4)).all().item<bool>(), $"{name}: slices repeat");
+        }
+    }
+
+    [Fact]
+    public void AModelLargerThanTheDiskIsRefusedBeforeWriting()
+    {
+        using var folder = new TempFolder();
+        var config = Config(FeedForwardKind.Peer);
+        config = config with { Model = config.Model with { ModelDim = 4096, PeerOptions = config.Model.PeerOptions with { SubKeyCount = 32768 } } };
+        var error = Assert.Throws<PeerSharpException>(() => FreshCheckpoint.Write(config, folder.Path));
+        Assert.Matches(@"^the model file needs [\d,.]+ GB but '.*' has [\d,.]+ GB free; expected a folder on a larger disk or a smaller model \(--experts, --d-model\)$", error.Message);
+        Assert.Empty(Directory.EnumerateFiles(folder.Path));
+    }
+
+    sealed class Reports(List<double> into) : IProgress<double>
+    {
+        public void Report(double value) => into.Add(value);
+    }
+}
