@@ -18,7 +18,10 @@ namespace PeerSharp.Benchmarks;
 /// <param name="Threads">Threads of libtorch and the C# kernels.</param>
 /// <param name="WithModel">Also the full language model with and without PEER.</param>
 /// <param name="QuickModel">A 4-block model instead of the paper's 12 blocks.</param>
-public sealed record BenchPlan(int[] SubKeyCounts, int TokensPerStep, int TimedSteps, int WarmupSteps, int Threads, bool WithModel, bool QuickModel);
+/// <param name="Generation">Checkpoints to generate text from with mapped tables (the first also loaded), smallest N first.</param>
+/// <param name="GenerationOnly">Only the generation benchmark.</param>
+public sealed record BenchPlan(int[] SubKeyCounts, int TokensPerStep, int TimedSteps, int WarmupSteps, int Threads, bool WithModel, bool QuickModel,
+                               IReadOnlyList<string>? Generation = null, bool GenerationOnly = false);
 
 /// <summary>
 /// `peer bench`: times one PEER layer against dense feed-forwards for several N, each fast kernel against its
@@ -40,11 +43,11 @@ public static class BenchRunner
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
-    /// <summary>One child run: a layer, a kernel or a model.</summary>
-    sealed record Job(LayerCase? Layer, KernelCase? Kernel, ModelCase? Model);
+    /// <summary>One child run: a layer, a kernel, a model or a generation.</summary>
+    sealed record Job(LayerCase? Layer, KernelCase? Kernel, ModelCase? Model, GenerationCase? Generation = null);
 
     /// <summary>A child's answer.</summary>
-    sealed record Outcome(LayerResult? Layer, KernelResult? Kernel, ModelResult? Model);
+    sealed record Outcome(LayerResult? Layer, KernelResult? Kernel, ModelResult? Model, GenerationResult? Generation = null);
 
     /// <summary>Sub-key counts from a comma list such as "128,256,512,1024".</summary>
     public static int[] ParseSizes(string text)
@@ -65,6 +68,8 @@ public static class BenchRunner
     {
         if (plan.TokensPerStep <= 0 || plan.TimedSteps <= 0 || plan.WarmupSteps < 0 || plan.Threads <= 0)
             throw new PeerSharpException($"bench needs positive tokens ({plan.TokensPerStep}), steps ({plan.TimedSteps}) and threads ({plan.Threads}) and no negative warm-up ({plan.WarmupSteps})");
+        var generation = GenerationJobs(plan);
+        if (plan.GenerationOnly) return generation;
         var peer = new PeerOptions { SubKeyCount = plan.SubKeyCounts[0], HeadCount = 8, TopK = 16, KeyDim = 128 };
         var basis = new LayerCase { Tokens = plan.TokensPerStep, Steps = plan.TimedSteps, WarmupSteps = plan.WarmupSteps, Threads = plan.Threads, PeerOptions = peer };
         var jobs = new List<Job> { new(basis with { Kind = LayerKind.DenseFfw }, null, null) };
@@ -105,6 +110,22 @@ public static class BenchRunner
                 jobs.Add(new(null, null, model));
             }
         }
+        return [.. jobs, .. generation];
+    }
+
+    /// <summary>Generation from each checkpoint with mapped tables, and from the first (the smallest N) loaded as well, to compare against.</summary>
+    static List<Job> GenerationJobs(BenchPlan plan)
+    {
+        var checkpoints = plan.Generation ?? [];
+        if (plan.GenerationOnly && checkpoints.Count == 0)
+            throw new PeerSharpException("bench --generation-only needs --generation CHECKPOINTS, a comma list of checkpoints (smallest N first)");
+        var jobs = new List<Job>();
+        for (int i = 0; i < checkpoints.Count; i++)
+        {
+            var mapped = new GenerationCase { Checkpoint = checkpoints[i], Threads = plan.Threads };
+            if (i == 0) jobs.Add(new(null, null, null, mapped with { MapTables = false }));
+            jobs.Add(new(null, null, null, mapped));
+        }
         return jobs;
     }
 
@@ -115,6 +136,7 @@ public static class BenchRunner
         var layers = new List<LayerResult>();
         var kernels = new List<KernelResult>();
         var models = new List<ModelResult>();
+        var generations = new List<GenerationResult>();
         var machine = MachineInfo.Current();
         var clock = Stopwatch.StartNew();
         foreach (var job in jobs)
@@ -122,7 +144,8 @@ public static class BenchRunner
             var label = job.Layer is { } l
                 ? $"{BenchmarkReport.Name(l)}{(l.Kind == LayerKind.DenseFfw ? "" : $", N = {l.PeerOptions.SubKeyCount}²")}"
                 : job.Kernel is { } k ? $"kernel {EnumNames.Name(k.Kernel)} ({EnumNames.Name(k.Variant)}), N = {k.PeerOptions.SubKeyCount}²"
-                : $"model: {BenchmarkReport.Name(job.Model!.Model)}";
+                : job.Model is { } m ? $"model: {BenchmarkReport.Name(m.Model)}"
+                : $"generate from {job.Generation!.Checkpoint}, tables {(job.Generation.MapTables ? "mapped" : "loaded")}";
             Console.Write($"[{clock.Elapsed:mm\\:ss}] {label} ... ");
             var outcome = RunChild(job);
             if (outcome?.Layer is { } layer)
@@ -140,13 +163,19 @@ public static class BenchRunner
                 models.Add(model);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.TokensPerSecond:F0} tokens/s, peak {model.PeakResidentBytes / 1e9:F2} GB"));
             }
+            else if (outcome?.Generation is { } generated)
+            {
+                generations.Add(generated);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{generated.TokensPerSecond:F0} tokens/s, peak {generated.PeakResidentBytes / 1e9:F2} GB"));
+            }
             else Console.WriteLine("failed (see above); left out of the report");
         }
-        var report = new BenchmarkReport(machine, commandLine, layers, kernels, models);
+        var report = new BenchmarkReport(machine, commandLine, layers, kernels, models, generations);
         Console.WriteLine();
-        Console.WriteLine(report.LayerTable());
+        if (layers.Count > 0) Console.WriteLine(report.LayerTable());
         if (kernels.Count > 0) Console.WriteLine(report.KernelTable());
         if (models.Count > 0) Console.WriteLine(report.ModelTable());
+        if (generations.Count > 0) Console.WriteLine(report.GenerationTable());
         Console.WriteLine(report.TargetTable());
         if (output != "-")
         {
@@ -189,7 +218,8 @@ public static class BenchRunner
         var outcome = job.Layer is { } layer ? new Outcome(LayerBenchmark.Run(layer), null, null)
                     : job.Kernel is { } kernel ? new Outcome(null, KernelBenchmark.Run(kernel), null)
                     : job.Model is { } model ? new Outcome(null, null, ModelBenchmark.Run(model))
-                    : throw new PeerSharpException("bench --run-case got a job with neither a layer, a kernel nor a model");
+                    : job.Generation is { } generation ? new Outcome(null, null, null, GenerationBenchmark.Run(generation))
+                    : throw new PeerSharpException("bench --run-case got a job with neither a layer, a kernel, a model nor a generation");
         Console.WriteLine(ResultMarker + JsonSerializer.Serialize(outcome, Json));
         return 0;
     }

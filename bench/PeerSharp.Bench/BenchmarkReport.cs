@@ -7,8 +7,11 @@ using PeerSharp.Training;
 namespace PeerSharp.Benchmarks;
 
 /// <summary>The tables of `peer bench` and the docs/PERFORMANCE.md it writes, with the issue's targets checked.</summary>
-public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOnlyList<LayerResult> layers, IReadOnlyList<KernelResult> kernels, IReadOnlyList<ModelResult> models)
+public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOnlyList<LayerResult> layers, IReadOnlyList<KernelResult> kernels, IReadOnlyList<ModelResult> models,
+                                     IReadOnlyList<GenerationResult>? generations = null)
 {
+    readonly IReadOnlyList<GenerationResult> _generations = generations ?? [];
+
     static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
     /// <summary>The layer table (markdown).</summary>
@@ -58,6 +61,25 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         return s.ToString();
     }
 
+    /// <summary>The generation table (markdown).</summary>
+    public string GenerationTable()
+    {
+        var s = new StringBuilder();
+        s.AppendLine("| N | model file | tables | load (s) | tokens/s | peak RSS | own memory at the end | file pages at the end |");
+        s.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|");
+        foreach (var g in _generations)
+            s.AppendLine(Invariant, $"| {string.Join(", ", g.ExpertCounts.Select(Square))} | {g.FileBytes / 1e9:F2} GB | {(g.Case.MapTables ? "mapped" : "loaded")} | {g.LoadSeconds:F1} | {g.TokensPerSecond:F0} | " +
+                                    $"{Gib(g.PeakResidentBytes)} | {Mib(g.AnonymousBytes)} | {Mib(g.FileBackedBytes)} |");
+        return s.ToString();
+    }
+
+    /// <summary>"1024²" for N = 1024², N itself when it is no square.</summary>
+    static string Square(long n)
+    {
+        var root = (long)Math.Round(Math.Sqrt(n));
+        return root * root == n ? $"{root}²" : n.ToString("N0", Invariant);
+    }
+
     /// <summary>The issue's targets that the measured configurations allow to check (markdown).</summary>
     public string TargetTable()
     {
@@ -102,6 +124,17 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             double ratio = peerRuns.Average() / denseRuns.Average();
             Row("full model with PEER in the middle block: ≥ 70% of the dense model's tokens/s (mean of the runs)",
                 $"{100 * ratio:F0}%", ratio >= 0.7);
+        }
+        var mappedRuns = _generations.Where(g => g.Case.MapTables).ToList();
+        var reference = _generations.FirstOrDefault(g => !g.Case.MapTables);
+        if (mappedRuns.Count > 0 && reference is not null)
+        {
+            var largestRun = mappedRuns.MaxBy(g => g.ExpertCounts.DefaultIfEmpty(0).Max())!;
+            var largestN = $"N = {string.Join(", ", largestRun.ExpertCounts.Select(Square))}";
+            Row($"generation at {largestN}, tables mapped: peak RSS ≤ 4 GB (issue 9)", $"{largestRun.PeakResidentBytes / 1e9:F2} GB", largestRun.PeakResidentBytes <= 4e9);
+            Row($"generation at {largestN}, tables mapped: ≥ half the tokens/s at N = {string.Join(", ", reference.ExpertCounts.Select(Square))}, loaded (issue 9)",
+                $"{largestRun.TokensPerSecond:F0} vs {reference.TokensPerSecond:F0} tokens/s ({largestRun.TokensPerSecond / reference.TokensPerSecond:P0})",
+                largestRun.TokensPerSecond >= 0.5 * reference.TokensPerSecond);
         }
         return s.ToString();
     }
@@ -174,6 +207,20 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine("The two models run alternately, twice each, so that a change in the machine's load affects both.");
             s.AppendLine();
             s.Append(ModelTable());
+        }
+        if (_generations.Count > 0)
+        {
+            var g = _generations[0].Case;
+            s.AppendLine();
+            s.AppendLine("## Text generation from memory-mapped expert tables");
+            s.AppendLine();
+            s.AppendLine(Invariant, $"`peer generate` on each checkpoint given to `--generation` ({g.Tokens} tokens after the prompt \"The \", KV cache, one process each),");
+            s.AppendLine("its expert tables memory-mapped from the model file (docs/MEMORY_MAPPED.md), and the first checkpoint also loaded");
+            s.AppendLine("into memory to compare against. *tokens/s* excludes loading; *own memory* is the process's anonymous memory, *file");
+            s.AppendLine("pages* the table rows it read, which are clean page cache the kernel can drop. Speed depends on how much of the");
+            s.AppendLine("file the page cache holds: rows not in it are read from disk, one page per row.");
+            s.AppendLine();
+            s.Append(GenerationTable());
         }
         s.AppendLine();
         s.AppendLine("## Targets");

@@ -13,6 +13,12 @@ public static class ResidentMemory
     /// <summary>Peak resident bytes since the start or the last <see cref="ResetPeak"/>.</summary>
     public static long Peak => Field("VmHWM");
 
+    /// <summary>Resident bytes now that are the process's own memory (RssAnon).</summary>
+    public static long Anonymous => Field("RssAnon");
+
+    /// <summary>Resident bytes now that are pages of mapped files (RssFile): clean page cache the kernel can drop.</summary>
+    public static long FileBacked => Field("RssFile");
+
     /// <summary>Makes the peak the current value (a no-op where the system does not allow it).</summary>
     public static void ResetPeak()
     {

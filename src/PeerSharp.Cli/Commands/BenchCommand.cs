@@ -17,10 +17,12 @@ static class BenchCommand
         var noModel = new Option<bool>("--no-model") { Description = "Skip the full language-model comparison" };
         var output = new Option<string>("--output") { Description = "Where to write the report (\"-\": nowhere)", DefaultValueFactory = _ => Path.Combine("docs", "PERFORMANCE.md") };
         var distributed = new Option<bool>("--distributed") { Description = "Only print the bytes per step and rank of the expert tables' exchange (dense all-reduce, row exchange, expert parallel) for the --sizes and --tokens" };
+        var generation = new Option<string?>("--generation") { Description = "Comma list of checkpoints (smallest N first, e.g. written by peer init) to time text generation from, tables memory-mapped (the first also loaded)" };
+        var generationOnly = new Option<bool>("--generation-only") { Description = "Only the generation benchmark of --generation" };
         var runCase = new Option<string?>(BenchRunner.RunCaseOption) { Description = "Internal: run one configuration given as JSON and print its result", Hidden = true };
         var command = new Command("bench", "Time PEER (fused and tensor ops) against dense feed-forwards, each kernel against its reference, and write docs/PERFORMANCE.md")
         {
-            sizes, quick, tokens, steps, warmup, threads, noModel, output, distributed, runCase,
+            sizes, quick, tokens, steps, warmup, threads, noModel, output, distributed, generation, generationOnly, runCase,
         };
         command.SetAction(parse =>
         {
@@ -40,8 +42,12 @@ static class BenchCommand
                 WarmupSteps: parse.GetValue(warmup) ?? (isQuick ? 1 : 2),
                 Threads: parse.GetValue(threads),
                 WithModel: !parse.GetValue(noModel),
-                QuickModel: isQuick);
-            return BenchRunner.RunAll(plan, parse.GetValue(output)!, "peer " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)));
+                QuickModel: isQuick,
+                Generation: parse.GetValue(generation)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+                GenerationOnly: parse.GetValue(generationOnly));
+            // Generation alone is not the whole report: print it, and write docs/PERFORMANCE.md only when asked to.
+            var report = plan.GenerationOnly && parse.GetResult(output) is null or { Implicit: true } ? "-" : parse.GetValue(output)!;
+            return BenchRunner.RunAll(plan, report, "peer " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)));
         });
         return command;
     }
