@@ -67,4 +67,31 @@ public class CommandTests : IDisposable
         foreach (var kernel in new[] { "product-key retrieval (steps 2-3)", "experts (step 5)", "expert-table update (AdamW)", "expert-table update (full → row-wise state)" })
             Assert.Matches($@"\| {Regex.Escape(kernel)} \| 32² \|.*\| \*\*[\d.]+×\*\* \|", text);
     }
+
+    [Fact]
+    public void InitWritesAModelThatGeneratesFromMappedTablesAndBenchTimesIt()
+    {
+        var folder = Path.Combine(_folder.Path, "fresh");
+        var init = PeerProcess.Run(_folder.Path, "init", "--preset", "tiny", "--experts", "1024", "--out", folder);
+        Assert.True(init.ExitCode == 0, init.Error);
+        Assert.Contains("written 100 %", init.Output);
+        var checkpoint = Path.Combine(folder, "checkpoint.json");
+        Assert.Equal(0, PeerSharp.Training.Checkpoint.Read(checkpoint).Step);
+
+        var again = PeerProcess.Run(_folder.Path, "init", "--preset", "tiny", "--out", folder);
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains($"folder '{folder}' already holds a checkpoint; choose another --out", again.Error);
+
+        var loaded = PeerProcess.Run(_folder.Path, "generate", "--checkpoint", checkpoint, "--tokens", "20", "--seed", "3");
+        var mapped = PeerProcess.Run(_folder.Path, "generate", "--checkpoint", checkpoint, "--tokens", "20", "--seed", "3", "--map-tables");
+        Assert.True(loaded.ExitCode == 0 && mapped.ExitCode == 0, loaded.Error + mapped.Error);
+        Assert.Equal(loaded.Output, mapped.Output);
+
+        var bench = PeerProcess.Run(_folder.Path, "bench", "--generation-only", "--generation", checkpoint);
+        Assert.True(bench.ExitCode == 0, bench.Error);
+        Assert.Matches(@"\| 32² \| [\d.]+ GB \| loaded \| [\d.]+ \| \d+ \|", bench.Output);
+        Assert.Matches(@"\| 32² \| [\d.]+ GB \| mapped \| [\d.]+ \| \d+ \|", bench.Output);
+        Assert.Contains("generation at N = 32², tables mapped: peak RSS ≤ 4 GB (issue 9)", bench.Output);
+        Assert.False(File.Exists(Path.Combine(_folder.Path, "docs", "PERFORMANCE.md")), "--generation-only must not overwrite the full report");
+    }
 }
