@@ -20,8 +20,9 @@ namespace PeerSharp.Benchmarks;
 /// <param name="QuickModel">A 4-block model instead of the paper's 12 blocks.</param>
 /// <param name="Generation">Checkpoints to generate text from with mapped tables (the first also loaded), smallest N first.</param>
 /// <param name="GenerationOnly">Only the generation benchmark.</param>
+/// <param name="LargeSizes">n beyond <paramref name="SubKeyCounts"/> where only the leanest fused layer runs, to show what fits in memory.</param>
 public sealed record BenchPlan(int[] SubKeyCounts, int TokensPerStep, int TimedSteps, int WarmupSteps, int Threads, bool WithModel, bool QuickModel,
-                               IReadOnlyList<string>? Generation = null, bool GenerationOnly = false);
+                               IReadOnlyList<string>? Generation = null, bool GenerationOnly = false, int[]? LargeSizes = null);
 
 /// <summary>
 /// `peer bench`: times one PEER layer against dense feed-forwards for several N, each fast kernel against its
@@ -86,6 +87,13 @@ public static class BenchRunner
                 foreach (var lean in new[] { TableOptimizerState.RowWise, TableOptimizerState.RowWiseNoMomentum })
                     jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = lean }, null, null));
         }
+        // The largest tables: only the fused layer with the leanest state, a few steps (memory is the question there).
+        foreach (var n in plan.LargeSizes ?? [])
+            jobs.Add(new(basis with
+            {
+                Kind = LayerKind.PeerFused, TableState = TableOptimizerState.RowWiseNoMomentum, PeerOptions = peer with { SubKeyCount = n },
+                Steps = Math.Min(plan.TimedSteps, 3), WarmupSteps = Math.Min(plan.WarmupSteps, 1),
+            }, null, null));
         // Each fast kernel against its reference, at the smallest and the largest N.
         foreach (var n in new[] { plan.SubKeyCounts[0], plan.SubKeyCounts[^1] }.Distinct())
             foreach (var kernel in Enum.GetValues<KernelKind>().Where(k => k != KernelKind.LeanTableUpdate || n == plan.SubKeyCounts[^1]))

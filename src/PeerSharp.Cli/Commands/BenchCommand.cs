@@ -9,6 +9,7 @@ static class BenchCommand
     public static Command Create()
     {
         var sizes = new Option<string>("--sizes") { Description = "Comma list of n, the sub-keys per half (N = n² experts)", DefaultValueFactory = _ => "128,256,512,1024" };
+        var large = new Option<string>("--large-sizes") { Description = "Comma list of n beyond --sizes where only the fused layer with the row-wise-no-momentum table state runs (what fits in memory; \"\" for none)", DefaultValueFactory = _ => "2048" };
         var quick = new Option<bool>("--quick") { Description = "A fast smaller run: N ∈ {64², 128²}, 1024 tokens per step, fewer steps, a 4-block model" };
         var tokens = new Option<int?>("--tokens") { Description = "Tokens per step of the layer and kernel benchmarks (default 4096; 1024 with --quick)" };
         var steps = new Option<int?>("--steps") { Description = "Timed steps per configuration (default 5; 3 with --quick)" };
@@ -22,7 +23,7 @@ static class BenchCommand
         var runCase = new Option<string?>(BenchRunner.RunCaseOption) { Description = "Internal: run one configuration given as JSON and print its result", Hidden = true };
         var command = new Command("bench", "Time PEER (fused and tensor ops) against dense feed-forwards, each kernel against its reference, and write docs/PERFORMANCE.md")
         {
-            sizes, quick, tokens, steps, warmup, threads, noModel, output, distributed, generation, generationOnly, runCase,
+            sizes, large, quick, tokens, steps, warmup, threads, noModel, output, distributed, generation, generationOnly, runCase,
         };
         command.SetAction(parse =>
         {
@@ -44,7 +45,8 @@ static class BenchCommand
                 WithModel: !parse.GetValue(noModel),
                 QuickModel: isQuick,
                 Generation: parse.GetValue(generation)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
-                GenerationOnly: parse.GetValue(generationOnly));
+                GenerationOnly: parse.GetValue(generationOnly),
+                LargeSizes: isQuick || string.IsNullOrWhiteSpace(parse.GetValue(large)) ? [] : BenchRunner.ParseSizes(parse.GetValue(large)!));
             // Generation alone is not the whole report: print it, and write docs/PERFORMANCE.md only when asked to.
             var report = plan.GenerationOnly && parse.GetResult(output) is null or { Implicit: true } ? "-" : parse.GetValue(output)!;
             return BenchRunner.RunAll(plan, report, "peer " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)));
