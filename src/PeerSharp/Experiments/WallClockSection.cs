@@ -42,7 +42,8 @@ static class WallClockSection
             markdown.Paragraph("Seconds are the training time each run would take alone on the machine: its steps times the seconds per step of its " +
                                $"configuration, measured by `peer sweep experiments/isoflop.json --time` ({machines[0].WarmupSteps} untimed, then {machines[0].TimedSteps} timed steps " +
                                $"per configuration, one at a time) on {string.Join("; ", machines.Select(t => $"{t.Cpu}, {t.Cores} cores").Distinct())}, " +
-                               $"1-minute load average before each at most {ReportFormat.Number(machines.Max(t => t.LoadBefore), "F2")}. Validation and checkpoints are excluded.");
+                               $"1-minute load average before each at most {ReportFormat.Number(machines.Max(t => t.LoadBefore), "F2")} (the timings run back to back on all cores, " +
+                               "so a load up to the core count is their own: only a higher one means other work). Validation and checkpoints are excluded.");
         }
         else
             markdown.Paragraph("Seconds are training time as each run recorded it (validations and checkpoints excluded, summed over interruptions, " +
