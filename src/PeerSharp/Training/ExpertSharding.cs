@@ -42,12 +42,13 @@ public sealed class ExpertSharding : IDisposable
     public bool Holds(Tensor tensor) => Address(tensor) is var address && address != 0 && _tensors.Any(t => Address(t.Tensor) == address);
 
     /// <summary>
-    /// Where a tensor's elements start (0 for an empty or strided one): TorchSharp hands out a new wrapper, with a
+    /// Where a tensor's elements start (0 for an empty or strided one, or one of 1-byte elements, never a table's): TorchSharp hands out a new wrapper, with a
     /// handle of its own, for the same parameter each time it enumerates a module's, so identity is its memory.
     /// </summary>
-    static unsafe nint Address(Tensor tensor) => tensor.numel() == 0 || !tensor.is_contiguous() || tensor.device_type != TorchSharp.DeviceType.CPU
-        ? 0
-        : (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(tensor.bytes));
+    static unsafe nint Address(Tensor tensor) =>
+        tensor.numel() == 0 || !tensor.is_contiguous() || tensor.device_type != TorchSharp.DeviceType.CPU || tensor.element_size() is not (2 or 4 or 8)
+            ? 0
+            : (nint)Bytes(tensor);
 
     /// <summary>Refuses settings expert parallelism cannot run with, before anything is built: one <see cref="PeerSharpException"/> naming the setting.</summary>
     public static void Check(RunConfig config, ICommunicator ranks)
