@@ -14,6 +14,7 @@ sealed class RunOptions
     public readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps" };
     public readonly Option<int?> BatchSize = new("--batch-size") { Description = "Sequences per step" };
     public readonly Option<double?> LearningRate = new("--lr") { Description = "Peak learning rate" };
+    public readonly Option<bool?> ExpertParallel = new("--expert-parallel") { Description = "Under mpirun: shard every PEER table over the ranks by expert id (expert parallelism; docs/DISTRIBUTED.md)" };
     public readonly Option<TableOptimizerState?> TableState = EnumOption<TableOptimizerState>("--table-state", "Optimizer state of the expert tables");
     public readonly Option<long?> Seed = new("--seed") { Description = "Seed of initialisation and data order" };
     public readonly Option<int?> EvalInterval = new("--eval-interval") { Description = "Validate every N steps" };
@@ -35,7 +36,7 @@ sealed class RunOptions
     public readonly Option<MoeRouting?> Routing = EnumOption<MoeRouting>("--routing", "MoE routing");
     public readonly Option<double?> Capacity = new("--capacity") { Description = "MoE capacity factor c" };
 
-    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, TableState, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
+    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, TableState, ExpertParallel, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
 
     /// <summary>
     /// Preset (or <paramref name="basis"/>, a resumed checkpoint's config, unless a preset is named), then the
@@ -44,6 +45,8 @@ sealed class RunOptions
     public RunConfig Resolve(ParseResult parse, RunConfig? basis = null)
     {
         var config = basis is not null && parse.GetResult(Preset) is null or { Implicit: true } ? basis : Presets.Get(parse.GetValue(Preset)!);
+        if (basis is not null)   // like the number of ranks, expert parallelism is this launch's choice, not the checkpoint's
+            config = config with { Train = config.Train with { ExpertParallel = false } };
         if (parse.GetValue(Config) is { } file) config = RunConfig.Load(file.FullName, config);
         var model = config.Model;
         var peer = model.PeerOptions;
@@ -83,6 +86,7 @@ sealed class RunOptions
             BatchSize = parse.GetValue(BatchSize) ?? config.Train.BatchSize,
             LearningRate = parse.GetValue(LearningRate) ?? config.Train.LearningRate,
             TableState = parse.GetValue(TableState) ?? config.Train.TableState,
+            ExpertParallel = parse.GetValue(ExpertParallel) ?? config.Train.ExpertParallel,
             Seed = parse.GetValue(Seed) ?? config.Train.Seed,
             EvalInterval = parse.GetValue(EvalInterval) ?? config.Train.EvalInterval,
             EvalTokens = parse.GetValue(EvalTokens) ?? config.Train.EvalTokens,

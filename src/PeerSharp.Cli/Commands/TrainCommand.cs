@@ -67,6 +67,8 @@ static class TrainCommand
             var m = config!.Model;
             if (replicas.Size > 1)
                 AnsiConsole.MarkupLine($"Data parallel over {replicas.Size} ranks: each trains on {config.Train.BatchSize / Math.Max(1, replicas.Size)} of the {config.Train.BatchSize} sequences of every batch.");
+            if (training.Sharding is not null)
+                AnsiConsole.MarkupLine($"Expert parallel: each rank holds the experts of id mod {replicas.Size} = its rank, {m.PeerOptions.ExpertCount / replicas.Size:N0} of the {m.PeerOptions.ExpertCount:N0} rows of every PEER table.");
             AnsiConsole.MarkupLine($"Training {parameters:N0} parameters on {training.TrainCorpus.TokenCount:N0} tokens ({EnumNames.Name(m.Tokenizer)}); feed-forwards {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}; {config.Train.Steps} steps of {config.Train.BatchSize}×{m.ContextLength} tokens.");
             training.Trainer.Evaluated += (step, result) => AnsiConsole.MarkupLine(
                 $"step {step,6}  validation loss {result.Loss:F4}  perplexity {result.Perplexity:F2}  [bold]bits/byte {result.BitsPerByte:F3}[/]" +
@@ -83,8 +85,10 @@ static class TrainCommand
                 AnsiConsole.MarkupLine($"Stopped at step {result.Step}; checkpoint written to {Markup.Escape(result.CheckpointPath ?? "")}. Continue with --resume.");
                 return 130;
             }
+            if (training.Sharding is not null)
+                AnsiConsole.MarkupLine($"Expert parallel: rank 0 sent {training.Trainer.ExpertParallelBytesPerStep / 1e6:N2} MB per step to the other ranks (requests, partial outputs and their gradients).");
             if (replicas.Size > 1)
-                AnsiConsole.MarkupLine($"The parameters are identical on all {replicas.Size} ranks (checksum {training.Trainer.ParameterChecksum:x16}).");
+                AnsiConsole.MarkupLine($"The parameters{(training.Sharding is null ? "" : " outside the sharded tables")} are identical on all {replicas.Size} ranks (checksum {training.Trainer.ParameterChecksum:x16}).");
             AnsiConsole.MarkupLine($"Done: {result.Step} steps, {result.TokensPerSecond:N0} training tokens/s; checkpoint {Markup.Escape(result.CheckpointPath ?? "")}; curves {Markup.Escape(training.CurvesPath)}");
             if (result.Validation is { } v)
                 AnsiConsole.MarkupLine($"[bold]Validation: loss {v.Loss:F4} nats/token, perplexity {v.Perplexity:F2}, {v.BitsPerByte:F3} bits per byte[/] ({v.Tokens:N0} tokens)");

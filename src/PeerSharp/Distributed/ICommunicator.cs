@@ -33,6 +33,14 @@ public interface ICommunicator
     /// <inheritdoc cref="AllGather(ReadOnlySpan{float}, ReadOnlySpan{long}, Span{float})"/>
     void AllGather(ReadOnlySpan<long> local, ReadOnlySpan<long> counts, Span<long> result);
 
+    /// <summary>
+    /// Personalised exchange (MPI_Alltoallv): this rank sends bytes [Σ_{q&lt;r} sendCounts[q], +sendCounts[r]) of
+    /// <paramref name="send"/> to rank r and receives rank r's part for it into <paramref name="receive"/>, the
+    /// parts in rank order (receiveCounts[r] bytes from rank r, which must equal what rank r sends here). Counts are
+    /// C ints; each side's total must stay below 2 GB (callers split larger exchanges).
+    /// </summary>
+    void AllToAll(ReadOnlySpan<byte> send, ReadOnlySpan<int> sendCounts, Span<byte> receive, ReadOnlySpan<int> receiveCounts);
+
     /// <summary>Copies rank <paramref name="root"/>'s <paramref name="data"/> into every other rank's.</summary>
     void Broadcast(Span<byte> data, int root = 0);
 

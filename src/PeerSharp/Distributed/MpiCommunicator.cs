@@ -64,6 +64,27 @@ public sealed unsafe class MpiCommunicator : ICommunicator, IDisposable
     public void AllGather(ReadOnlySpan<long> local, ReadOnlySpan<long> counts, Span<long> result) => AllGather(local, counts, result, _int64);
 
     /// <inheritdoc />
+    public void AllToAll(ReadOnlySpan<byte> send, ReadOnlySpan<int> sendCounts, Span<byte> receive, ReadOnlySpan<int> receiveCounts)
+    {
+        if (sendCounts.Length != Size || receiveCounts.Length != Size)
+            throw new ArgumentException($"all-to-all: {sendCounts.Length} send and {receiveCounts.Length} receive counts for {Size} ranks");
+        var counts = stackalloc int[4 * Size];   // send counts, send displacements, receive counts, receive displacements
+        long sent = 0, received = 0;
+        for (int r = 0; r < Size; r++)
+        {
+            (counts[r], counts[Size + r]) = (sendCounts[r], checked((int)sent));
+            (counts[2 * Size + r], counts[3 * Size + r]) = (receiveCounts[r], checked((int)received));
+            (sent, received) = (sent + sendCounts[r], received + receiveCounts[r]);
+        }
+        if (sent != send.Length || received != receive.Length)
+            throw new ArgumentException($"all-to-all: rank {Rank} sends {send.Length} bytes and receives {receive.Length}, but the counts say {sent} and {received}");
+        byte empty = 0;   // an empty span may be a null pointer; MPI wants a valid buffer
+        fixed (byte* s = send)
+        fixed (byte* r = receive)
+            Check(MpiNative.Alltoallv(s is null ? &empty : s, counts, counts + Size, _byte, r is null ? &empty : r, counts + 2 * Size, counts + 3 * Size, _byte, _world), "MPI_Alltoallv");
+    }
+
+    /// <inheritdoc />
     public void Broadcast(Span<byte> data, int root = 0)
     {
         fixed (byte* p = data)

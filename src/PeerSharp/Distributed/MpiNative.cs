@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace PeerSharp.Distributed;
 
 /// <summary>
-/// The few Open MPI calls data-parallel training uses, bound directly to libmpi.so.40 (Open MPI 4, Debian's
+/// The few Open MPI calls data- and expert-parallel training use, bound directly to libmpi.so.40 (Open MPI 4, Debian's
 /// libopenmpi3). Open MPI's predefined handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, …) are the addresses of
 /// exported globals (ompi_mpi_comm_world, …), resolved once with <see cref="NativeLibrary.GetExport"/>;
 /// MPI_IN_PLACE is (void*)1. Counts are C ints: callers split larger messages (<see cref="MpiCommunicator"/>).
@@ -60,6 +60,10 @@ static unsafe partial class MpiNative
 
     [LibraryImport(Library, EntryPoint = "MPI_Allgatherv")]
     public static partial int Allgatherv(void* sendBuffer, int sendCount, nint sendType, void* receiveBuffer, int* receiveCounts, int* displacements, nint receiveType, nint comm);
+
+    [LibraryImport(Library, EntryPoint = "MPI_Alltoallv")]
+    public static partial int Alltoallv(void* sendBuffer, int* sendCounts, int* sendDisplacements, nint sendType,
+                                        void* receiveBuffer, int* receiveCounts, int* receiveDisplacements, nint receiveType, nint comm);
 
     [LibraryImport(Library, EntryPoint = "MPI_Bcast")]
     public static partial int Bcast(void* buffer, int count, nint datatype, int root, nint comm);

@@ -30,6 +30,9 @@ public sealed class SingleProcess : ICommunicator
     public void AllGather(ReadOnlySpan<long> local, ReadOnlySpan<long> counts, Span<long> result) => local.CopyTo(result);
 
     /// <inheritdoc />
+    public void AllToAll(ReadOnlySpan<byte> send, ReadOnlySpan<int> sendCounts, Span<byte> receive, ReadOnlySpan<int> receiveCounts) => send.CopyTo(receive);
+
+    /// <inheritdoc />
     public void Broadcast(Span<byte> data, int root = 0) { }
 
     /// <inheritdoc />

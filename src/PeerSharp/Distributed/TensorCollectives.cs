@@ -69,4 +69,18 @@ public static unsafe class TensorCollectives
         communicator.AllReduceSum(all);   // the other ranks contribute zeros to this slot
         return all;
     }
+
+    /// <summary>
+    /// <see cref="ICommunicator.AllToAll"/> of typed elements: <paramref name="sendCounts"/>[r] elements of
+    /// <paramref name="send"/> to rank r, <paramref name="receiveCounts"/>[r] from it, in rank order.
+    /// </summary>
+    public static void AllToAll<T>(this ICommunicator communicator, ReadOnlySpan<T> send, ReadOnlySpan<int> sendCounts, Span<T> receive, ReadOnlySpan<int> receiveCounts)
+        where T : unmanaged
+    {
+        Span<int> sendBytes = stackalloc int[sendCounts.Length], receiveBytes = stackalloc int[receiveCounts.Length];
+        for (int r = 0; r < sendCounts.Length; r++) sendBytes[r] = checked(sendCounts[r] * sizeof(T));
+        for (int r = 0; r < receiveCounts.Length; r++) receiveBytes[r] = checked(receiveCounts[r] * sizeof(T));
+        communicator.AllToAll(System.Runtime.InteropServices.MemoryMarshal.AsBytes(send), sendBytes,
+                              System.Runtime.InteropServices.MemoryMarshal.AsBytes(receive), receiveBytes);
+    }
 }

@@ -16,7 +16,8 @@ public static class Evaluator
     /// statistics, so every position sees only its past). The model's training mode is restored after.
     /// With <paramref name="replicas"/> of P ranks (the same model on each), rank r scores batches r, r + P, …
     /// and the sums (loss, tokens, expert usage) are added over the ranks, so every rank returns the result of
-    /// the whole evaluation.
+    /// the whole evaluation. Every rank runs the same number of forwards (a rank left without a batch in the last
+    /// round runs one on no tokens), since an expert-parallel layer exchanges tokens with all ranks in each.
     /// </summary>
     public static EvaluationResult Evaluate(TransformerLM model, TokenCorpus corpus, int batchSize, long maxTokens, IProgress<double>? progress = null,
                                             ICommunicator? replicas = null)
@@ -33,7 +34,7 @@ public static class Evaluator
             long tokens = 0;
             var budget = Math.Min(maxTokens, corpus.TokenCount - 1);
             using var noGrad = no_grad();
-            long batch = 0;
+            long batch = 0, scored = 0;
             foreach (var (input, target) in new SequentialBatches(corpus, batchSize, model.Config.ContextLength, budget))
             {
                 using var scope = NewDisposeScope();
@@ -43,6 +44,7 @@ public static class Evaluator
                     target.Dispose();
                     continue;
                 }
+                scored++;
                 var logits = model.forward(input);
                 var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), target.view(-1), reduction: nn.Reduction.Sum);
                 lossSum += loss.ToDouble();
@@ -51,6 +53,8 @@ public static class Evaluator
                 input.Dispose();
                 target.Dispose();
             }
+            if (scored < (batch + replicas.Size - 1) / replicas.Size)
+                using (NewDisposeScope()) model.forward(zeros(0, model.Config.ContextLength, dtype: ScalarType.Int64));   // [0, T]: in step with the others
             if (replicas.Size > 1)
             {
                 Span<double> sums = [lossSum, tokens];

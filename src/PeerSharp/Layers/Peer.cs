@@ -1,3 +1,4 @@
+using PeerSharp.Distributed;
 using PeerSharp.Kernels;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -100,6 +101,13 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
     /// <inheritdoc />
     public bool SparseTableGradients => UsesFusedKernel;
 
+    /// <summary>
+    /// Set from above (the trainer) for an expert-parallel training: <see cref="Down"/> and <see cref="Up"/> then hold
+    /// only this rank's rows, and step 5 runs <see cref="ShardedExperts"/> with the other ranks (DESIGN.md
+    /// "Distributed training"); null: the whole tables are here.
+    /// </summary>
+    public ExpertShards? Shards { get; set; }
+
     /// <summary>PEER forward, steps 1-5 of the paper. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {
@@ -117,7 +125,9 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
         // 5. Experts: Σ_heads Σ_selected g · σ(u_id · x) · v_id.
-        var y = fused
+        var y = Shards is { } shards
+            ? ShardedExperts.Forward(x, ids, gates, Down, Up, Options.Activation, shards)   // [M, d_model], with the ranks holding the rows
+            : fused
             ? FusedExperts.Forward(x, ids, gates, Down, Up, Options.Activation)     // [M, d_model]
             : PlainExperts.Forward(x, ids, gates, Down, Up, Options.Activation);    // [M, d_model]
 

@@ -1,3 +1,4 @@
+using PeerSharp.Distributed;
 using PeerSharp.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -14,11 +15,33 @@ public static class GradientClipping
     /// .grad). maxNorm ≤ 0 only measures. A non-finite norm leaves the gradients as they are, so the caller
     /// can see it and skip the step.
     /// </summary>
-    public static double ClipGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm)
+    public static double ClipGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm) => ClipGlobalNorm(parameters, maxNorm, [], SingleProcess.Instance);
+
+    /// <summary>
+    /// <see cref="ClipGlobalNorm(IEnumerable{Parameter}, double)"/> where the gradients of <paramref name="sharded"/>
+    /// are split over the ranks (expert parallelism's tables, DESIGN.md "Distributed training"): the squares of their
+    /// norms are summed over <paramref name="ranks"/>, so every rank clips by the norm of the whole model, the one
+    /// process's norm. <paramref name="parameters"/> hold the same gradients on every rank.
+    /// </summary>
+    public static double ClipGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm, IReadOnlyList<Parameter> sharded, ICommunicator ranks)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var values = new List<Tensor>();
+        Span<double> shardSquares = [SumOfSquares(sharded, values)];
+        if (sharded.Count > 0) ranks.AllReduceSum(shardSquares);
+        double total = Math.Sqrt(SumOfSquares(parameters, values) + shardSquares[0]);
+        if (maxNorm > 0 && total > maxNorm && double.IsFinite(total))
+        {
+            double scale = maxNorm / (total + 1e-6);
+            foreach (var entries in values) entries.mul_(scale);
+        }
+        return total;
+    }
+
+    /// <summary>Σ of the squared norms of the parameters' gradients; collects their entries into <paramref name="values"/>.</summary>
+    static double SumOfSquares(IEnumerable<Parameter> parameters, List<Tensor> values)
+    {
         double sumOfSquares = 0;
         foreach (var parameter in parameters)
         {
@@ -34,12 +57,6 @@ public static class GradientClipping
             sumOfSquares += norm * norm;
             values.Add(entries);
         }
-        double total = Math.Sqrt(sumOfSquares);
-        if (maxNorm > 0 && total > maxNorm && double.IsFinite(total))
-        {
-            double scale = maxNorm / (total + 1e-6);
-            foreach (var entries in values) entries.mul_(scale);
-        }
-        return total;
+        return sumOfSquares;
     }
 }

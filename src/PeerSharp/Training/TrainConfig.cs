@@ -36,6 +36,14 @@ public sealed record TrainConfig
     /// </summary>
     public TableOptimizerState TableState { get; init; } = TableOptimizerState.Full;
 
+    /// <summary>
+    /// Expert parallelism under mpirun (docs/DISTRIBUTED.md): the rows of every PEER table and their optimizer state
+    /// are sharded over the P ranks by id mod P, each token's expert requests go to the rows' owners and come back;
+    /// everything else stays data parallel. Needs P ≥ 2 ranks and the fused PEER kernel. Like the number of ranks,
+    /// it is the launch's choice: a checkpoint is the same either way, and a resumed run does not inherit it.
+    /// </summary>
+    public bool ExpertParallel { get; init; }
+
     /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; init; } = 50;
 

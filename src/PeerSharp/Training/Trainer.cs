@@ -67,6 +67,15 @@ public sealed class Trainer
     /// <summary>The ranks of a data-parallel run; one process by default.</summary>
     public ICommunicator Replicas { get; init; } = SingleProcess.Instance;
 
+    /// <summary>
+    /// Expert parallelism's sharded tables (<see cref="TrainConfig.ExpertParallel"/>); null: every rank holds whole
+    /// tables. Their gradients are complete on their owners and skip the exchange; checkpoints gather them to rank 0.
+    /// </summary>
+    public ExpertSharding? Sharding { get; init; }
+
+    /// <summary>Bytes this rank sent to the others per training step in expert parallelism's exchanges (mean over this run's steps; 0 without).</summary>
+    public double ExpertParallelBytesPerStep { get; private set; }
+
     /// <summary>Checksum of the parameters, equal on every rank, at the last comparison (0 before the first).</summary>
     public ulong ParameterChecksum { get; private set; }
 
@@ -94,7 +103,9 @@ public sealed class Trainer
         var schedule = new LearningRateSchedule(train.LearningRate, train.WarmupSteps, train.Steps, train.MinLearningRateRatio);
         var sampler = new BatchSampler(_train, train.BatchSize, _config.Model.ContextLength, train.Seed);
         var parameters = _model.parameters().ToList();
-        var exchange = new GradientExchange(Replicas, parameters);
+        var sharded = Sharding?.Parameters ?? [];
+        var replicated = parameters.Where(p => Sharding?.Holds(p) != true).ToList();   // all, unless expert parallel
+        var exchange = new GradientExchange(Replicas, replicated);
         var tokensPerStep = (long)train.BatchSize * _config.Model.ContextLength;
         var tensorBoard = _tensorBoardFolder is null || rank != 0 ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
         EvaluationResult? validation = null;
@@ -113,6 +124,7 @@ public sealed class Trainer
                 var learningRate = schedule.At(step);
                 double loss, gradientNorm;
                 clock.Start();
+                Sharding?.ResetTraffic();
                 using (var scope = NewDisposeScope())
                 {
                     var (input, target) = sampler.Batch(step);                  // (B, T) each, the global batch
@@ -121,8 +133,9 @@ public sealed class Trainer
                     var lossTensor = _model.Loss(input, target);
                     lossTensor.backward();
                     exchange.Exchange();                                         // gradients: the mean over the ranks
+                    Sharding?.AverageGradients();                                // sharded tables: complete on their owner, ÷ P
                     freeze?.BeforeStep();                                        // frozen rows leave the gradients before clipping
-                    gradientNorm = GradientClipping.ClipGlobalNorm(parameters, train.GradientClip);
+                    gradientNorm = GradientClipping.ClipGlobalNorm(replicated, train.GradientClip, sharded, Replicas);
                     loss = MeanOverRanks(lossTensor.ToDouble());
                     // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).
                     if (!double.IsFinite(loss) || !double.IsFinite(gradientNorm))
@@ -134,6 +147,7 @@ public sealed class Trainer
                 clock.Stop();
                 step++;
                 stepsThisRun++;
+                if (Sharding is not null) ExpertParallelBytesPerStep += (Sharding.BytesSent - ExpertParallelBytesPerStep) / stepsThisRun;
                 tokensSeen += tokensPerStep;
                 var tokensPerSecond = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
                 StepCompleted?.Invoke(new StepReport(step, train.Steps, loss, learningRate, gradientNorm, tokensPerSecond, tokensSeen));
@@ -196,13 +210,19 @@ public sealed class Trainer
     }
 
     /// <summary>Stops the run (on every rank) unless every rank holds the same parameters and buffers.</summary>
-    void VerifyReplicas(long step) => ParameterChecksum = ReplicaCheck.Verify(Replicas, _model.state_dict(), step);
+    void VerifyReplicas(long step) =>
+        ParameterChecksum = ReplicaCheck.Verify(Replicas, _model.state_dict().Where(e => Sharding?.Holds(e.Value) != true), step);   // shards differ by design
 
     /// <summary>Rank 0 writes the checkpoint, after the ranks were found identical; the others write nothing.</summary>
     string? SaveCheckpoint(long step, long tokensSeen, EvaluationResult? validation)
     {
         if (Replicas.Size > 1) VerifyReplicas(step);
-        if (Replicas.Rank != 0) return null;
+        if (Sharding is not null) return Sharding.WithWholeTables(() => Save(step, tokensSeen, validation));   // rank 0 writes whole tables
+        return Replicas.Rank == 0 ? Save(step, tokensSeen, validation) : null;
+    }
+
+    string Save(long step, long tokensSeen, EvaluationResult? validation)
+    {
         var info = new Checkpoint { Config = _config, Step = step, TokensSeen = tokensSeen, ValidationLoss = validation?.Loss };
         var path = Checkpoint.Save(_checkpointPath, _model, _optimizer, info);
         CheckpointSaved?.Invoke(path);

@@ -53,11 +53,12 @@ public sealed class TrainingRun : IDisposable
     readonly MetricsLog? _metrics;
     readonly TokenCorpus _corpus;
     readonly TokenCorpus? _heldOutCorpus;
+    readonly ExpertSharding? _sharding;
 
     TrainingRun(string folder, RunConfig config, TransformerLM model, IOptimizer optimizer,
-                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas)
+                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas, ExpertSharding? sharding)
     {
-        (Folder, Config, Model, Optimizer, StartStep, TokensSeen) = (folder, config, model, optimizer, startStep, tokensSeen);
+        (Folder, Config, Model, Optimizer, StartStep, TokensSeen, _sharding) = (folder, config, model, optimizer, startStep, tokensSeen, sharding);
         (_corpus, _heldOutCorpus) = (corpus, heldOutCorpus);
         ValidationHeldOutFromData = heldOutCorpus is null;
         (TrainCorpus, ValidationCorpus) = heldOutCorpus is null
@@ -67,7 +68,7 @@ public sealed class TrainingRun : IDisposable
         TokenWindows.Validate(ValidationCorpus, 1, config.Model.ContextLength, "validation text");
         if (replicas.Rank != 0)
         {
-            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder)) { Replicas = replicas };
+            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder)) { Replicas = replicas, Sharding = sharding };
             return;
         }
 
@@ -85,6 +86,7 @@ public sealed class TrainingRun : IDisposable
             {
                 Metrics = _metrics,
                 Replicas = replicas,
+                Sharding = sharding,
             };
         }
         catch
@@ -104,6 +106,7 @@ public sealed class TrainingRun : IDisposable
         config.Validate();
         config.Model.CheckFitsInMemory(training: true);
         Trainer.RowsPerRank(config.Train, replicas);
+        if (config.Train.ExpertParallel) ExpertSharding.Check(config, replicas);
         var root = replicas.Rank == 0;
         var resumedFolder = options.ResumeFrom is { } from && root ? Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(from)))! : null;
         var folder = options.Folder ?? resumedFolder ?? (root ? null : "")
@@ -115,6 +118,7 @@ public sealed class TrainingRun : IDisposable
         TokenCorpus? corpus = null, heldOut = null;
         TransformerLM? model = null;
         IOptimizer? optimizer = null;
+        ExpertSharding? sharding = null;
         try
         {
             corpus = TokenCorpus.Open(options.DataPath ?? BundledCorpus.TrainPath, tokenizer);
@@ -128,10 +132,12 @@ public sealed class TrainingRun : IDisposable
             else
                 (model, optimizer) = TrainingSetup.Create(config);
             (startStep, tokensSeen) = TakeRootState(replicas, model, optimizer, startStep, tokensSeen);
-            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas);
+            if (config.Train.ExpertParallel) sharding = ExpertSharding.Apply(model, optimizer, replicas);   // each rank keeps its rows
+            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas, sharding);
         }
         catch
         {
+            sharding?.Dispose();
             optimizer?.Dispose();
             model?.Dispose();
             heldOut?.Dispose();
@@ -184,6 +190,9 @@ public sealed class TrainingRun : IDisposable
     /// <summary>Whether the validation tokens are the held-out end of the training data (no validation text was given).</summary>
     public bool ValidationHeldOutFromData { get; }
 
+    /// <summary>Expert parallelism's sharded tables (<see cref="TrainConfig.ExpertParallel"/>), null otherwise.</summary>
+    public ExpertSharding? Sharding => _sharding;
+
     /// <summary>The training loop, for its events (progress, validations, checkpoints).</summary>
     public Trainer Trainer { get; }
 
@@ -195,13 +204,16 @@ public sealed class TrainingRun : IDisposable
 
     /// <summary>
     /// Trains to the configured number of steps (or until cancelled, after writing a checkpoint), then draws the
-    /// curves of the whole run, also when training stopped with an error.
+    /// curves of the whole run, also when training stopped with an error. With expert parallelism, rank 0's model
+    /// then holds the whole tables again (gathered from the ranks), the trained model.
     /// </summary>
     public TrainResult Run(CancellationToken cancellation = default)
     {
         try
         {
-            return Trainer.Run(StartStep, TokensSeen, cancellation);
+            var result = Trainer.Run(StartStep, TokensSeen, cancellation);
+            _sharding?.GatherToRoot();
+            return result;
         }
         finally
         {
@@ -257,6 +269,7 @@ public sealed class TrainingRun : IDisposable
     public void Dispose()
     {
         _metrics?.Dispose();
+        _sharding?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
         _heldOutCorpus?.Dispose();

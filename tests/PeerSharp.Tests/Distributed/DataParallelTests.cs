@@ -6,8 +6,9 @@ namespace PeerSharp.Tests.Distributed;
 
 /// <summary>
 /// `mpirun -np 2 peer train`: two ranks, each on half of every batch, train the model one process trains on the
-/// whole batch (same losses, same final parameters, within float32 rounding), for a dense model and a PEER one;
-/// the ranks stay identical; a checkpoint of two ranks resumes on one; a killed rank ends the job.
+/// whole batch (same losses, same final parameters, within float32 rounding), for a dense model and a PEER one,
+/// data parallel and with the PEER tables sharded (expert parallel); the ranks stay identical; a checkpoint of two
+/// ranks resumes on one; a killed rank ends the job.
 /// </summary>
 public class DataParallelTests : IDisposable
 {
@@ -51,6 +52,47 @@ public class DataParallelTests : IDisposable
         AssertSameLosses(_folder.File("one"), _folder.File("two"));
         AssertSameParameters(_folder.File("one"), _folder.File("two"));
         Assert.Single(Directory.GetFiles(_folder.File("two"), "checkpoint.step-*.safetensors").Where(f => !f.Contains("optimizer")));
+    }
+
+    [MpiFact]
+    public void TwoExpertParallelRanksTrainThePeerModelOneProcessTrains()
+    {
+        // 7 validation batches: one rank runs a forward on no tokens to stay in step with the other's exchanges.
+        string[] model = ["--sparse-blocks", "all", "--eval-tokens", "1792"];
+        OneProcess(Train("one", model));
+        var args = Train("two", [.. model, "--expert-parallel"]);
+        args[Array.IndexOf(args, "--sample-tokens") + 1] = "20";                             // a sample from the model gathered on rank 0
+        var parallel = TwoRanks(args);
+
+        Assert.Contains("Expert parallel: each rank holds the experts of id mod 2 = its rank, 32 of the 64 rows", parallel.Output);
+        Assert.Matches(@"Expert parallel: rank 0 sent [0-9.]+ MB per step", parallel.Output);
+        Assert.Contains("The parameters outside the sharded tables are identical on all 2 ranks", parallel.Output);
+        Assert.Contains("Sample", parallel.Output);
+        AssertSameLosses(_folder.File("one"), _folder.File("two"));
+        AssertSameParameters(_folder.File("one"), _folder.File("two"));
+    }
+
+    [MpiFact]
+    public void AnExpertParallelCheckpointResumesInOneProcess()
+    {
+        OneProcess(Train("one"));
+        TwoRanks(Train("resumed", "--steps", "3", "--expert-parallel"));
+
+        var resumed = OneProcess("train", "--resume", Path.Combine(_folder.File("resumed"), "checkpoint"), "--steps", "6", "--sample-tokens", "0");
+
+        Assert.Contains("at step 3", resumed.Output);
+        AssertSameLosses(_folder.File("one"), _folder.File("resumed"), validations: false);
+        AssertSameParameters(_folder.File("one"), _folder.File("resumed"));
+    }
+
+    [Fact]
+    public void ExpertParallelInOneProcessIsAUserError()
+    {
+        var result = PeerProcess.Run(_folder.Path, Train("alone", "--expert-parallel"));
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Equal("peer: expert parallelism (--expert-parallel, \"expertParallel\") shards the expert tables over the ranks of an mpirun job, but this run has 1 rank; start it with mpirun -np P (P ≥ 2) or leave the setting out", result.Error.Trim());
+        Assert.False(Directory.Exists(_folder.File("alone")), "nothing may be left behind");
     }
 
     [MpiFact]

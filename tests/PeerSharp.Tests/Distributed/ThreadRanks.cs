@@ -76,6 +76,18 @@ sealed class ThreadRanks
             gathered.ToArray().CopyTo(result);
         }
 
+        public void AllToAll(ReadOnlySpan<byte> send, ReadOnlySpan<int> sendCounts, Span<byte> receive, ReadOnlySpan<int> receiveCounts)
+        {
+            var parts = new List<byte>();
+            all.Exchange(rank, (send.ToArray(), sendCounts.ToArray()), posted =>
+            {
+                foreach (var (bytes, counts) in posted.Cast<(byte[], int[])>())   // rank r's part for this rank, in rank order
+                    parts.AddRange(bytes.Skip(counts.Take(rank).Sum()).Take(counts[rank]));
+            });
+            if (parts.Count != receive.Length) throw new InvalidOperationException($"rank {rank} receives {parts.Count} bytes, expected {receive.Length}");
+            parts.ToArray().CopyTo(receive);
+        }
+
         public void Broadcast(Span<byte> data, int root = 0)
         {
             var copy = new byte[data.Length];
