@@ -17,10 +17,14 @@ public static class ReplicaCheck
         foreach (var (name, tensor) in tensors.OrderBy(t => t.Key, StringComparer.Ordinal))
         {
             using var contiguous = tensor.contiguous();
-            var bytes = contiguous.bytes;
-            var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(bytes);
-            foreach (var word in words) hash = Mix(hash ^ word);
-            for (int i = words.Length * sizeof(ulong); i < bytes.Length; i++) hash = Mix(hash ^ bytes[i]);
+            // In pieces of a multiple of 8 bytes, so that the words are the same however the tensor is cut.
+            foreach (var (start, length) in TensorMemory.Chunks(contiguous))
+            {
+                var bytes = new ReadOnlySpan<byte>((void*)start, length);
+                var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(bytes);
+                foreach (var word in words) hash = Mix(hash ^ word);
+                for (int i = words.Length * sizeof(ulong); i < bytes.Length; i++) hash = Mix(hash ^ bytes[i]);
+            }
         }
         return hash;
     }

@@ -24,9 +24,10 @@ public static unsafe class TensorCollectives
     public static void Broadcast(this ICommunicator communicator, Tensor tensor)
     {
         if (communicator.Size == 1) return;
-        var bytes = tensor.bytes;   // a view of the tensor's memory, for a contiguous CPU tensor
         if (!tensor.is_contiguous()) throw new ArgumentException("broadcast needs a contiguous tensor");
-        communicator.Broadcast(bytes, 0);
+        // In pieces of at most 1 GiB: MPI counts are ints, and a table of N = 4096² rows holds 16 GiB.
+        foreach (var (start, length) in TensorMemory.Chunks(tensor))
+            communicator.Broadcast(new Span<byte>((void*)start, length), 0);
     }
 
     /// <summary>
