@@ -20,7 +20,7 @@ public unsafe class TensorMemoryTests
 
         // Collectives and checksums walk such a tensor in spans of at most 1 GiB, end to end.
         var chunks = TensorMemory.Chunks(table).ToList();
-        Assert.Equal([1 << 30, 1 << 30, 2_400_000_000 - 2 * (1 << 30)], chunks.Select(c => (long)c.Length));
+        Assert.Equal([1L << 30, 1L << 30, 2_400_000_000L - 2 * (1L << 30)], chunks.Select(c => (long)c.Length));
         Assert.Equal((nint)start, chunks[0].Start);
         Assert.Equal(chunks[0].Start + (1 << 30), chunks[1].Start);
         Assert.Empty(TensorMemory.Chunks(none));
