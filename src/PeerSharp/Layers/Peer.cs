@@ -88,6 +88,12 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
     /// <inheritdoc />
     public bool SparseTableGradients => UsesFusedKernel;
 
+    /// <summary>
+    /// Set by the training for updates in the backward (docs/SPARSE_UPDATES.md, "Update in the backward"): the fused
+    /// backward hands the tables' coalesced gradient rows to it instead of storing them; null (the default) stores them.
+    /// </summary>
+    internal ITableUpdate? TableUpdate { get; set; }
+
     /// <summary>PEER forward, steps 1-5 of the paper. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {
@@ -106,7 +112,7 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
 
         // 5. Experts: Σ_heads Σ_selected g · σ(u_id · x) · v_id.
         var y = fused
-            ? FusedExperts.Forward(x, ids, gates, Down, Up, Options.Activation)     // [M, d_model]
+            ? FusedExperts.Forward(x, ids, gates, Down, Up, Options.Activation, null, TableUpdate)   // [M, d_model]
             : PlainExperts.Forward(x, ids, gates, Down, Up, Options.Activation);    // [M, d_model]
 
         Observer?.Observe(ids, gates);

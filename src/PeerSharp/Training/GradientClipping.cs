@@ -12,14 +12,15 @@ public static class GradientClipping
     /// (as torch.nn.utils.clip_grad_norm_: factor maxNorm / (norm + 1e-6)) and returns the norm before clipping.
     /// Sparse gradients count each row once: repeated rows are merged first (the merged gradient replaces
     /// .grad). maxNorm ≤ 0 only measures. A non-finite norm leaves the gradients as they are, so the caller
-    /// can see it and skip the step.
+    /// can see it and skip the step. <paramref name="otherSumOfSquares"/> adds gradients held nowhere as .grad (the
+    /// table rows updated in the backward, docs/SPARSE_UPDATES.md) to the norm; they are not rescaled.
     /// </summary>
-    public static double ClipGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm)
+    public static double ClipGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm, double otherSumOfSquares = 0)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var values = new List<Tensor>();
-        double sumOfSquares = 0;
+        double sumOfSquares = otherSumOfSquares;
         foreach (var parameter in parameters)
         {
             var grad = parameter.grad;
@@ -35,11 +36,13 @@ public static class GradientClipping
             values.Add(entries);
         }
         double total = Math.Sqrt(sumOfSquares);
-        if (maxNorm > 0 && total > maxNorm && double.IsFinite(total))
-        {
-            double scale = maxNorm / (total + 1e-6);
+        double scale = Scale(total, maxNorm);
+        if (scale != 1)
             foreach (var entries in values) entries.mul_(scale);
-        }
         return total;
     }
+
+    /// <summary>The factor clipping applies at gradient norm <paramref name="total"/>: maxNorm / (total + 1e-6) above maxNorm, otherwise 1.</summary>
+    internal static double Scale(double total, double maxNorm) =>
+        maxNorm > 0 && total > maxNorm && double.IsFinite(total) ? maxNorm / (total + 1e-6) : 1;
 }
