@@ -76,10 +76,14 @@ public static class BenchRunner
             var plain = sized with { Kind = LayerKind.PeerPlain, PeerOptions = sized.PeerOptions with { Kernel = KernelChoice.Plain } };
             jobs.Add(new(n >= 512 ? plain with { Steps = Math.Min(plan.TimedSteps, 2), WarmupSteps = Math.Min(plan.WarmupSteps, 1) } : plain, null, null));
             jobs.Add(new(sized with { Kind = LayerKind.PeerFused }, null, null));
-            // The row-wise table states at the largest N, where their memory matters.
+            // The row-wise table states and the update in the backward at the largest N, where their memory matters.
             if (n == plan.SubKeyCounts[^1])
+            {
                 foreach (var lean in new[] { TableOptimizerState.RowWise, TableOptimizerState.RowWiseNoMomentum })
                     jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = lean }, null, null));
+                foreach (var state in new[] { TableOptimizerState.Full, TableOptimizerState.RowWiseNoMomentum })
+                    jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = state, UpdateInBackward = true }, null, null));
+            }
         }
         // Each fast kernel against its reference, at the smallest and the largest N.
         foreach (var n in new[] { plan.SubKeyCounts[0], plan.SubKeyCounts[^1] }.Distinct())
