@@ -17,6 +17,10 @@ namespace PeerSharp.Kernels;
 /// gradients as results do not see them that way. A table that is not a leaf gets its gradient through the
 /// graph. Sums of several gradients may repeat ids; <see cref="SparseRows.Coalesce"/> merges them.
 /// </para>
+/// <para>
+/// With an <see cref="ITableUpdate"/> (the internal overload), the rows of a leaf table are applied to it by its
+/// optimizer inside the backward instead, and no gradient is stored (docs/SPARSE_UPDATES.md, "Update in the backward").
+/// </para>
 /// </summary>
 public static class FusedExperts
 {

@@ -27,7 +27,10 @@ internal static unsafe class RowWiseAdamWKernel
         KernelThreads.For(count, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int i = start; i < end; i++)
-                UpdateRow(r, ids is null ? i : ids[i], gradients + (long)i * d, VectorMath.Dot(gradients + (long)i * d, gradients + (long)i * d, d), d, p, m, mBf16, v);
+            {
+                var g = gradients + (long)i * d;
+                UpdateRow(r, ids is null ? i : ids[i], g, VectorMath.Dot(g, g, d), d, p, m, mBf16, v);
+            }
         });
     }
 
