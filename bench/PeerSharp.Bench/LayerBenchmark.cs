@@ -121,7 +121,7 @@ public static class LayerBenchmark
         var (layer, hidden) = Build(c);
         var config = new TrainConfig { TableState = c.TableState, UpdateInBackward = c.UpdateInBackward };
         using var optimizer = OptimizerFactory.Create(layer, config);
-        using var tablesInBackward = c.UpdateInBackward ? TableUpdatesInBackward.Attach(layer, optimizer) : null;
+        using var tablesInBackward = c.UpdateInBackward ? TableUpdatesInBackward.Attach(layer, optimizer, config.GradientClip) : null;
         var x = randn(c.Tokens, c.ModelDim).requires_grad_();   // (tokens, d_model), a leaf so that dx is computed
         var r = randn(c.Tokens, c.ModelDim);
         var forward = new List<double>();
@@ -148,7 +148,7 @@ public static class LayerBenchmark
             loss.backward();
             var t2 = Stopwatch.GetTimestamp();
             if (tablesInBackward is null) GradientClipping.ClipGlobalNorm(layer.parameters(), config.GradientClip);
-            else tablesInBackward.ClipGlobalNorm(layer.parameters(), config.GradientClip);
+            else tablesInBackward.ClipGlobalNorm(layer.parameters());
             optimizer.Step(config.LearningRate);
             optimizer.ZeroGrad();
             x.grad = null;

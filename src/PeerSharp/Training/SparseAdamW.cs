@@ -25,7 +25,7 @@ namespace PeerSharp.Training;
 /// Built with <c>updateInBackward</c>, it can also update a PEER table's rows inside the fused backward, as the
 /// kernel reduces them (<see cref="TableUpdatesInBackward"/>; docs/SPARSE_UPDATES.md, "Update in the backward"):
 /// the same row update at the step t and rate that <see cref="Step"/> would use, the gradient scaled by the clip
-/// factor of the previous step, which its state keeps as "table_gradient_scale".
+/// factor of the previous step, which its state keeps as "table_gradient_scale" (0 before the first step).
 /// </para>
 /// </summary>
 public sealed class SparseAdamW : IOptimizer, ITableUpdate
@@ -37,7 +37,7 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
     readonly int? _threads;
     readonly Tensor? _gradientScale;                     // [1] float64: the clip factor of the table gradients at the next step
     readonly Dictionary<nint, Tensor> _frozenRows = [];   // a table's data address → its mask [N] (bool, true: frozen)
-    (double LearningRate, long Step)? _backward;          // set between BeginBackward and EndBackward
+    (double LearningRate, long Step, double GradientScale)? _backward;   // set between BeginBackward and EndBackward
     double _backwardSquares;
 
     /// <summary>
@@ -55,7 +55,7 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
                 throw new ArgumentException($"SparseAdamW updates float32 CPU tables [N, d]; '{name}' is not one");
         if (!Enum.IsDefined(state)) throw new ArgumentException($"table optimizer state {(int)state} is not known");
         _state = new AdamState(tables, state);
-        if (updateInBackward) _gradientScale = ones(1, dtype: ScalarType.Float64);
+        if (updateInBackward) _gradientScale = zeros(1, dtype: ScalarType.Float64);   // no step's norm known yet
     }
 
     /// <summary>Whether it can update tables in the backward (and keeps "table_gradient_scale" in its state).</summary>
@@ -118,12 +118,13 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
 
     /// <summary>
     /// Until <see cref="EndBackward"/>, tables whose layer holds this optimizer as its table update are updated in
-    /// the backward, as the coming <see cref="Step"/> (step count + 1) at <paramref name="learningRate"/> would.
+    /// the backward, as the coming <see cref="Step"/> (step count + 1) at <paramref name="learningRate"/> would,
+    /// with their gradient rows multiplied by <paramref name="gradientScale"/>.
     /// </summary>
-    internal void BeginBackward(double learningRate)
+    internal void BeginBackward(double learningRate, double gradientScale)
     {
         if (_gradientScale is null) throw new InvalidOperationException("this SparseAdamW was not built to update in the backward");
-        _backward = (learningRate, StepCount + 1);
+        _backward = (learningRate, StepCount + 1, gradientScale);
         _backwardSquares = 0;
     }
 
@@ -134,7 +135,7 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
         return _backwardSquares;
     }
 
-    /// <summary>The factor on the table gradients of the next update in the backward (the clip scale).</summary>
+    /// <summary>The clip factor of the last step's norm, for the table gradients of the next update in the backward (0 before the first).</summary>
     internal double GradientScale
     {
         get => _gradientScale!.item<double>();
@@ -159,7 +160,7 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
         if (Entry(data) is not { } e) return null;
         var rule = RuleAt(backward.Step, backward.LearningRate) with { Decay = (float)(1 - backward.LearningRate * e.WeightDecay) };
         bool full = _state.Kind == TableOptimizerState.Full;
-        return new TableRowUpdate(rule, (float)GradientScale, data, full,
+        return new TableRowUpdate(rule, (float)backward.GradientScale, data, full,
             _state.Kind is TableOptimizerState.Full or TableOptimizerState.RowWise ? TensorMemory.Pointer<float>(e.ExpAvg!) : null,
             _state.Kind == TableOptimizerState.RowWiseBf16 ? TensorMemory.Pointer<ushort>(e.ExpAvg!) : null,
             TensorMemory.Pointer<float>(e.ExpAvgSq), _frozenRows.TryGetValue((nint)data, out var mask) ? TensorMemory.Pointer<bool>(mask) : null,

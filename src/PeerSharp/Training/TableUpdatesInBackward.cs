@@ -13,10 +13,10 @@ namespace PeerSharp.Training;
 /// <para>
 /// Per step: <see cref="BeginStep"/> before the forward, with the step's scheduled rate; the backward; then
 /// <see cref="ClipGlobalNorm"/> instead of <see cref="GradientClipping.ClipGlobalNorm"/>, then the optimizer step.
-/// Clipping: the norm of the step is over every gradient, the tables' rows included, and clips the stored
-/// gradients as usual; the table rows, updated before that norm is known, are scaled by the clip factor of the
-/// previous step's norm (1 at the first step), which the optimizer state keeps, so a resumed run continues bit
-/// for bit.
+/// Clipping to a global norm: the norm of the step is over every gradient, the tables' rows included, and clips
+/// the stored gradients as usual; the table rows, updated before that norm is known, are scaled by the clip
+/// factor of the previous step's norm (0 at a run's first step, whose tables then take no gradient), which the
+/// optimizer state keeps, so a resumed run continues bit for bit. Without clipping the rows are not scaled.
 /// </para>
 /// </summary>
 public sealed class TableUpdatesInBackward : IDisposable
@@ -24,19 +24,22 @@ public sealed class TableUpdatesInBackward : IDisposable
     readonly IOptimizer _optimizer;
     readonly SparseAdamW _tables;
     readonly List<Peer> _layers;
+    readonly double _maxNorm;
 
-    TableUpdatesInBackward(IOptimizer optimizer, SparseAdamW tables, List<Peer> layers) => (_optimizer, _tables, _layers) = (optimizer, tables, layers);
+    TableUpdatesInBackward(IOptimizer optimizer, SparseAdamW tables, List<Peer> layers, double maxNorm) =>
+        (_optimizer, _tables, _layers, _maxNorm) = (optimizer, tables, layers, maxNorm);
 
     /// <summary>
     /// Attaches the table part of <paramref name="optimizer"/> (built by <see cref="OptimizerFactory.Create"/> with
-    /// <see cref="TrainConfig.UpdateInBackward"/>) to the PEER layers of <paramref name="model"/> until disposed.
+    /// <see cref="TrainConfig.UpdateInBackward"/>) to the PEER layers of <paramref name="model"/> until disposed,
+    /// for a training that clips gradients to a global norm of <paramref name="maxNorm"/> (0: no clipping).
     /// Throws a <see cref="PeerSharpException"/> when the optimizer was built without the option or the model has
     /// no PEER layer on the fused kernel.
     /// </summary>
-    public static TableUpdatesInBackward Attach(nn.Module model, IOptimizer optimizer) => Attach(model, optimizer, null, 1);
+    public static TableUpdatesInBackward Attach(nn.Module model, IOptimizer optimizer, double maxNorm) => Attach(model, optimizer, maxNorm, null, 1);
 
     /// <summary>As the public overload, leaving the frozen rows of <paramref name="freeze"/> untouched; refuses more than one rank.</summary>
-    internal static TableUpdatesInBackward Attach(nn.Module model, IOptimizer optimizer, ParameterFreeze? freeze, int ranks)
+    internal static TableUpdatesInBackward Attach(nn.Module model, IOptimizer optimizer, double maxNorm, ParameterFreeze? freeze, int ranks)
     {
         if (ranks > 1)
             throw new PeerSharpException($"updateInBackward cannot train on {ranks} ranks: the ranks exchange the table gradients, which an update in the backward never stores; expected one process (or updateInBackward off)");
@@ -48,22 +51,26 @@ public sealed class TableUpdatesInBackward : IDisposable
             throw new PeerSharpException("updateInBackward is set, but the model has no PEER layer on the fused kernel (float32 on the CPU) whose tables it could update; expected such a layer (or updateInBackward off)");
         foreach (var (table, mask) in freeze?.FrozenTables ?? []) tables.FreezeRows(table, mask);
         foreach (var layer in layers) layer.TableUpdate = tables;
-        return new TableUpdatesInBackward(optimizer, tables, layers);
+        return new TableUpdatesInBackward(optimizer, tables, layers, maxNorm);
     }
 
-    /// <summary>Before the step's forward: the tables' updates in the coming backward use step count + 1 and this rate (or the tables' fixed rate).</summary>
+    /// <summary>
+    /// Before the step's forward: the tables' updates in the coming backward use step count + 1, this rate (or the
+    /// tables' fixed rate) and the previous step's clip factor.
+    /// </summary>
     public void BeginStep(double learningRate) =>
-        _tables.BeginBackward(_optimizer is CompositeOptimizer composite ? composite.RateOf(_tables, learningRate) : learningRate);
+        _tables.BeginBackward(_optimizer is CompositeOptimizer composite ? composite.RateOf(_tables, learningRate) : learningRate,
+                              _maxNorm > 0 ? _tables.GradientScale : 1);
 
     /// <summary>
     /// After the backward: the global gradient norm over the stored gradients and the table rows updated in the
-    /// backward; clips the stored gradients to <paramref name="maxNorm"/> as <see cref="GradientClipping.ClipGlobalNorm"/>
+    /// backward; clips the stored gradients to the maximum norm as <see cref="GradientClipping.ClipGlobalNorm"/>
     /// does and keeps the clip factor for the next step's table rows. Returns the norm before clipping.
     /// </summary>
-    public double ClipGlobalNorm(IEnumerable<Parameter> parameters, double maxNorm)
+    public double ClipGlobalNorm(IEnumerable<Parameter> parameters)
     {
-        var total = GradientClipping.ClipGlobalNorm(parameters, maxNorm, _tables.EndBackward());
-        _tables.GradientScale = GradientClipping.Scale(total, maxNorm);
+        var total = GradientClipping.ClipGlobalNorm(parameters, _maxNorm, _tables.EndBackward());
+        _tables.GradientScale = GradientClipping.Scale(total, _maxNorm);
         return total;
     }
 

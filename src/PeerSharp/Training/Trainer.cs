@@ -100,7 +100,7 @@ public sealed class Trainer
         EvaluationResult? validation = null;
         string? checkpoint = null;
         using var freeze = ParameterFreeze.Apply(_model, _optimizer, train.Freeze);
-        using var tablesInBackward = train.UpdateInBackward ? TableUpdatesInBackward.Attach(_model, _optimizer, freeze, ranks) : null;
+        using var tablesInBackward = train.UpdateInBackward ? TableUpdatesInBackward.Attach(_model, _optimizer, train.GradientClip, freeze, ranks) : null;
         var clock = new System.Diagnostics.Stopwatch();   // optimizer steps only, not validation or checkpoints
         long step = startStep, stepsThisRun = 0;
         _model.train();
@@ -124,7 +124,7 @@ public sealed class Trainer
                     lossTensor.backward();
                     exchange.Exchange();                                         // gradients: the mean over the ranks
                     freeze?.BeforeStep();                                        // frozen rows leave the gradients before clipping
-                    gradientNorm = tablesInBackward?.ClipGlobalNorm(parameters, train.GradientClip)
+                    gradientNorm = tablesInBackward?.ClipGlobalNorm(parameters)
                                    ?? GradientClipping.ClipGlobalNorm(parameters, train.GradientClip);
                     loss = MeanOverRanks(lossTensor.ToDouble());
                     // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).

@@ -47,11 +47,11 @@ public class UpdateInBackwardTests
         var counter = new HitCounter();
         layer.Observer = counter;
         using var frozen = freeze is null ? null : ParameterFreeze.Apply(layer, optimizer, freeze);
-        using var attached = inBackward ? TableUpdatesInBackward.Attach(layer, optimizer, frozen, 1) : null;
+        using var attached = inBackward ? TableUpdatesInBackward.Attach(layer, optimizer, config.GradientClip, frozen, 1) : null;
         var parameters = layer.parameters().ToList();
         var tables = layer.Tables.Select(t => t.Name).ToHashSet();
         var norms = new List<double>();
-        double tableScale = 1;   // the reference's clip factor of the tables: the previous step's
+        double tableScale = config.GradientClip > 0 ? 0 : 1;   // the reference's clip factor of the tables: the previous step's (0 at the first)
         var g = new Generator(5);
         for (int step = 0; step < Steps; step++)
         {
@@ -65,7 +65,7 @@ public class UpdateInBackwardTests
             if (attached is not null)
             {
                 Assert.True(layer.Tables.All(t => t.Table.grad is null), "a table updated in the backward kept a gradient");
-                norms.Add(attached.ClipGlobalNorm(parameters, config.GradientClip));
+                norms.Add(attached.ClipGlobalNorm(parameters));
             }
             else
             {
@@ -198,16 +198,16 @@ public class UpdateInBackwardTests
     {
         using var layer = new Peer(ModelDim, Options);
         using var optimizer = OptimizerFactory.Create(layer, new TrainConfig { UpdateInBackward = true });
-        var ranks = Assert.Throws<PeerSharpException>(() => TableUpdatesInBackward.Attach(layer, optimizer, null, 2));
+        var ranks = Assert.Throws<PeerSharpException>(() => TableUpdatesInBackward.Attach(layer, optimizer, 1, null, 2));
         Assert.StartsWith("updateInBackward cannot train on 2 ranks:", ranks.Message);
 
         using var withoutOption = OptimizerFactory.Create(layer, new TrainConfig());
-        var without = Assert.Throws<PeerSharpException>(() => TableUpdatesInBackward.Attach(layer, withoutOption));
+        var without = Assert.Throws<PeerSharpException>(() => TableUpdatesInBackward.Attach(layer, withoutOption, 1));
         Assert.StartsWith("updateInBackward needs PEER tables on the fused kernel", without.Message);
 
         using var memory = new ProductKeyMemory(ModelDim, new PkmOptions { SubKeyCount = 8, HeadCount = 2, TopK = 2, KeyDim = 8 });
         using var memoryOptimizer = OptimizerFactory.Create(memory, new TrainConfig { UpdateInBackward = true });
-        var noPeer = Assert.Throws<PeerSharpException>(() => TableUpdatesInBackward.Attach(memory, memoryOptimizer));
+        var noPeer = Assert.Throws<PeerSharpException>(() => TableUpdatesInBackward.Attach(memory, memoryOptimizer, 1));
         Assert.StartsWith("updateInBackward is set, but the model has no PEER layer", noPeer.Message);
 
         var tiny = TinyRuns.Config(1);
