@@ -82,10 +82,14 @@ public static class BenchRunner
             var plain = sized with { Kind = LayerKind.PeerPlain, PeerOptions = sized.PeerOptions with { Kernel = KernelChoice.Plain } };
             jobs.Add(new(n >= 512 ? plain with { Steps = Math.Min(plan.TimedSteps, 2), WarmupSteps = Math.Min(plan.WarmupSteps, 1) } : plain, null, null));
             jobs.Add(new(sized with { Kind = LayerKind.PeerFused }, null, null));
-            // The row-wise table states at the largest N, where their memory matters.
+            // The row-wise table states and the update in the backward at the largest N, where their memory matters.
             if (n == plan.SubKeyCounts[^1])
+            {
                 foreach (var lean in new[] { TableOptimizerState.RowWise, TableOptimizerState.RowWiseNoMomentum })
                     jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = lean }, null, null));
+                foreach (var state in new[] { TableOptimizerState.Full, TableOptimizerState.RowWiseNoMomentum })
+                    jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = state, UpdateInBackward = true }, null, null));
+            }
         }
         // The largest tables: only the fused layer with the leanest state, a few steps (memory is the question there).
         foreach (var n in plan.LargeSizes ?? [])

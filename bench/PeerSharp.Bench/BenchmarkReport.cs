@@ -92,7 +92,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         int largest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused && r.Case.TableState == TableOptimizerState.Full).Select(r => r.Case.PeerOptions.SubKeyCount).DefaultIfEmpty(0).Max();
         int smallest = layers.Where(r => r.Case.Kind == LayerKind.PeerFused).Select(r => r.Case.PeerOptions.SubKeyCount).DefaultIfEmpty(0).Min();
         var fused = Find(LayerKind.PeerFused, largest);
-        var lean = layers.FirstOrDefault(r => r.Case.Kind == LayerKind.PeerFused && r.Case.PeerOptions.SubKeyCount == largest && r.Case.TableState == TableOptimizerState.RowWiseNoMomentum);
+        var lean = layers.FirstOrDefault(r => r.Case.Kind == LayerKind.PeerFused && r.Case.PeerOptions.SubKeyCount == largest && r.Case.TableState == TableOptimizerState.RowWiseNoMomentum && !r.Case.UpdateInBackward);
+        var leanInBackward = layers.FirstOrDefault(r => r.Case.Kind == LayerKind.PeerFused && r.Case.PeerOptions.SubKeyCount == largest && r.Case.TableState == TableOptimizerState.RowWiseNoMomentum && r.Case.UpdateInBackward);
         var plain = Find(LayerKind.PeerPlain, largest);
         var equal = Find(LayerKind.DenseEqualFlops, largest);
         var small = Find(LayerKind.PeerFused, smallest);
@@ -106,6 +107,11 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         {
             Row($"{at}, row-wise table state without momentum: ≤ 80 ms per 1k tokens (issue 9)", $"{lean.StepMs:F0} ms", lean.StepMs <= 80);
             Row($"{at}, row-wise table state without momentum: ≤ 3 GB resident (issue 9)", $"{lean.PeakResidentBytes / 1e9:F2} GB", lean.PeakResidentBytes <= 3e9);
+        }
+        if (leanInBackward is not null)
+        {
+            Row($"{at}, row-wise without momentum, update in the backward: ≤ 80 ms per 1k tokens (issue 9)", $"{leanInBackward.StepMs:F0} ms", leanInBackward.StepMs <= 80);
+            Row($"{at}, row-wise without momentum, update in the backward: ≤ 3 GB resident (issue 9)", $"{leanInBackward.PeakResidentBytes / 1e9:F2} GB", leanInBackward.PeakResidentBytes <= 3e9);
         }
         if (fused is not null && plain is not null)
         {
@@ -182,6 +188,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine("(c) PEER in pure tensor ops (`KernelChoice.Plain`) with dense AdamW; (d) PEER with the fused kernels");
             s.AppendLine("(`KernelChoice.Fused`) and sparse AdamW on the expert tables, with full moments or a row-wise state");
             s.AppendLine("(`TrainConfig.TableState`, docs/SPARSE_UPDATES.md). All use AdamW (β = 0.9, 0.95) on the other parameters.");
+            s.AppendLine("*Update in backward* (`TrainConfig.UpdateInBackward`): the tables' optimizer runs inside the backward on each");
+            s.AppendLine("gradient row as it is reduced, so their update is in the backward column and no gradient rows are stored.");
             s.AppendLine();
             s.Append(LayerTable());
             s.AppendLine();
@@ -243,7 +251,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
             s.AppendLine(Invariant, $"  and optimizer state alone are {3 * tables:F1} GiB, so the resident memory of PEER with fp32 Adam state cannot go below that.");
             s.AppendLine("  *Step memory* is what the kernels control: there the fused path holds the touched rows' gradients, no N-sized tensor.");
             s.AppendLine(Invariant, $"  The row-wise table state keeps {tables:F1} GiB of first moment (`row-wise`) or only one float per row");
-            s.AppendLine("  (`row-wise-no-momentum`), so those rows go below that floor.");
+            s.AppendLine("  (`row-wise-no-momentum`), so those rows go below that floor. Updating the tables in the backward also drops");
+            s.AppendLine("  the step's gradient rows of the touched rows (two [U, d_model] buffers), which are most of the step memory.");
             s.AppendLine("- The dense layers are two matrix products on MKL's sgemm, compute-bound; the PEER experts read two random rows per");
             s.AppendLine("  (token, head, expert) and sparse AdamW reads and writes weights, both moments and the gradient of every touched row:");
             s.AppendLine("  at large N the PEER step is bound by memory latency and bandwidth, not by its FLOPs.");
@@ -254,7 +263,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
     }
 
     LayerResult? Find(LayerKind kind, int subKeys) =>
-        layers.FirstOrDefault(r => r.Case.Kind == kind && r.Case.PeerOptions.SubKeyCount == subKeys && r.Case.TableState == TableOptimizerState.Full);
+        layers.FirstOrDefault(r => r.Case.Kind == kind && r.Case.PeerOptions.SubKeyCount == subKeys && r.Case.TableState == TableOptimizerState.Full && !r.Case.UpdateInBackward);
 
     static bool HasPeer(ModelConfig model) => model.FeedForwardKinds().Contains(FeedForwardKind.Peer);
 
@@ -263,9 +272,10 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         ? $"PEER (N = {model.PeerOptions.SubKeyCount}², {EnumNames.Name(model.PeerOptions.Kernel)}) in block(s) {model.SparseBlocks}"
         : "dense (all blocks GELU FFW)";
 
-    /// <summary>Short name of a layer case: its kind, and the table state where it is not full AdamW.</summary>
+    /// <summary>Short name of a layer case: its kind, the table state where it is not full AdamW, and the update in the backward.</summary>
     public static string Name(LayerCase c) =>
-        c.TableState == TableOptimizerState.Full ? Name(c.Kind) : $"{Name(c.Kind)}, {EnumNames.Name(c.TableState)} state";
+        (c.TableState == TableOptimizerState.Full ? Name(c.Kind) : $"{Name(c.Kind)}, {EnumNames.Name(c.TableState)} state")
+        + (c.UpdateInBackward ? ", update in backward" : "");
 
     /// <summary>Short name of a layer kind, with its letter from the issue.</summary>
     public static string Name(LayerKind kind) => kind switch

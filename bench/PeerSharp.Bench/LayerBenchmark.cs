@@ -51,6 +51,9 @@ public sealed record LayerCase : TimedCase
 
     /// <summary>What the optimizer of the expert tables keeps (<see cref="TrainConfig.TableState"/>; PEER fused only).</summary>
     public TableOptimizerState TableState { get; init; } = TableOptimizerState.Full;
+
+    /// <summary>Whether the expert tables are updated inside the backward (<see cref="TrainConfig.UpdateInBackward"/>; PEER fused only).</summary>
+    public bool UpdateInBackward { get; init; }
 }
 
 /// <summary>Medians per 1k tokens and memory of one layer configuration.</summary>
@@ -71,7 +74,7 @@ public sealed record LayerResult
     /// <summary>Forward time per 1k tokens, ms (median).</summary>
     public double ForwardMs { get; init; }
 
-    /// <summary>Backward time per 1k tokens, ms (median).</summary>
+    /// <summary>Backward time per 1k tokens, ms (median); with updates in the backward it includes the expert tables' update.</summary>
     public double BackwardMs { get; init; }
 
     /// <summary>Update time per 1k tokens, ms (median): gradient clipping, optimizer step, clearing gradients.</summary>
@@ -116,8 +119,9 @@ public static class LayerBenchmark
         set_num_threads(c.Threads);
         manual_seed(1);
         var (layer, hidden) = Build(c);
-        var config = new TrainConfig { TableState = c.TableState };
+        var config = new TrainConfig { TableState = c.TableState, UpdateInBackward = c.UpdateInBackward };
         using var optimizer = OptimizerFactory.Create(layer, config);
+        using var tablesInBackward = c.UpdateInBackward ? TableUpdatesInBackward.Attach(layer, optimizer, config.GradientClip) : null;
         var x = randn(c.Tokens, c.ModelDim).requires_grad_();   // (tokens, d_model), a leaf so that dx is computed
         var r = randn(c.Tokens, c.ModelDim);
         var forward = new List<double>();
@@ -137,12 +141,14 @@ public static class LayerBenchmark
             process.Refresh();
             var cpu0 = process.TotalProcessorTime;
             var t0 = Stopwatch.GetTimestamp();
+            tablesInBackward?.BeginStep(config.LearningRate);
             var loss = (layer.forward(x) * r).sum();
             var t1 = Stopwatch.GetTimestamp();
             if (step == 0) activations = ResidentMemory.Peak - setup;
             loss.backward();
             var t2 = Stopwatch.GetTimestamp();
-            GradientClipping.ClipGlobalNorm(layer.parameters(), config.GradientClip);
+            if (tablesInBackward is null) GradientClipping.ClipGlobalNorm(layer.parameters(), config.GradientClip);
+            else tablesInBackward.ClipGlobalNorm(layer.parameters());
             optimizer.Step(config.LearningRate);
             optimizer.ZeroGrad();
             x.grad = null;

@@ -16,6 +16,7 @@ sealed class RunOptions
     public readonly Option<double?> LearningRate = new("--lr") { Description = "Peak learning rate" };
     public readonly Option<bool?> ExpertParallel = new("--expert-parallel") { Description = "Under mpirun: shard every PEER table over the ranks by expert id (expert parallelism; docs/DISTRIBUTED.md)" };
     public readonly Option<TableOptimizerState?> TableState = EnumOption<TableOptimizerState>("--table-state", "Optimizer state of the expert tables");
+    public readonly Option<bool?> UpdateInBackward = new("--update-in-backward") { Description = "Update the PEER expert tables inside the backward (docs/SPARSE_UPDATES.md)" };
     public readonly Option<long?> Seed = new("--seed") { Description = "Seed of initialisation and data order" };
     public readonly Option<int?> EvalInterval = new("--eval-interval") { Description = "Validate every N steps" };
     public readonly Option<long?> EvalTokens = new("--eval-tokens") { Description = "Validation tokens per evaluation" };
@@ -36,7 +37,7 @@ sealed class RunOptions
     public readonly Option<MoeRouting?> Routing = EnumOption<MoeRouting>("--routing", "MoE routing");
     public readonly Option<double?> Capacity = new("--capacity") { Description = "MoE capacity factor c" };
 
-    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, TableState, ExpertParallel, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
+    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, TableState, UpdateInBackward, ExpertParallel, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
 
     /// <summary>
     /// Preset (or <paramref name="basis"/>, a resumed checkpoint's config, unless a preset is named), then the
@@ -86,6 +87,7 @@ sealed class RunOptions
             BatchSize = parse.GetValue(BatchSize) ?? config.Train.BatchSize,
             LearningRate = parse.GetValue(LearningRate) ?? config.Train.LearningRate,
             TableState = parse.GetValue(TableState) ?? config.Train.TableState,
+            UpdateInBackward = parse.GetValue(UpdateInBackward) ?? config.Train.UpdateInBackward,
             ExpertParallel = parse.GetValue(ExpertParallel) ?? config.Train.ExpertParallel,
             Seed = parse.GetValue(Seed) ?? config.Train.Seed,
             EvalInterval = parse.GetValue(EvalInterval) ?? config.Train.EvalInterval,

@@ -6,7 +6,7 @@ namespace PeerSharp.Distributed;
 
 /// <summary>
 /// PEER step 5 with the expert tables sharded over the ranks (<see cref="ExpertShards"/>: id mod P = r on rank r),
-/// DESIGN.md "Distributed training". Same contract as <see cref="FusedExperts.Forward"/> on the whole table, but
+/// DESIGN.md "Distributed training". Same contract as <see cref="FusedExperts.Forward(TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, ExpertActivation, int?)"/> on the whole table, but
 /// every rank passes only its own rows [N_r, d_model], and every rank must call it at the same point with its own
 /// tokens (possibly none):
 /// <list type="number">
@@ -233,7 +233,7 @@ public static class ShardedExperts
                 var dUpRows = empty(groups.RowCount, d);                                        // [U, d]
                 FusedExpertsKernel.BackwardRows(batch, groups, TensorMemory.Pointer<float>(preActivations), TensorMemory.Pointer<float>(localDy),
                                                 TensorMemory.Pointer<float>(localDGates), TensorMemory.Pointer<float>(coefficientU),
-                                                TensorMemory.Pointer<float>(dDownRows), TensorMemory.Pointer<float>(dUpRows), activation, threads);
+                                                TensorMemory.Pointer<float>(dDownRows), TensorMemory.Pointer<float>(dUpRows), null, activation, threads);
                 FusedExpertsKernel.BackwardInputs(batch, TensorMemory.Pointer<float>(coefficientU), TensorMemory.Pointer<float>(localDx), threads);
                 var rows = empty(1, groups.RowCount, dtype: ScalarType.Int64);                 // [1, U]: touched local rows, ascending
                 groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));

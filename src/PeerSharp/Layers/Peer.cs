@@ -108,6 +108,12 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
     /// </summary>
     public ExpertShards? Shards { get; set; }
 
+    /// <summary>
+    /// Set by the training for updates in the backward (docs/SPARSE_UPDATES.md, "Update in the backward"): the fused
+    /// backward hands the tables' coalesced gradient rows to it instead of storing them; null (the default) stores them.
+    /// </summary>
+    internal ITableUpdate? TableUpdate { get; set; }
+
     /// <summary>PEER forward, steps 1-5 of the paper. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {
@@ -128,7 +134,7 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         var y = Shards is { } shards
             ? ShardedExperts.Forward(x, ids, gates, Down, Up, Options.Activation, shards)   // [M, d_model], with the ranks holding the rows
             : fused
-            ? FusedExperts.Forward(x, ids, gates, Down, Up, Options.Activation)     // [M, d_model]
+            ? FusedExperts.Forward(x, ids, gates, Down, Up, Options.Activation, null, TableUpdate)   // [M, d_model]
             : PlainExperts.Forward(x, ids, gates, Down, Up, Options.Activation);    // [M, d_model]
 
         Observer?.Observe(ids, gates);

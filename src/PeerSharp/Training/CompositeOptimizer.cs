@@ -23,6 +23,9 @@ public sealed class CompositeOptimizer : IOptimizer
     /// <summary>The parts, in stepping order.</summary>
     internal IReadOnlyList<IOptimizer> Parts => _parts.Select(p => p.Optimizer).ToArray();
 
+    /// <summary>The rate <see cref="Step"/> gives <paramref name="part"/> when the schedule is at <paramref name="learningRate"/>.</summary>
+    internal double RateOf(IOptimizer part, double learningRate) => _parts.Single(p => p.Optimizer == part).FixedLearningRate ?? learningRate;
+
     /// <inheritdoc />
     public long StepCount => _parts[0].Optimizer.StepCount;
 

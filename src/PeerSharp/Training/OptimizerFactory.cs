@@ -15,7 +15,8 @@ public static class OptimizerFactory
     /// values.weight) get an optimizer of their own: <see cref="SparseAdamW"/> where their gradients are
     /// row-sparse (fused PEER kernel, PKM's sparse embedding bag), dense AdamW otherwise, at
     /// <see cref="TrainConfig.ExpertLearningRate"/> when that is set, keeping <see cref="TrainConfig.TableState"/>
-    /// per table (docs/SPARSE_UPDATES.md).
+    /// per table (docs/SPARSE_UPDATES.md), and ready for <see cref="TableUpdatesInBackward"/> with
+    /// <see cref="TrainConfig.UpdateInBackward"/>.
     /// </summary>
     public static IOptimizer Create(nn.Module model, TrainConfig config)
     {
@@ -34,7 +35,7 @@ public static class OptimizerFactory
         if (keys.Count > 0)
             parts.Add((new ScaledRate(new AdamW(named.Where(p => keys.Contains(p.name)), config.Beta1, config.Beta2), config.KeyLearningRateScale!.Value), null));
         if (sparseTables.Count > 0)
-            parts.Add((new SparseAdamW(named.Where(p => sparseTables.Contains(p.name)), config.Beta1, config.Beta2, state: config.TableState), config.ExpertLearningRate));
+            parts.Add((new SparseAdamW(named.Where(p => sparseTables.Contains(p.name)), config.Beta1, config.Beta2, state: config.TableState, updateInBackward: config.UpdateInBackward), config.ExpertLearningRate));
         if (denseTables.Count > 0)
             parts.Add((new AdamW(named.Where(p => denseTables.Contains(p.name)), config.Beta1, config.Beta2), config.ExpertLearningRate));
         return new CompositeOptimizer([.. parts]);

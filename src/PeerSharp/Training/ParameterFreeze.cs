@@ -56,6 +56,9 @@ sealed class ParameterFreeze : IDisposable
         return new ParameterFreeze(optimizer, tables);
     }
 
+    /// <summary>The tables with frozen rows and their masks [N] (true: frozen), for updates in the backward.</summary>
+    internal IEnumerable<(Parameter Table, Tensor Mask)> FrozenTables => _tables.Select(t => (t.Table, t.Mask));
+
     /// <summary>
     /// Before clipping and the optimizer step: drops the frozen rows from row-sparse gradients; zeroes them in
     /// dense ones and remembers those tables' frozen rows and optimizer state, for <see cref="AfterStep"/>.

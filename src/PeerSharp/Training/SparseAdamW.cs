@@ -21,17 +21,32 @@ namespace PeerSharp.Training;
 /// (Kernels/Optimizer/RowWiseAdamWKernel.cs).
 /// Gradients are the row-sparse tensors of the fused kernel (repeated rows are merged first); a dense
 /// gradient counts as touching every row. The row update itself is Kernels/Optimizer/SparseAdamWKernel.cs.
+/// <para>
+/// Built with <c>updateInBackward</c>, it can also update a PEER table's rows inside the fused backward, as the
+/// kernel reduces them (<see cref="TableUpdatesInBackward"/>; docs/SPARSE_UPDATES.md, "Update in the backward"):
+/// the same row update at the step t and rate that <see cref="Step"/> would use, the gradient scaled by the clip
+/// factor of the previous step, which its state keeps as "table_gradient_scale" (0 before the first step).
+/// </para>
 /// </summary>
-public sealed class SparseAdamW : IOptimizer
+public sealed class SparseAdamW : IOptimizer, ITableUpdate
 {
+    const string GradientScaleName = "table_gradient_scale";
+
     readonly AdamState _state;
     readonly double _beta1, _beta2, _epsilon;
     readonly int? _threads;
+    readonly Tensor? _gradientScale;                     // [1] float64: the clip factor of the table gradients at the next step
+    readonly Dictionary<nint, Tensor> _frozenRows = [];   // a table's data address → its mask [N] (bool, true: frozen)
+    (double LearningRate, long Step, double GradientScale)? _backward;   // set between BeginBackward and EndBackward
+    double _backwardSquares;
 
-    /// <summary>An optimizer over named 2-D tables [N, d], each with its own decoupled weight decay, keeping <paramref name="state"/> per table.</summary>
+    /// <summary>
+    /// An optimizer over named 2-D tables [N, d], each with its own decoupled weight decay, keeping <paramref name="state"/>
+    /// per table; with <paramref name="updateInBackward"/> also the clip factor of updates in the backward.
+    /// </summary>
     public SparseAdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
                        double beta1 = 0.9, double beta2 = 0.95, double epsilon = 1e-8, int? threads = null,
-                       TableOptimizerState state = TableOptimizerState.Full)
+                       TableOptimizerState state = TableOptimizerState.Full, bool updateInBackward = false)
     {
         (_beta1, _beta2, _epsilon, _threads) = (beta1, beta2, epsilon, threads);
         var tables = parameters.ToList();
@@ -40,7 +55,11 @@ public sealed class SparseAdamW : IOptimizer
                 throw new ArgumentException($"SparseAdamW updates float32 CPU tables [N, d]; '{name}' is not one");
         if (!Enum.IsDefined(state)) throw new ArgumentException($"table optimizer state {(int)state} is not known");
         _state = new AdamState(tables, state);
+        if (updateInBackward) _gradientScale = zeros(1, dtype: ScalarType.Float64);   // no step's norm known yet
     }
+
+    /// <summary>Whether it can update tables in the backward (and keeps "table_gradient_scale" in its state).</summary>
+    public bool UpdatesInBackward => _gradientScale is not null;
 
     /// <inheritdoc />
     public long StepCount => _state.StepCount;
@@ -56,14 +75,7 @@ public sealed class SparseAdamW : IOptimizer
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var t = _state.Advance();
-        // Without a first moment the step is g itself: β1 = 0, and 1 − β1^t = 1.
-        var beta1 = _state.Kind == TableOptimizerState.RowWiseNoMomentum ? 0 : _beta1;
-        var rule = new SparseAdamWKernel.Rule(
-            Beta1: (float)beta1, Beta2: (float)_beta2, Epsilon: (float)_epsilon,
-            InverseCorrection2: (float)(1 / (1 - Math.Pow(_beta2, t))),
-            StepSize: (float)(learningRate / (1 - Math.Pow(beta1, t))),
-            Decay: 0);
+        var rule = RuleAt(_state.Advance(), learningRate);
         foreach (var e in _state.Entries)
         {
             var grad = e.Parameter.grad;
@@ -92,15 +104,101 @@ public sealed class SparseAdamW : IOptimizer
         }
     }
 
+    /// <summary>The constants of step t at a learning rate, the decay factor left to each table.</summary>
+    SparseAdamWKernel.Rule RuleAt(long t, double learningRate)
+    {
+        // Without a first moment the step is g itself: β1 = 0, and 1 − β1^t = 1.
+        var beta1 = _state.Kind == TableOptimizerState.RowWiseNoMomentum ? 0 : _beta1;
+        return new SparseAdamWKernel.Rule(
+            Beta1: (float)beta1, Beta2: (float)_beta2, Epsilon: (float)_epsilon,
+            InverseCorrection2: (float)(1 / (1 - Math.Pow(_beta2, t))),
+            StepSize: (float)(learningRate / (1 - Math.Pow(beta1, t))),
+            Decay: 0);
+    }
+
+    /// <summary>
+    /// Until <see cref="EndBackward"/>, tables whose layer holds this optimizer as its table update are updated in
+    /// the backward, as the coming <see cref="Step"/> (step count + 1) at <paramref name="learningRate"/> would,
+    /// with their gradient rows multiplied by <paramref name="gradientScale"/>.
+    /// </summary>
+    internal void BeginBackward(double learningRate, double gradientScale)
+    {
+        if (_gradientScale is null) throw new InvalidOperationException("this SparseAdamW was not built to update in the backward");
+        _backward = (learningRate, StepCount + 1, gradientScale);
+        _backwardSquares = 0;
+    }
+
+    /// <summary>Ends what <see cref="BeginBackward"/> began; returns Σ g² over the rows updated in the backward (before clipping).</summary>
+    internal double EndBackward()
+    {
+        _backward = null;
+        return _backwardSquares;
+    }
+
+    /// <summary>The clip factor of the last step's norm, for the table gradients of the next update in the backward (0 before the first).</summary>
+    internal double GradientScale
+    {
+        get => _gradientScale!.item<double>();
+        set => _gradientScale!.fill_(value);
+    }
+
+    /// <summary>Rows of <paramref name="table"/> (mask [N], true: frozen) that updates in the backward leave alone.</summary>
+    internal unsafe void FreezeRows(Tensor table, Tensor mask) => _frozenRows[(nint)TensorMemory.Pointer<float>(table)] = mask;
+
+    /// <summary>Forgets every mask of <see cref="FreezeRows"/>.</summary>
+    internal void ClearFrozenRows() => _frozenRows.Clear();
+
+    /// <summary>Whether <paramref name="table"/> is one of its tables (the same memory).</summary>
+    internal unsafe bool Updates(Tensor table) => Entry(TensorMemory.Pointer<float>(table)) is not null;
+
+    unsafe AdamState.Entry? Entry(float* data) => _state.Entries.FirstOrDefault(e => TensorMemory.Pointer<float>(e.Parameter) == data);
+
+    unsafe TableRowUpdate? ITableUpdate.Begin(Tensor table, int rowCount)
+    {
+        if (_backward is not { } backward) return null;
+        var data = TensorMemory.Pointer<float>(table);
+        if (Entry(data) is not { } e) return null;
+        var rule = RuleAt(backward.Step, backward.LearningRate) with { Decay = (float)(1 - backward.LearningRate * e.WeightDecay) };
+        bool full = _state.Kind == TableOptimizerState.Full;
+        return new TableRowUpdate(rule, (float)backward.GradientScale, data, full,
+            _state.Kind is TableOptimizerState.Full or TableOptimizerState.RowWise ? TensorMemory.Pointer<float>(e.ExpAvg!) : null,
+            _state.Kind == TableOptimizerState.RowWiseBf16 ? TensorMemory.Pointer<ushort>(e.ExpAvg!) : null,
+            TensorMemory.Pointer<float>(e.ExpAvgSq), _frozenRows.TryGetValue((nint)data, out var mask) ? TensorMemory.Pointer<bool>(mask) : null,
+            (int)table.shape[1], rowCount);
+    }
+
+    void ITableUpdate.End(TableRowUpdate update)
+    {
+        _backwardSquares += update.SumOfSquares();
+        update.Dispose();
+    }
+
     /// <inheritdoc />
     public void ZeroGrad() => _state.ZeroGrad();
 
     /// <inheritdoc />
-    public Dictionary<string, Tensor> StateDict() => _state.StateDict();
+    public Dictionary<string, Tensor> StateDict()
+    {
+        var state = _state.StateDict();
+        if (_gradientScale is not null) state[GradientScaleName] = _gradientScale;
+        return state;
+    }
 
     /// <inheritdoc />
-    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state) => _state.LoadStateDict(state);
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state)
+    {
+        _state.LoadStateDict(state);
+        if (_gradientScale is null) return;
+        if (!state.TryGetValue(GradientScaleName, out var scale))
+            throw new PeerSharpException($"optimizer state has no tensor '{GradientScaleName}'; the checkpoint was written without updateInBackward");
+        using var noGrad = no_grad();
+        _gradientScale.copy_(scale);
+    }
 
     /// <inheritdoc />
-    public void Dispose() => _state.Dispose();
+    public void Dispose()
+    {
+        _state.Dispose();
+        _gradientScale?.Dispose();
+    }
 }

@@ -44,6 +44,14 @@ public sealed record TrainConfig
     /// </summary>
     public bool ExpertParallel { get; init; }
 
+    /// <summary>
+    /// Apply the optimizer of PEER's expert tables inside the backward, to each coalesced gradient row as the fused
+    /// kernel reduces it, instead of storing the rows as a gradient (docs/SPARSE_UPDATES.md, "Update in the
+    /// backward"); the table rows are then clipped by the previous step's gradient norm. Off by default; not with
+    /// more than one rank.
+    /// </summary>
+    public bool UpdateInBackward { get; init; }
+
     /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; init; } = 50;
 

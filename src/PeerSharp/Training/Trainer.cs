@@ -111,6 +111,7 @@ public sealed class Trainer
         EvaluationResult? validation = null;
         string? checkpoint = null;
         using var freeze = ParameterFreeze.Apply(_model, _optimizer, train.Freeze);
+        using var tablesInBackward = train.UpdateInBackward ? TableUpdatesInBackward.Attach(_model, _optimizer, train.GradientClip, freeze, ranks) : null;
         var clock = new System.Diagnostics.Stopwatch();   // optimizer steps only, not validation or checkpoints
         long step = startStep, stepsThisRun = 0;
         _model.train();
@@ -130,12 +131,14 @@ public sealed class Trainer
                     var (input, target) = sampler.Batch(step);                  // (B, T) each, the global batch
                     if (ranks > 1)
                         (input, target) = (input.narrow(0, rank * rowsPerRank, rowsPerRank), target.narrow(0, rank * rowsPerRank, rowsPerRank));   // (B/P, T)
+                    tablesInBackward?.BeginStep(learningRate);                  // the tables' update in the backward: this step's rate
                     var lossTensor = _model.Loss(input, target);
                     lossTensor.backward();
                     exchange.Exchange();                                         // gradients: the mean over the ranks
                     Sharding?.AverageGradients();                                // sharded tables: complete on their owner, ÷ P
                     freeze?.BeforeStep();                                        // frozen rows leave the gradients before clipping
-                    gradientNorm = GradientClipping.ClipGlobalNorm(replicated, train.GradientClip, sharded, Replicas);
+                    gradientNorm = tablesInBackward?.ClipGlobalNorm(parameters)   // one rank only: replicated = parameters
+                                   ?? GradientClipping.ClipGlobalNorm(replicated, train.GradientClip, sharded, Replicas);
                     loss = MeanOverRanks(lossTensor.ToDouble());
                     // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).
                     if (!double.IsFinite(loss) || !double.IsFinite(gradientNorm))

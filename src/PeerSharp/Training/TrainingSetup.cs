@@ -28,6 +28,8 @@ public static class TrainingSetup
             throw new PeerSharpException($"checkpoint '{checkpointPath}' holds a different model than the one requested ({Difference(info.Config.Model, requested.Model)}); resume without model overrides or start a new run");
         if (requested is not null && requested.Train.TableState != info.Config.Train.TableState)
             throw new PeerSharpException($"checkpoint '{checkpointPath}' was trained with table state '{EnumNames.Name(info.Config.Train.TableState)}', not '{EnumNames.Name(requested.Train.TableState)}'; resume with the state it was written with or start a new run");
+        if (requested is not null && requested.Train.UpdateInBackward != info.Config.Train.UpdateInBackward)
+            throw new PeerSharpException($"checkpoint '{checkpointPath}' was trained with updateInBackward {(info.Config.Train.UpdateInBackward ? "on" : "off")}, not {(requested.Train.UpdateInBackward ? "on" : "off")}; its optimizer state differs (table_gradient_scale), so resume with the setting it was written with or start a new run");
         var config = requested is null ? info.Config : info.Config with { Train = requested.Train };
         var (model, optimizer) = Create(config);
         Checkpoint.Load(checkpointPath, model, optimizer);

@@ -121,6 +121,12 @@ public class BadInputTests : IDisposable
     }
 
     [Fact]
+    public void UpdateInBackwardWithoutAFusedPeerBlock()
+    {
+        AssertTrainFailsWithoutOutput("updateInBackward needs a PEER block on the fused kernel", "--ffn", "dense", "--update-in-backward");
+    }
+
+    [Fact]
     public void BadConfigFiles()
     {
         void AssertConfigFails(string expected, string json)

@@ -62,7 +62,8 @@ public class CheckpointTests
         Assert.Equal(straight, firstHalf.Concat(secondHalf).ToList());
     }
 
-    static List<double> Losses(RunConfig config, PeerSharp.Data.TokenCorpus corpus, string checkpoint, int? stopAfter, string? resumeFrom)
+    /// <summary>The loss of each step of a run, stopped after <paramref name="stopAfter"/> or resumed from a checkpoint.</summary>
+    internal static List<double> Losses(RunConfig config, PeerSharp.Data.TokenCorpus corpus, string checkpoint, int? stopAfter, string? resumeFrom)
     {
         PeerSharp.Model.TransformerLM model;
         IOptimizer optimizer;

@@ -16,7 +16,7 @@ public class RunConfigTests
               "model": { "modelDim": 192, "layerCount": 6, "positions": "rotary",
                          "peer": { "subKeyCount": 256, "headCount": 8, "topK": 16, "keyDim": 128, "activation": "relu" } },
               // comments are allowed
-              "train": { "steps": 3000, "learningRate": 0.002, "tableState": "row-wise-bf16" }
+              "train": { "steps": 3000, "learningRate": 0.002, "tableState": "row-wise-bf16", "updateInBackward": true }
             }
             """);
         var basis = Presets.Get("default");
@@ -29,6 +29,7 @@ public class RunConfigTests
         using (var model = new TransformerLM(config.Model)) Assert.Equal(192, model.PeerLayers.Single().ModelDim);
         Assert.Equal(3000, config.Train.Steps);
         Assert.Equal(TableOptimizerState.RowWiseBf16, config.Train.TableState);
+        Assert.True(config.Train.UpdateInBackward);
         Assert.Equal(basis.Train.BatchSize, config.Train.BatchSize);
         Assert.Equal(basis.Model.ContextLength, config.Model.ContextLength);
         Assert.Equal(config, RunConfig.Load(WriteBack(folder.Path, config), Presets.Get("tiny")));

@@ -104,19 +104,23 @@ internal sealed unsafe class RowGroups : IDisposable
     /// Row sums in a fixed order: for each touched row g (ascending id), rows[g] = Σ coefficient[p] · source[token(p)]
     /// over the row's positions p in ascending order, token(p) = p / slots. source is [M, d] with rows
     /// sourceStride floats apart (dim when null). A null coefficient means 1 (plain sums of source rows, for
-    /// merging repeated rows of a sparse gradient). Used for sub-key gradients (<see cref="FusedProductKeys"/>) and by <see cref="SparseRows"/>.
+    /// merging repeated rows of a sparse gradient). Used for sub-key gradients (<see cref="FusedProductKeys"/>), by
+    /// <see cref="SparseRows"/> and for PEER's u-table gradient when it is applied in the backward: with
+    /// <paramref name="update"/>, each row is reduced into a scratch row and applied at once, and rows is unused.
     /// </summary>
     public void Reduce(int slots, int dim, float* coefficient, float* source, float* rows, int threads,
-                                  int? sourceStride = null)
+                                  int? sourceStride = null, TableRowUpdate? update = null)
     {
         long stride = sourceStride ?? dim;
         KernelThreads.For(RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var order = Order;
             var starts = Starts;
+            var tableRows = Rows;
+            var scratch = update is null ? null : GC.AllocateUninitializedArray<float>(dim, pinned: true);   // one gradient row
             for (int g = start; g < end; g++)
             {
-                float* row = rows + (long)g * dim;
+                float* row = scratch is not null ? (float*)Unsafe.AsPointer(ref scratch[0]) : rows + (long)g * dim;
                 int first = starts[g], last = starts[g + 1];
                 int p = order[first];
                 VectorMath.Scale(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
@@ -125,6 +129,7 @@ internal sealed unsafe class RowGroups : IDisposable
                     p = order[i];
                     VectorMath.Axpy(row, coefficient is null ? 1f : coefficient[p], source + (p / slots) * stride, dim);
                 }
+                update?.Apply(g, tableRows[g], row);
             }
         });
     }

@@ -17,6 +17,10 @@ namespace PeerSharp.Kernels;
 /// gradients as results do not see them that way. A table that is not a leaf gets its gradient through the
 /// graph. Sums of several gradients may repeat ids; <see cref="SparseRows.Coalesce"/> merges them.
 /// </para>
+/// <para>
+/// With an <see cref="ITableUpdate"/> (the internal overload), the rows of a leaf table are applied to it by its
+/// optimizer inside the backward instead, and no gradient is stored (docs/SPARSE_UPDATES.md, "Update in the backward").
+/// </para>
 /// </summary>
 public static class FusedExperts
 {
@@ -28,7 +32,17 @@ public static class FusedExperts
     /// <param name="activation">σ.</param>
     /// <param name="threads">Threads of the kernels; null: <see cref="KernelThreads.Default"/>.</param>
     /// <returns>[M, d_model].</returns>
-    public static Tensor Forward(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up, ExpertActivation activation, int? threads = null)
+    public static Tensor Forward(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up, ExpertActivation activation, int? threads = null) =>
+        Forward(x, ids, gates, down, up, activation, threads, null);
+
+    /// <summary>
+    /// As the public overload; with <paramref name="tableUpdate"/>, the backward hands the coalesced gradient rows
+    /// of each leaf table to it, which applies the optimizer's update row by row instead of storing a gradient
+    /// (docs/SPARSE_UPDATES.md, "Update in the backward"). The tables then change during the backward: v rows as
+    /// soon as their gradient is reduced, u rows after dx was computed from the old ones.
+    /// </summary>
+    internal static Tensor Forward(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up, ExpertActivation activation, int? threads,
+                                   ITableUpdate? tableUpdate)
     {
         using var scope = NewDisposeScope();
         long N = down.shape[0], d = down.shape[1];
@@ -39,7 +53,7 @@ public static class FusedExperts
         if (ids.numel() > 0 && (ids.min().item<long>() < 0 || ids.max().item<long>() >= N))
             throw new ArgumentException($"fused experts: an expert id is outside [0, {N})");
         var y = ExpertFunction.apply(x.contiguous(), ids.contiguous(), gates.contiguous(), down.contiguous(), up.contiguous(),
-                                     activation, threads ?? KernelThreads.Default);
+                                     activation, threads ?? KernelThreads.Default, tableUpdate!);
         return scope.MoveToOuter(y);
     }
 
@@ -55,7 +69,7 @@ public static class FusedExperts
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
             var (x, ids, gates, down, up) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Tensor)vars[4]);
-            var (activation, threads) = ((ExpertActivation)vars[5], (int)vars[6]);
+            var (activation, threads, tableUpdate) = ((ExpertActivation)vars[5], (int)vars[6], vars[7] as ITableUpdate);
             long M = x.shape[0], S = M == 0 ? 0 : ids.numel() / M;
             var y = empty(M, x.shape[1]);                                         // [M, d_model]
             var preActivations = empty(M, S);                                     // [M, h·k]: a = u_id · x
@@ -66,6 +80,7 @@ public static class FusedExperts
             ctx.save_data("threads", threads);
             ctx.save_data("needs", new[] { x.requires_grad, gates.requires_grad, down.requires_grad, up.requires_grad });
             ctx.save_data("leaves", new[] { down.is_leaf, up.is_leaf });
+            ctx.save_data("update", tableUpdate!);
             return y;
         }
 
@@ -81,22 +96,33 @@ public static class FusedExperts
             var threads = (int)ctx.get_data("threads");
             var needs = (bool[])ctx.get_data("needs");
             var leaves = (bool[])ctx.get_data("leaves");
+            var tableUpdate = ctx.get_data("update") as ITableUpdate;
             var dy = gradOutput.contiguous();                                     // [M, d_model]
             long M = x.shape[0], S = preActivations.shape[1], N = down.shape[0], d = down.shape[1];
 
-            var dx = needs[0] ? empty_like(x) : null;                             // [M, d_model]
-            var dGates = needs[1] ? empty_like(gates) : null;                     // [M, h, k]
-            var coefficientU = needs[0] ? empty(M, S) : null;                     // [M, h·k]: g · t · σ'(a)
             var batch = BatchOf(x, ids, gates, down, up);
             using var groups = RowGroups.Build(TensorMemory.Pointer<long>(ids), (int)(M * S), N);
-            var dDownRows = needs[2] ? empty(groups.RowCount, d) : null;          // [U, d_model]
-            var dUpRows = needs[3] ? empty(groups.RowCount, d) : null;            // [U, d_model]
+            // Tables updated in the backward get no gradient rows: their rows go straight to the optimizer.
+            var downUpdate = needs[2] && leaves[0] ? tableUpdate?.Begin(down, groups.RowCount) : null;
+            var upUpdate = needs[3] && leaves[1] ? tableUpdate?.Begin(up, groups.RowCount) : null;
+            var dx = needs[0] ? empty_like(x) : null;                             // [M, d_model]
+            var dGates = needs[1] ? empty_like(gates) : null;                     // [M, h, k]
+            var coefficientU = needs[0] || downUpdate is not null ? empty(M, S) : null;   // [M, h·k]: g · t · σ'(a)
+            var dDownRows = needs[2] && downUpdate is null ? empty(groups.RowCount, d) : null;   // [U, d_model]
+            var dUpRows = needs[3] && upUpdate is null ? empty(groups.RowCount, d) : null;       // [U, d_model]
             FusedExpertsKernel.BackwardRows(batch, groups, TensorMemory.Pointer<float>(preActivations), TensorMemory.Pointer<float>(dy),
-                                            Optional(dGates), Optional(coefficientU), Optional(dDownRows), Optional(dUpRows), activation, threads);
+                                            Optional(dGates), Optional(coefficientU), Optional(dDownRows), Optional(dUpRows), upUpdate, activation, threads);
+            if (upUpdate is not null) tableUpdate!.End(upUpdate);
             if (dx is not null) FusedExpertsKernel.BackwardInputs(batch, TensorMemory.Pointer<float>(coefficientU!), TensorMemory.Pointer<float>(dx), threads);
+            if (downUpdate is not null)
+            {
+                // dU[g] = Σ c_u · x_m in the order BackwardRows would sum it, applied to u_id only now that dx has read u.
+                groups.Reduce((int)S, (int)d, TensorMemory.Pointer<float>(coefficientU!), TensorMemory.Pointer<float>(x), null, threads, update: downUpdate);
+                tableUpdate!.End(downUpdate);
+            }
 
             Tensor? dDown = null, dUp = null;
-            if (needs[2] || needs[3])
+            if (dDownRows is not null || dUpRows is not null)
             {
                 var rows = empty(1, groups.RowCount, dtype: ScalarType.Int64);    // [1, U]: touched ids, ascending
                 groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));
@@ -105,7 +131,7 @@ public static class FusedExperts
                 if (dDown is not null && leaves[0]) dDown = AccumulateInto(down, dDown);
                 if (dUp is not null && leaves[1]) dUp = AccumulateInto(up, dUp);
             }
-            var grads = new List<Tensor> { dx!, null!, dGates!, dDown!, dUp!, null!, null! };
+            var grads = new List<Tensor> { dx!, null!, dGates!, dDown!, dUp!, null!, null!, null! };
             scope.MoveToOuter(grads.Where(g => g is not null));
             return grads;
         }

@@ -61,9 +61,11 @@ internal static unsafe class FusedExpertsKernel
     /// c_u[p] = g·t·σ'(a); sums dU[g] = Σ c_u · x_m and dV[g] = Σ g·σ(a) · dy_m. Any of dGates, coefficientU,
     /// dDown and dUp may be null when not wanted. Walking the table in id order reads its rows in ascending
     /// address order, where the hardware prefetchers help; only the token phase reads rows at random.
+    /// With <paramref name="upUpdate"/>, dV[g] goes to a scratch row and is applied to v_id at once (dUp is then
+    /// unused): no selection of another row reads v_id, so its update cannot change their results.
     /// </summary>
     public static void BackwardRows(Batch b, RowGroups groups, float* preActivations, float* dy, float* dGates, float* coefficientU,
-                                    float* dDown, float* dUp, ExpertActivation activation, int threads)
+                                    float* dDown, float* dUp, TableRowUpdate? upUpdate, ExpertActivation activation, int threads)
     {
         KernelThreads.For(groups.RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
@@ -71,12 +73,13 @@ internal static unsafe class FusedExpertsKernel
             var order = groups.Order;
             var starts = groups.Starts;
             var rows = groups.Rows;
+            var scratch = upUpdate is null ? null : GC.AllocateUninitializedArray<float>(d, pinned: true);   // dV of one row
             for (int g = start; g < end; g++)
             {
                 if (g + PrefetchAhead < end) VectorMath.Prefetch(b.Up + rows[g + PrefetchAhead] * d, d);
                 float* v = b.Up + rows[g] * d;
                 float* du = dDown is null ? null : dDown + (long)g * d;
-                float* dv = dUp is null ? null : dUp + (long)g * d;
+                float* dv = scratch is not null ? (float*)Unsafe.AsPointer(ref scratch[0]) : dUp is null ? null : dUp + (long)g * d;
                 for (int i = starts[g]; i < starts[g + 1]; i++)
                 {
                     int p = order[i];
@@ -100,6 +103,7 @@ internal static unsafe class FusedExpertsKernel
                         else VectorMath.Axpy(dv, cv, dym, d);
                     }
                 }
+                upUpdate?.Apply(g, rows[g], dv);
             }
         });
     }

@@ -28,17 +28,24 @@ internal static unsafe class RowWiseAdamWKernel
         {
             for (int i = start; i < end; i++)
             {
-                long row = ids is null ? i : ids[i];
                 var g = gradients + (long)i * d;
-                float meanSquare = VectorMath.Dot(g, g, d) / d;
-                float vr = v[row] * r.Beta2 + (1 - r.Beta2) * meanSquare;
-                v[row] = vr;
-                float step = r.StepSize / (MathF.Sqrt(vr * r.InverseCorrection2) + r.Epsilon);
-                if (m is not null) UpdateRow(r, step, p + row * d, m + row * d, g, d);
-                else if (mBf16 is not null) UpdateRowBf16(r, step, p + row * d, mBf16 + row * d, g, d);
-                else UpdateRowWithoutMomentum(r, step, p + row * d, g, d);
+                UpdateRow(r, ids is null ? i : ids[i], g, VectorMath.Dot(g, g, d), d, p, m, mBf16, v);
             }
         });
+    }
+
+    /// <summary>
+    /// Updates row <paramref name="row"/> of p, m (or mBf16, or neither) and v with its gradient g [d], whose sum of
+    /// squares Σ_j g_j² the caller has computed (it is the row's share of the gradient norm as well).
+    /// </summary>
+    public static void UpdateRow(in SparseAdamWKernel.Rule r, long row, float* g, float sumOfSquares, int d, float* p, float* m, ushort* mBf16, float* v)
+    {
+        float vr = v[row] * r.Beta2 + (1 - r.Beta2) * (sumOfSquares / d);
+        v[row] = vr;
+        float step = r.StepSize / (MathF.Sqrt(vr * r.InverseCorrection2) + r.Epsilon);
+        if (m is not null) UpdateRow(r, step, p + row * d, m + row * d, g, d);
+        else if (mBf16 is not null) UpdateRowBf16(r, step, p + row * d, mBf16 + row * d, g, d);
+        else UpdateRowWithoutMomentum(r, step, p + row * d, g, d);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

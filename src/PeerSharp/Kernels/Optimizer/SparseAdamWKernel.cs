@@ -33,8 +33,9 @@ internal static unsafe class SparseAdamWKernel
         });
     }
 
+    /// <summary>Updates one row: p, m, v and g point at its d entries.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void UpdateRow(in Rule r, float* p, float* m, float* v, float* g, int d)
+    public static void UpdateRow(in Rule r, float* p, float* m, float* v, float* g, int d)
     {
         int j = 0;
         if (Vector256.IsHardwareAccelerated)
