@@ -166,7 +166,7 @@ public static class ShardedExperts
             var localY = empty(T, d);                                                           // [T, d]: partial outputs
             var preActivations = empty(T, width);                                               // [T, S']
             if (T > 0)
-                FusedExpertsKernel.Forward(BatchOf(localX, localIds, localGates, down, up), TensorMemory.Pointer<float>(preActivations),
+                FusedExpertsKernel.Forward(FusedExperts.BatchOf(localX, localIds, localGates, down, up), TensorMemory.Pointer<float>(preActivations),
                                            TensorMemory.Pointer<float>(localY), activation, threads);
 
             // 4. Partial outputs back to their tokens' ranks, summed per token in owner order.
@@ -227,7 +227,7 @@ public static class ShardedExperts
             Tensor? dDown = null, dUp = null;
             if (T > 0)
             {
-                var batch = BatchOf(localX, localIds, localGates, down, up);
+                var batch = FusedExperts.BatchOf(localX, localIds, localGates, down, up);
                 using var groups = RowGroups.Build(TensorMemory.Pointer<long>(localIds), T * width, down.shape[0]);
                 var dDownRows = empty(groups.RowCount, d);                                      // [U, d]
                 var dUpRows = empty(groups.RowCount, d);                                        // [U, d]
@@ -245,8 +245,8 @@ public static class ShardedExperts
             var dGates = zeros(M, S);                                                           // [M, h·k]
             Exchange(shards, localDx, work.SourcePairs, requests, d, dx, (localDGates, work, dGates));
 
-            if (leaves[0] && dDown is not null) Accumulate(down, dDown);
-            if (leaves[1] && dUp is not null) Accumulate(up, dUp);
+            if (leaves[0] && dDown is not null) FusedExperts.AccumulateGradient(down, dDown);
+            if (leaves[1] && dUp is not null) FusedExperts.AccumulateGradient(up, dUp);
             var grads = new List<Tensor> { needs[0] ? dx : null!, null!, needs[1] ? dGates.view(gatesShape) : null!, null!, null!, null!, null!, null! };
             scope.MoveToOuter(grads.Where(g => g is not null));
             return grads;
@@ -299,17 +299,5 @@ public static class ShardedExperts
                     for (int j = requests.SlotStart[i]; j < requests.SlotStart[i + 1]; j++) dGates[requests.Slots[j]] = parts[f++];
                 }
         }
-
-        /// <summary>What AccumulateGrad does for a leaf table: .grad = gradient, or .grad + gradient.</summary>
-        static void Accumulate(Tensor table, Tensor gradient)
-        {
-            using var existing = table.grad;
-            table.grad = existing is null ? gradient : existing + gradient;
-        }
-
-        static FusedExpertsKernel.Batch BatchOf(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up) =>
-            new(TensorMemory.Pointer<float>(x), TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(gates),
-                TensorMemory.Pointer<float>(down), TensorMemory.Pointer<float>(up),
-                (int)x.shape[0], (int)ids.shape[1], (int)x.shape[1]);
     }
 }

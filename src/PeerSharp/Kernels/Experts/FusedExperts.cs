@@ -128,8 +128,8 @@ public static class FusedExperts
                 groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));
                 if (dDownRows is not null) dDown = sparse_coo_tensor(rows, dDownRows, [N, d]);
                 if (dUpRows is not null) dUp = sparse_coo_tensor(rows, dUpRows, [N, d]);
-                if (dDown is not null && leaves[0]) dDown = AccumulateInto(down, dDown);
-                if (dUp is not null && leaves[1]) dUp = AccumulateInto(up, dUp);
+                if (dDown is not null && leaves[0]) { AccumulateGradient(down, dDown); dDown = null; }
+                if (dUp is not null && leaves[1]) { AccumulateGradient(up, dUp); dUp = null; }
             }
             var grads = new List<Tensor> { dx!, null!, dGates!, dDown!, dUp!, null!, null!, null! };
             scope.MoveToOuter(grads.Where(g => g is not null));
@@ -138,20 +138,21 @@ public static class FusedExperts
 
         static float* Optional(Tensor? tensor) => tensor is null ? null : TensorMemory.Pointer<float>(tensor);
 
-        /// <summary>
-        /// What AccumulateGrad does for a leaf: .grad = gradient, or .grad + gradient. Returns null, the
-        /// gradient left to hand back through the graph.
-        /// </summary>
-        static Tensor? AccumulateInto(Tensor table, Tensor gradient)
-        {
-            using var existing = table.grad;
-            table.grad = existing is null ? gradient : existing + gradient;
-            return null;
-        }
-
-        static FusedExpertsKernel.Batch BatchOf(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up) =>
-            new(TensorMemory.Pointer<float>(x), TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(gates),
-                TensorMemory.Pointer<float>(down), TensorMemory.Pointer<float>(up),
-                (int)x.shape[0], x.shape[0] == 0 ? 0 : (int)(ids.numel() / x.shape[0]), (int)x.shape[1]);
     }
+
+    /// <summary>
+    /// What AccumulateGrad does for a leaf table: .grad = gradient, or .grad + gradient (shared with the sharded step 5,
+    /// whose backward adds its row gradients the same way).
+    /// </summary>
+    internal static void AccumulateGradient(Tensor table, Tensor gradient)
+    {
+        using var existing = table.grad;
+        table.grad = existing is null ? gradient : existing + gradient;
+    }
+
+    /// <summary>The kernels' view of x [M, d], ids and gates [M, S] (or [M, h, k]) and the tables.</summary>
+    internal static unsafe FusedExpertsKernel.Batch BatchOf(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up) =>
+        new(TensorMemory.Pointer<float>(x), TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(gates),
+            TensorMemory.Pointer<float>(down), TensorMemory.Pointer<float>(up),
+            (int)x.shape[0], x.shape[0] == 0 ? 0 : (int)(ids.numel() / x.shape[0]), (int)x.shape[1]);
 }
