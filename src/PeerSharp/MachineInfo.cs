@@ -14,6 +14,19 @@ public sealed record MachineInfo(string Cpu, int Cores, string VectorWidth, doub
         OperatingSystem.IsLinux() && double.TryParse(File.ReadAllText("/proc/loadavg").Split(' ')[0], System.Globalization.NumberStyles.Float,
                                                      System.Globalization.CultureInfo.InvariantCulture, out var load) ? load : double.NaN;
 
+    /// <summary>
+    /// Linux's transparent huge page mode ("always", "madvise" or "never", from /sys/kernel/mm/transparent_hugepage/enabled);
+    /// "unknown" elsewhere. Under "madvise" only memory that asks for them gets huge pages (THP_MEM_ALLOC_ENABLE=1 for libtorch).
+    /// </summary>
+    public static string TransparentHugePages()
+    {
+        const string path = "/sys/kernel/mm/transparent_hugepage/enabled";
+        if (!OperatingSystem.IsLinux() || !File.Exists(path)) return "unknown";
+        var text = File.ReadAllText(path);   // e.g. "always [madvise] never": the bracketed mode is the one in force
+        int open = text.IndexOf('['), close = text.IndexOf(']');
+        return open >= 0 && close > open ? text[(open + 1)..close] : text.Trim();
+    }
+
     /// <summary>This machine.</summary>
     public static MachineInfo Current()
     {
