@@ -74,4 +74,36 @@ public class FusedProductKeysTests
         var two = Run(2);
         for (int i = 0; i < one.Length; i++) Assert.True(one[i].eq(two[i]).all().item<bool>(), $"output {i} differs");
     }
+    /// <summary>
+    /// The selection of step 2 against a stable sort: the k first in the order (score descending, position ascending),
+    /// on rows with many ties (scores drawn from a few values), rows the floor pass covers and rows too short for it,
+    /// a row whose best scores all sit in one range, and rows with infinite scores.
+    /// </summary>
+    [Theory]
+    [InlineData(1024, 16)]
+    [InlineData(1024, 1)]
+    [InlineData(1000, 32)]   // n not a multiple of the ranges: a tail outside them
+    [InlineData(64, 16)]     // one vector per range
+    [InlineData(100, 9)]
+    [InlineData(12, 5)]      // too short for the floor: every score scanned
+    public unsafe void TopKIsTheFirstKOfAStableSortByScore(int n, int k)
+    {
+        var random = new Random(n * 31 + k);
+        var rows = new List<float[]>();
+        for (int r = 0; r < 20; r++) rows.Add([.. Enumerable.Range(0, n).Select(_ => (float)random.Next(0, r % 2 == 0 ? 6 : 1000))]);
+        rows.Add([.. Enumerable.Range(0, n).Select(i => i < n / 2 ? 0f : 1f + i)]);            // the best all in the last range
+        rows.Add([.. Enumerable.Range(0, n).Select(i => i % 7 == 0 ? float.PositiveInfinity : 0f)]);
+        rows.Add([.. Enumerable.Range(0, n).Select(i => i % 3 == 0 ? float.NegativeInfinity : i % 5)]);
+        foreach (var row in rows)
+        {
+            var expected = Enumerable.Range(0, n).OrderByDescending(i => row[i]).ThenBy(i => i).Take(k).ToArray();
+            var values = new float[k];
+            var positions = new int[k];
+            fixed (float* pRow = row, pValues = values)
+            fixed (int* pPositions = positions)
+                FusedProductKeysKernel.TopK(pRow, n, k, pValues, pPositions);
+            Assert.Equal(expected, positions);
+            Assert.Equal(expected.Select(i => row[i]).ToArray(), values);
+        }
+    }
 }

@@ -53,9 +53,83 @@ internal static unsafe class FusedProductKeysKernel
         });
     }
 
-    /// <summary>The k largest of row[0..n) with their positions, descending (earlier position first among equals).</summary>
+    /// <summary>
+    /// The k largest of row[0..n) with their positions, descending (earlier position first among equals): the k
+    /// first in the order (value descending, position ascending). A first pass finds a floor below which no score
+    /// can be among them (<see cref="Floor"/>); the scan then inserts only the few scores at or above it, where a
+    /// plain streaming scan inserts every score that beats the k-th seen so far, many early in the row. The result
+    /// is the same: the scan keeps the top k of the scores it has seen, and it sees all of the row's top k.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void TopK(float* row, int n, int k, float* values, int* positions)
+    internal static void TopK(float* row, int n, int k, float* values, int* positions)
+    {
+        float floor = Vector256.IsHardwareAccelerated ? Floor(row, n, k) : float.NaN;
+        if (!float.IsFinite(floor))
+        {
+            // Too short a row for the floor, or NaN or infinite scores: the scan of every score.
+            TopKStreaming(row, n, k, values, positions);
+            return;
+        }
+        int filled = 0, i = 0;
+        for (; i <= n - 8; i += 8)
+        {
+            // Until k are held, everything at or above the floor enters; then only what beats the k-th.
+            var scores = Vector256.Load(row + i);
+            uint wins = (filled < k ? Vector256.GreaterThanOrEqual(scores, Vector256.Create(floor))
+                                    : Vector256.GreaterThan(scores, Vector256.Create(values[k - 1]))).ExtractMostSignificantBits();
+            while (wins != 0)
+            {
+                int lane = System.Numerics.BitOperations.TrailingZeroCount(wins);
+                wins &= wins - 1;
+                filled = Consider(values, positions, k, filled, row[i + lane], i + lane, floor);
+            }
+        }
+        for (; i < n; i++) filled = Consider(values, positions, k, filled, row[i], i, floor);
+        // At least k scores are at or above the floor, so the list is full; should rounding ever say otherwise, rescan.
+        if (filled < k) TopKStreaming(row, n, k, values, positions);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int Consider(float* values, int* positions, int k, int filled, float value, int position, float floor) =>
+        filled < k ? (value >= floor ? Insert(values, positions, k, filled, value, position) : filled)
+                   : (value > values[k - 1] ? Insert(values, positions, k, k, value, position) : filled);
+
+    /// <summary>
+    /// A score that at least k scores of the row reach, so that nothing below it is among the k largest: the row's
+    /// first R·8·⌊n / (8R)⌋ scores, R = ⌈k / 8⌉, are cut into R ranges of whole vectors, and each lane of each range
+    /// holds a disjoint subset; the floor is the smallest of those 8R ≥ k subset maxima (for n = 1024, k = 16: the
+    /// smallest of 16 maxima over 64 scores each). NaN where the row is too short (fewer than one vector per range)
+    /// or a maximum is NaN; the caller then scans every score.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Floor(float* row, int n, int k)
+    {
+        int ranges = (k + 7) / 8, vectors = n / (8 * ranges);
+        if (vectors == 0) return float.NaN;
+        var floor = Vector256.Create(float.PositiveInfinity);
+        for (int r = 0; r < ranges; r++)
+        {
+            float* start = row + (long)r * vectors * 8;
+            var max = Vector256.Load(start);
+            for (int v = 1; v < vectors; v++) max = Vector256.Max(max, Vector256.Load(start + v * 8));
+            floor = Vector256.Min(floor, max);
+        }
+        float smallest = floor.GetElement(0);
+        for (int lane = 1; lane < 8; lane++)
+        {
+            float value = floor.GetElement(lane);
+            if (float.IsNaN(value)) return float.NaN;
+            smallest = Math.Min(smallest, value);
+        }
+        return smallest;
+    }
+
+    /// <summary>
+    /// <see cref="TopK"/> by a scan of every score: the first k enter, then each score that beats the current k-th
+    /// (earlier positions win ties because a later equal score does not beat it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void TopKStreaming(float* row, int n, int k, float* values, int* positions)
     {
         int filled = 0, i = 0;
         for (; i < k; i++) filled = Insert(values, positions, k, filled, row[i], i);
