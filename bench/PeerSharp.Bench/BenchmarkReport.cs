@@ -169,8 +169,8 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         s.AppendLine($"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; load average (1, 5, 15 min) at the start: {machine.Load}, at the end: {MachineInfo.LoadAverage()}");
         s.AppendLine("  (the machine is shared: a load above the core count means other work took CPU time from these measurements)");
         s.AppendLine($"- Process settings (`NativeRuntime.Configure` in the `peer` program): OMP_WAIT_POLICY={Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset"}, "
-                     + $"glibc malloc keeps large blocks, THP_MEM_ALLOC_ENABLE={Environment.GetEnvironmentVariable("THP_MEM_ALLOC_ENABLE") ?? "unset"} "
-                     + $"(libtorch asks for huge pages; the kernel's transparent huge pages: {MachineInfo.TransparentHugePages()})");
+                     + $"glibc malloc keeps large blocks; expert tables and their optimizer state ask for huge pages (the kernel's "
+                     + $"transparent huge pages: {MachineInfo.TransparentHugePages()})");
         if (first is not null)
         {
             s.AppendLine();

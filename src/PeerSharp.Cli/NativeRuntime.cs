@@ -13,13 +13,8 @@ namespace PeerSharp.Cli;
 /// (M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2 GiB), so the tensors a step allocates reuse the previous step's
 /// pages instead of faulting in and zeroing fresh ones every step (at N = 1024² that was ~20% of a step's CPU
 /// time, in the kernel). The price: resident memory stays near its peak.</item>
-/// <item>THP_MEM_ALLOC_ENABLE=1 (unless set): libtorch aligns every allocation of 2 MiB or more to 2 MiB and
-/// asks Linux for transparent huge pages there (madvise(MADV_HUGEPAGE); this machine's kernel grants them only on
-/// request). The expert tables are read at random rows, one DRAM access per row, and with 4 KiB pages each access
-/// also misses the TLB: a 2 GiB table spans 512k pages but only 1k huge pages. Measured at N = 1024² (layer
-/// benchmark, docs/PERFORMANCE.md): forward 143 → 117 ms per 1k tokens, whole step −12%, peak RSS +0.2 GB.</item>
 /// </list>
-/// All three only take effect when applied before libtorch loads (OpenMP reads its environment once).
+/// Both only take effect when applied before libtorch loads (OpenMP reads its environment once).
 /// </summary>
 public static class NativeRuntime
 {
@@ -32,11 +27,10 @@ public static class NativeRuntime
         if (!OperatingSystem.IsLinux()) return;
         try
         {
-            foreach (var (name, value) in new[] { ("OMP_WAIT_POLICY", "PASSIVE"), ("THP_MEM_ALLOC_ENABLE", "1") })
+            if (Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is null)
             {
-                if (Environment.GetEnvironmentVariable(name) is not null) continue;
-                SetEnvironment(name, value, 0);                  // this process's libtorch
-                Environment.SetEnvironmentVariable(name, value);  // child processes too
+                SetEnvironment("OMP_WAIT_POLICY", "PASSIVE", 0);
+                Environment.SetEnvironmentVariable("OMP_WAIT_POLICY", "PASSIVE");   // child processes too
             }
             MallocOption(MmapMax, 0);
             MallocOption(TrimThreshold, int.MaxValue);

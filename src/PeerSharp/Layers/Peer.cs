@@ -45,6 +45,8 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
             _up = nn.Embedding(options.ExpertCount, modelDim);
             InitialiseRows("down.weight", _down.weight!);
             InitialiseRows("up.weight", _up.weight!);
+            HugePages.Advise(_down.weight!, collapse: true);   // read at random rows (DESIGN.md "Where the time goes")
+            HugePages.Advise(_up.weight!, collapse: true);
         }
         register_module("down", _down);
         register_module("up", _up);

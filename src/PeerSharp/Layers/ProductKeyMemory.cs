@@ -1,3 +1,4 @@
+using PeerSharp.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -35,7 +36,9 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         _values = nn.EmbeddingBag(TableInit.Deferred ? 1 : options.ValueCount, modelDim, mode: EmbeddingBagMode.Sum, sparse: true);
         if (TableInit.Deferred) _values.weight = TableInit.Unwritten(options.ValueCount, modelDim);
         register_module("values", _values);
-        if (!TableInit.Deferred) InitialiseRows("values.weight", Values);
+        if (TableInit.Deferred) return;
+        InitialiseRows("values.weight", Values);
+        HugePages.Advise(Values, collapse: true);   // read at random rows (DESIGN.md "Where the time goes")
     }
 
     /// <inheritdoc />

@@ -1,3 +1,4 @@
+using PeerSharp.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -34,15 +35,16 @@ sealed class AdamState : IDisposable
     /// <summary>The parameters, in the order given.</summary>
     public IReadOnlyList<Entry> Entries { get; }
 
+    // Moments on huge pages (HugePages): those of the expert tables are read at random rows, like the tables.
     static Tensor? FirstMoment(Parameter parameter, TableOptimizerState kind) => kind switch
     {
         TableOptimizerState.RowWiseNoMomentum => null,
-        TableOptimizerState.RowWiseBf16 => zeros_like(parameter, dtype: ScalarType.BFloat16).requires_grad_(false),
-        _ => zeros_like(parameter).requires_grad_(false),
+        TableOptimizerState.RowWiseBf16 => HugePages.Zeros(parameter, ScalarType.BFloat16).requires_grad_(false),
+        _ => HugePages.Zeros(parameter).requires_grad_(false),
     };
 
     static Tensor SecondMoment(Parameter parameter, TableOptimizerState kind) => kind == TableOptimizerState.Full
-        ? zeros_like(parameter).requires_grad_(false)
+        ? HugePages.Zeros(parameter).requires_grad_(false)
         : zeros(parameter.shape[0], dtype: parameter.dtype);   // [N]: one value per row
 
     string SecondMomentName(string parameter) => Kind == TableOptimizerState.Full ? $"exp_avg_sq.{parameter}" : $"exp_avg_sq_row.{parameter}";
