@@ -128,6 +128,7 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
 
         // 2-3. Product-key retrieval: per half top-k, then top-k of the k² candidates; id = a·n + b.
         var (scores, ids) = _retrieval.Retrieve(queries, fused);                     // [M, h, k] each
+        RowReadAhead.Request(ids, Down, Up);   // tables mapped from a file: their pages are read meanwhile
 
         // 4. Gates: softmax over the k selected scores of each head.
         var gates = scores.softmax(-1);                                              // [M, h, k]

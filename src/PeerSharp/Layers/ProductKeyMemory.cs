@@ -85,6 +85,7 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         // One query per head, q = BN(W_q x), then product-key retrieval and softmax gates, exactly as PEER.
         var queries = _retrieval.Queries(x);                                         // [M, h, d_key]
         var (scores, ids) = _retrieval.Retrieve(queries, _retrieval.CanRunFused);    // [M, h, k] each
+        RowReadAhead.Request(ids, Values);   // a table mapped from a file: its pages are read meanwhile
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
         // Σ_heads Σ_selected g · value as one weighted bag of h·k rows per token: embedding_bag reads the rows

@@ -69,7 +69,12 @@ static unsafe partial class MappedTables
             if (address == new IntPtr(-1))
                 throw new IOException($"mmap of {length:N0} bytes failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
             Madvise(address, (nuint)length, AdviseRandom);   // advice only: a failure changes speed, not results
-            return new Mapping((byte*)address, () => Munmap(address, (nuint)length));
+            Kernels.RowReadAhead.Register(address, length);     // the layers ask for each step's rows ahead
+            return new Mapping((byte*)address, () =>
+            {
+                Kernels.RowReadAhead.Unregister(address);
+                Munmap(address, (nuint)length);
+            });
         }
         // The mapping outlives the handle, which the caller closes.
         var stream = new FileStream(handle, FileAccess.Read);

@@ -1,11 +1,15 @@
+using System.Runtime.InteropServices;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
+using PeerSharp.Kernels;
+using PeerSharp.Layers;
 using PeerSharp.Model;
 using PeerSharp.Training;
+using static TorchSharp.torch;
 
 namespace PeerSharp.Tests.Training;
 
-public class MappedTablesTests
+public unsafe partial class MappedTablesTests
 {
     public static TheoryData<FeedForwardKind> Kinds => [FeedForwardKind.Peer, FeedForwardKind.Pkm];
 
@@ -94,5 +98,48 @@ public class MappedTablesTests
         Assert.Contains(file, File.ReadAllText("/proc/self/maps"));
         mapped.Dispose();
         Assert.DoesNotContain(file, File.ReadAllText("/proc/self/maps"));
+    }
+
+    [LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int FileAdvise(int descriptor, long offset, long length, int advice);
+
+    [LibraryImport("libc", EntryPoint = "mincore")]
+    private static partial int PagesInCore(IntPtr address, nuint length, byte* residency);
+
+    /// <summary>Whether the 4 KiB page that holds <paramref name="address"/> is in the page cache.</summary>
+    static bool Resident(long address)
+    {
+        byte state;
+        Assert.Equal(0, PagesInCore((IntPtr)(address & ~4095L), 4096, &state));
+        return (state & 1) != 0;
+    }
+
+    [LinuxFact]
+    public void TheRowsAForwardWillReadAreRequestedFromTheDiskAhead()
+    {
+        using var folder = new TempFolder();
+        var checkpoint = TrainedCheckpoint(folder, FeedForwardKind.Peer);
+        var (mapped, _) = TrainingSetup.LoadModel(checkpoint, mapTables: true);
+        using var __ = mapped;
+        var peer = mapped.modules().OfType<Peer>().First();
+        long start = (long)TensorMemory.Bytes(peer.Down).Start, rowBytes = peer.Down.shape[1] * sizeof(float);
+        long lastRow = start + (peer.Down.shape[0] - 1) * rowBytes;
+        Assert.NotEqual(start / 4096, lastRow / 4096);   // the first and last rows lie on different pages
+
+        // Drop the file's pages from the page cache (they are clean: checkpoints are synced), so that only a read brings them back.
+        using (var file = File.OpenHandle(Path.Combine(Path.GetDirectoryName(checkpoint)!, Checkpoint.Read(checkpoint).ModelFile!)))
+            Assert.Equal(0, FileAdvise((int)file.DangerousGetHandle(), 0, 0, 4));   // POSIX_FADV_DONTNEED
+        Assert.False(Resident(start), "the first row's page is still cached after POSIX_FADV_DONTNEED (a file system that cannot drop it, e.g. tmpfs?)");
+
+        using var ids = tensor(new long[] { 0 });
+        RowReadAhead.Request(ids, peer.Down);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!Resident(start) && waited.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(5);
+        Assert.True(Resident(start), "the page of the requested row was not read within 5 s");
+        Assert.False(Resident(lastRow), "a page no id asked for was read too");
+
+        // A table in ordinary memory is left alone.
+        using var ordinary = zeros(64, 32);
+        RowReadAhead.Request(ids, ordinary);
     }
 }
