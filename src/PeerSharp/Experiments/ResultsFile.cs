@@ -42,9 +42,9 @@ public static class ResultsFile
         SweepResult? result;
         try
         {
-            // Config objects of older lines are read in today's names, as config files and checkpoints are.
+            // Config objects of older lines are read as they ran, in today's names, as checkpoints are.
             var node = JsonNode.Parse(text) as JsonObject ?? throw new PeerSharpException($"{where} is not a sweep result: expected a JSON object");
-            if (node["config"] is JsonObject config) RunConfig.Upgrade(config);
+            if (node["config"] is JsonObject config) RunConfig.UpgradeRecord(config);
             result = node.Deserialize<SweepResult>(RunConfig.Json);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)

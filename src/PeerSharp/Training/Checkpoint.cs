@@ -342,8 +342,8 @@ public sealed record Checkpoint
         RunConfig config;
         try
         {
-            // Sidecars of earlier versions name some settings differently (RunConfig.Upgrade).
-            config = RunConfig.Upgrade(JsonNode.Parse(configJson.GetRawText())!.AsObject()).Deserialize<RunConfig>(ConfigJson)!;
+            // Sidecars of earlier versions name some settings differently or lack some (RunConfig.UpgradeRecord).
+            config = RunConfig.UpgradeRecord(JsonNode.Parse(configJson.GetRawText())!.AsObject()).Deserialize<RunConfig>(ConfigJson)!;
             config.Validate();
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or PeerSharpException)

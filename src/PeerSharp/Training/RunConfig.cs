@@ -82,6 +82,19 @@ public sealed record RunConfig
         return config;
     }
 
+    /// <summary>
+    /// The config of a run that was recorded (a checkpoint sidecar, a sweep result line) in today's names, as
+    /// <see cref="Upgrade"/>, and with the settings it ran with where today's default differs: a record without
+    /// train.tableState was written before that setting existed, when every table kept full AdamW moments. Config files
+    /// are not records: a setting they leave out takes today's default.
+    /// </summary>
+    public static JsonObject UpgradeRecord(JsonObject config)
+    {
+        Upgrade(config);
+        if (config["train"] is JsonObject train && !train.ContainsKey("tableState")) train["tableState"] = "full";
+        return config;
+    }
+
     static void Merge(JsonObject target, JsonObject overlay)
     {
         foreach (var (key, value) in overlay)

@@ -42,7 +42,7 @@ public class CheckpointTests
             var checkpoint = new Trainer(config, model, optimizer, corpus, null, Path.Combine(folder.Path, "ckpt")).Run().CheckpointPath!;
             var requested = config with { Train = config.Train with { TableState = TableOptimizerState.RowWiseBf16 } };
             var error = Assert.Throws<PeerSharpException>(() => TrainingSetup.Resume(checkpoint, requested));
-            Assert.Equal($"checkpoint '{checkpoint}' was trained with table state 'full', not 'row-wise-bf16'; resume with the state it was written with or start a new run", error.Message);
+            Assert.Equal($"checkpoint '{checkpoint}' was trained with table state 'row-wise-no-momentum', not 'row-wise-bf16'; resume with the state it was written with or start a new run", error.Message);
         }
     }
 

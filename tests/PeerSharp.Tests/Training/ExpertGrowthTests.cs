@@ -10,9 +10,11 @@ public class ExpertGrowthTests
 {
     const int OldN = 8, NewN = 16;   // the tiny preset's n, and twice it
 
+    // Full AdamW moments, so that both moments of every row can be followed to its new id.
     static RunConfig Config(FeedForwardKind kind, int steps) => TinyRuns.Config(steps) with
     {
         Model = TinyRuns.Config(steps).Model with { FeedForward = kind },
+        Train = TinyRuns.Config(steps).Train with { TableState = TableOptimizerState.Full },
     };
 
     /// <summary>A tiny model trained a few steps, so that its rows and moments are not at their initial values.</summary>

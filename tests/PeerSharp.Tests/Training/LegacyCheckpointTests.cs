@@ -35,10 +35,20 @@ public class LegacyCheckpointTests
             File.Copy(file, Path.Combine(folder.Path, Path.GetFileName(file)));
         var checkpoint = Path.Combine(folder.Path, "checkpoint.json");
         var saved = Checkpoint.Read(checkpoint).Config;
+        Assert.Equal(TableOptimizerState.Full, saved.Train.TableState);   // written before the setting: full moments
         using var run = TrainingRun.Open(new TrainingRunOptions { Config = saved with { Train = saved.Train with { Steps = 14 } }, ResumeFrom = checkpoint });
         Assert.Equal(10, run.StartStep);
         var result = run.Run();
         Assert.True(result.Completed);
         Assert.Equal(14, Checkpoint.Read(checkpoint).Step);   // saved in the new format, in the checkpoint's folder
+    }
+
+    [Fact]
+    public void ARecordWithoutATableStateRanWithFullMomentsWhileAConfigFileTakesTheDefault()
+    {
+        RunConfig Read(Func<System.Text.Json.Nodes.JsonObject, System.Text.Json.Nodes.JsonObject> upgrade) =>
+            System.Text.Json.JsonSerializer.Deserialize<RunConfig>(upgrade(System.Text.Json.Nodes.JsonNode.Parse("""{"model": {}, "train": {"steps": 5}}""")!.AsObject()), RunConfig.Json)!;
+        Assert.Equal(TableOptimizerState.Full, Read(RunConfig.UpgradeRecord).Train.TableState);
+        Assert.Equal(TableOptimizerState.RowWiseNoMomentum, Read(RunConfig.Upgrade).Train.TableState);
     }
 }
