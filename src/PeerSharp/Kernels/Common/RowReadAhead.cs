@@ -49,7 +49,7 @@ internal static unsafe partial class RowReadAhead
     /// </summary>
     public static void Request(Tensor ids, params Tensor[] tables)
     {
-        if (!OperatingSystem.IsLinux() || ids.numel() == 0) return;
+        if (Mapped.Count == 0 || ids.numel() == 0) return;   // nothing mapped (training, loaded models): no work; only Linux maps
         foreach (var table in tables)
         {
             if (!IsMapped(table)) continue;
