@@ -16,7 +16,7 @@ public sealed record MachineInfo(string Cpu, int Cores, string VectorWidth, doub
 
     /// <summary>
     /// Linux's transparent huge page mode ("always", "madvise" or "never", from /sys/kernel/mm/transparent_hugepage/enabled);
-    /// "unknown" elsewhere. Under "madvise" only memory that asks for them gets huge pages (THP_MEM_ALLOC_ENABLE=1 for libtorch).
+    /// "unknown" elsewhere. Under "madvise" only memory that asks gets huge pages, as the expert tables do (Kernels/Common/HugePages).
     /// </summary>
     public static string TransparentHugePages()
     {
