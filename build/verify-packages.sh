@@ -47,9 +47,9 @@ cat > "$work/NuGet.config" <<CONFIG
 CONFIG
 
 step "sample SwapFeedForward: 20 steps on README.md"
-(cd "$work/SwapFeedForward" && dotnet run -c Release -- --text "$root/README.md" --steps 20)
+(cd "$work/SwapFeedForward" && dotnet run -c Release -r "$rid" -- --text "$root/README.md" --steps 20)
 
 step "sample Generate: 40 bytes from the tool's checkpoint"
-(cd "$work/Generate" && dotnet run -c Release -- "$work/empty/run/checkpoint.json" "The" 40)
+(cd "$work/Generate" && dotnet run -c Release -r "$rid" -- "$work/empty/run/checkpoint.json" "The" 40)
 
 step "packages verified"
