@@ -89,18 +89,23 @@ public static class BenchRunner
                     jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = lean }, null, null));
                 foreach (var state in new[] { TableOptimizerState.Full, TableOptimizerState.RowWiseNoMomentum })
                     jobs.Add(new(sized with { Kind = LayerKind.PeerFused, TableState = state, UpdateInBackward = true }, null, null));
+                jobs.Add(new(Leanest(sized), null, null));
             }
         }
         // The largest tables: only the fused layer with the leanest state, a few steps (memory is the question there).
         foreach (var n in plan.LargeSizes ?? [])
-            jobs.Add(new(basis with
+        {
+            var large = basis with
             {
                 Kind = LayerKind.PeerFused, TableState = TableOptimizerState.RowWiseNoMomentum, PeerOptions = peer with { SubKeyCount = n },
                 Steps = Math.Min(plan.TimedSteps, 3), WarmupSteps = Math.Min(plan.WarmupSteps, 1),
-            }, null, null));
+            };
+            jobs.Add(new(large, null, null));
+            jobs.Add(new(Leanest(large), null, null));
+        }
         // Each fast kernel against its reference, at the smallest and the largest N.
         foreach (var n in new[] { plan.SubKeyCounts[0], plan.SubKeyCounts[^1] }.Distinct())
-            foreach (var kernel in Enum.GetValues<KernelKind>().Where(k => k != KernelKind.LeanTableUpdate || n == plan.SubKeyCounts[^1]))
+            foreach (var kernel in Enum.GetValues<KernelKind>().Where(k => k is not (KernelKind.LeanTableUpdate or KernelKind.BFloat16Experts) || n == plan.SubKeyCounts[^1]))
                 foreach (var variant in new[] { KernelChoice.Plain, KernelChoice.Fused })
                     jobs.Add(new(null, new KernelCase
                     {
@@ -235,4 +240,11 @@ public static class BenchRunner
         Console.WriteLine(ResultMarker + JsonSerializer.Serialize(outcome, Json));
         return 0;
     }
+
+    /// <summary>The leanest training of a fused PEER layer: bfloat16 tables, no first moment, updated in the backward.</summary>
+    static LayerCase Leanest(LayerCase sized) => sized with
+    {
+        Kind = LayerKind.PeerFused, TableState = TableOptimizerState.RowWiseNoMomentum, UpdateInBackward = true,
+        PeerOptions = sized.PeerOptions with { TableStorage = ExpertTableStorage.BFloat16 },
+    };
 }

@@ -18,6 +18,8 @@ public enum KernelKind
     TableUpdate,
     /// <summary>The lean expert-table state: SparseAdamW with full moments against the row-wise state without a first moment.</summary>
     LeanTableUpdate,
+    /// <summary>The experts, step 5, on bfloat16 tables: FusedExperts on float32 tables against the same on bfloat16 tables.</summary>
+    BFloat16Experts,
 }
 
 /// <summary>One kernel micro-benchmark: one kernel, plain or fast, at one size.</summary>
@@ -72,14 +74,20 @@ public static class KernelBenchmark
                 break;
             }
             case KernelKind.Experts:
+            case KernelKind.BFloat16Experts:
             {
-                using var down = new Parameter(randn(N, d) / Math.Sqrt(d));
-                using var up = new Parameter(randn(N, d) / Math.Sqrt(d));
+                // BFloat16Experts: the fused kernel in both variants, on float32 tables (plain) or bfloat16 ones (fast), which
+                // take no gradient: bfloat16 tables are trained with the update in the backward (timed in the layer table), so
+                // only their row reads and arithmetic are compared here. The tables are a PEER layer's: drawn as it draws
+                // them and on huge pages, as it puts them.
+                var storage = c.Kernel == KernelKind.BFloat16Experts;
+                using var layer = new Peer(d, o with { TableStorage = storage && fused ? ExpertTableStorage.BFloat16 : ExpertTableStorage.Float32 });
+                var (down, up) = (layer.Down.requires_grad_(!storage), layer.Up.requires_grad_(!storage));
                 using var x = randn(M, d).requires_grad_();                        // [M, d_model]
                 using var ids = randint(N, [M, h, k], dtype: ScalarType.Int64);     // [M, h, k]
                 using var gates = randn(M, h, k).softmax(-1).requires_grad_();     // [M, h, k]
                 using var r = randn(M, d);                                         // [M, d_model]
-                Time(c, forward, backward, () => (fused ? FusedExperts.Forward(x, ids, gates, down, up, o.Activation)
+                Time(c, forward, backward, () => (fused || storage ? FusedExperts.Forward(x, ids, gates, down, up, o.Activation)
                                                         : PlainExperts.Forward(x, ids, gates, down, up, o.Activation)).mul(r).sum(),
                      () => { x.grad = null; gates.grad = null; down.grad = null; up.grad = null; });
                 break;

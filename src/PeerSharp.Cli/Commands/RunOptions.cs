@@ -32,12 +32,13 @@ sealed class RunOptions
     public readonly Option<int?> PeerHeads = new("--peer-heads") { Description = "PEER retrieval heads h" };
     public readonly Option<int?> TopK = new("--topk") { Description = "Experts per PEER head k" };
     public readonly Option<int?> KeyDim = new("--key-dim") { Description = "PEER query/key width d_key" };
+    public readonly Option<Kernels.ExpertTableStorage?> TableStorage = EnumOption<Kernels.ExpertTableStorage>("--table-storage", "Element type of the PEER expert tables (bfloat16 needs --update-in-backward to train)");
     public readonly Option<bool?> QueryNorm = new("--query-bn") { Description = "Query BatchNorm on/off" };
     public readonly Option<int?> MoeExperts = new("--moe-experts") { Description = "MoE expert count E" };
     public readonly Option<MoeRouting?> Routing = EnumOption<MoeRouting>("--routing", "MoE routing");
     public readonly Option<double?> Capacity = new("--capacity") { Description = "MoE capacity factor c" };
 
-    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, TableState, UpdateInBackward, ExpertParallel, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, QueryNorm, MoeExperts, Routing, Capacity];
+    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, TableState, UpdateInBackward, ExpertParallel, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, TableStorage, QueryNorm, MoeExperts, Routing, Capacity];
 
     /// <summary>
     /// Preset (or <paramref name="basis"/>, a resumed checkpoint's config, unless a preset is named), then the
@@ -60,6 +61,7 @@ sealed class RunOptions
             TopK = parse.GetValue(TopK) ?? peer.TopK,
             KeyDim = parse.GetValue(KeyDim) ?? peer.KeyDim,
             QueryBatchNorm = parse.GetValue(QueryNorm) ?? peer.QueryBatchNorm,
+            TableStorage = parse.GetValue(TableStorage) ?? peer.TableStorage,
         };
         var moe = model.MoeOptions with
         {

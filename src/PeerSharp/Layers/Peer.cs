@@ -36,13 +36,13 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
             // unwritten, so they take no memory.
             _down = nn.Embedding(1, modelDim);
             _up = nn.Embedding(1, modelDim);
-            _down.weight = TableInit.Unwritten(options.ExpertCount, modelDim);
-            _up.weight = TableInit.Unwritten(options.ExpertCount, modelDim);
+            _down.weight = TableInit.Unwritten(options.ExpertCount, modelDim, TableDType);
+            _up.weight = TableInit.Unwritten(options.ExpertCount, modelDim, TableDType);
         }
         else
         {
-            _down = nn.Embedding(options.ExpertCount, modelDim);
-            _up = nn.Embedding(options.ExpertCount, modelDim);
+            _down = Table(options.ExpertCount, modelDim);
+            _up = Table(options.ExpertCount, modelDim);
             InitialiseRows("down.weight", _down.weight!);
             InitialiseRows("up.weight", _up.weight!);
             HugePages.Advise(_down.weight!, collapse: true);   // read at random rows (DESIGN.md "Where the time goes")
@@ -51,6 +51,20 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         register_module("down", _down);
         register_module("up", _up);
     }
+
+    /// <summary>An expert table [N, d_model] of <see cref="TableDType"/>, to be drawn by <see cref="InitialiseRows"/>.</summary>
+    Embedding Table(long rows, int width)
+    {
+        if (TableDType == ScalarType.Float32) return nn.Embedding(rows, width);
+        // TorchSharp builds an embedding of another dtype as a float32 one, drawn, then converted: a transient float32
+        // table, resident at its peak. A placeholder, then the bfloat16 table itself, never has it.
+        var table = nn.Embedding(1, width);
+        table.weight = new Parameter(empty(rows, width, dtype: TableDType));
+        return table;
+    }
+
+    /// <summary>The dtype of the expert tables (<see cref="ExpertTableStorage"/>).</summary>
+    ScalarType TableDType => Options.TableStorage == ExpertTableStorage.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
 
     /// <summary>d_model, the width of the layer's input and output.</summary>
     public int ModelDim { get; }
@@ -85,14 +99,30 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         // heads are summed, so v_i of variance k / (3h) gives the output the variance of a dense FFW with hidden
         // width 4·d_model and the same U(±1/√fan_in) initialisation:
         // Σ_4d Var(W2) · E[σ²] = 4d · 1/(3·4d) · E[σ²] = E[σ²]/3 = h · (1/k) · Var(v) · E[σ²].
+        // Drawn in float32 whatever the storage; bfloat16 tables are drawn a slice at a time and rounded to nearest,
+        // so no float32 copy of a whole table is ever made.
         using var noGrad = no_grad();
-        _ = table switch
+        if (rows.dtype == ScalarType.Float32)
         {
-            "down.weight" => rows.uniform_(-1.0 / Math.Sqrt(ModelDim), 1.0 / Math.Sqrt(ModelDim)),
-            "up.weight" => rows.normal_(0, Math.Sqrt(Options.TopK / (3.0 * Options.HeadCount))),
-            _ => throw new ArgumentException($"PEER has no table '{table}'; its tables are down.weight and up.weight"),
-        };
+            Draw(table, rows);
+            return;
+        }
+        const long sliceRows = 65536;
+        for (long start = 0; start < rows.shape[0]; start += sliceRows)
+        {
+            using var slice = rows.narrow(0, start, Math.Min(sliceRows, rows.shape[0] - start));
+            using var drawn = empty(slice.shape, dtype: ScalarType.Float32);
+            Draw(table, drawn);
+            slice.copy_(drawn);
+        }
     }
+
+    void Draw(string table, Tensor rows) => _ = table switch
+    {
+        "down.weight" => rows.uniform_(-1.0 / Math.Sqrt(ModelDim), 1.0 / Math.Sqrt(ModelDim)),
+        "up.weight" => rows.normal_(0, Math.Sqrt(Options.TopK / (3.0 * Options.HeadCount))),
+        _ => throw new ArgumentException($"PEER has no table '{table}'; its tables are down.weight and up.weight"),
+    };
 
     /// <summary>
     /// Whether retrieval and step 5 run the fused C# kernels (<see cref="ProductKeyOptions.Kernel"/>, float32 on

@@ -12,6 +12,13 @@ public sealed record PeerOptions : ProductKeyOptions
     /// <summary>σ of the single-neuron experts.</summary>
     public ExpertActivation Activation { get; init; } = ExpertActivation.Gelu;
 
+    /// <summary>
+    /// The element type of the expert tables u_i, v_i: float32, or bfloat16 for half their memory and row traffic
+    /// (docs/SPARSE_UPDATES.md, "bfloat16 tables"). bfloat16 tables need the fused kernels, and training them the
+    /// update in the backward (<c>TrainConfig.UpdateInBackward</c>).
+    /// </summary>
+    public ExpertTableStorage TableStorage { get; init; } = ExpertTableStorage.Float32;
+
     /// <summary>N, the number of experts.</summary>
     [JsonIgnore]
     public long ExpertCount => RowCount;
@@ -23,5 +30,8 @@ public sealed record PeerOptions : ProductKeyOptions
     {
         base.Validate();
         if (!Enum.IsDefined(Activation)) throw new PeerSharpException($"PEER activation {(int)Activation} is not known; expected gelu or relu");
+        if (!Enum.IsDefined(TableStorage)) throw new PeerSharpException($"PEER table storage {(int)TableStorage} is not known; expected float32 or bfloat16");
+        if (TableStorage == ExpertTableStorage.BFloat16 && Kernel != KernelChoice.Fused)
+            throw new PeerSharpException("PEER tables stored in bfloat16 need the fused kernels (kernel: fused); the plain tensor-op path computes in the tables' own dtype");
     }
 }

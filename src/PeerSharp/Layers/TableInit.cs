@@ -18,8 +18,8 @@ static class TableInit
     /// one-row table a deferred layer is built with; its data is never read, only its shape. Not uninitialised memory
     /// of that size: at N = 4096², d_model 256, that is 17 GB of address space per table, which the kernel may refuse.
     /// </summary>
-    public static TorchSharp.Modules.Parameter Unwritten(long rows, long width) =>
-        new(TorchSharp.torch.zeros(1, width).expand(rows, width), requires_grad: false);
+    public static TorchSharp.Modules.Parameter Unwritten(long rows, long width, TorchSharp.torch.ScalarType dtype = TorchSharp.torch.ScalarType.Float32) =>
+        new(TorchSharp.torch.zeros(1, width, dtype: dtype).expand(rows, width), requires_grad: false);
 
     /// <summary>Defers table initialisation until the returned scope is disposed.</summary>
     public static IDisposable Defer()

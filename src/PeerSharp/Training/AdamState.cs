@@ -16,8 +16,9 @@ sealed class AdamState : IDisposable
     readonly Tensor _step = zeros(1, dtype: ScalarType.Int64);
 
     /// <summary>
-    /// One parameter with its decoupled weight decay and its moments: <paramref name="ExpAvg"/> like the parameter
-    /// (float32 or bfloat16) or null, <paramref name="ExpAvgSq"/> like the parameter or one value per row.
+    /// One parameter with its decoupled weight decay and its moments: <paramref name="ExpAvg"/> shaped like the
+    /// parameter (float32 or bfloat16) or null, <paramref name="ExpAvgSq"/> shaped like the parameter or one value per
+    /// row, in the parameter's dtype, but float32 for a bfloat16 parameter (bfloat16 expert tables).
     /// </summary>
     public sealed record Entry(string Name, Parameter Parameter, double WeightDecay, Tensor? ExpAvg, Tensor ExpAvgSq);
 
@@ -40,12 +41,14 @@ sealed class AdamState : IDisposable
     {
         TableOptimizerState.RowWiseNoMomentum => null,
         TableOptimizerState.RowWiseBf16 => HugePages.Zeros(parameter, ScalarType.BFloat16).requires_grad_(false),
-        _ => HugePages.Zeros(parameter).requires_grad_(false),
+        _ => HugePages.Zeros(parameter, MomentType(parameter)).requires_grad_(false),
     };
 
     static Tensor SecondMoment(Parameter parameter, TableOptimizerState kind) => kind == TableOptimizerState.Full
-        ? HugePages.Zeros(parameter).requires_grad_(false)
-        : zeros(parameter.shape[0], dtype: parameter.dtype);   // [N]: one value per row
+        ? HugePages.Zeros(parameter, MomentType(parameter)).requires_grad_(false)
+        : zeros(parameter.shape[0], dtype: MomentType(parameter));   // [N]: one value per row
+
+    static ScalarType MomentType(Parameter parameter) => parameter.dtype == ScalarType.BFloat16 ? ScalarType.Float32 : parameter.dtype;
 
     string SecondMomentName(string parameter) => Kind == TableOptimizerState.Full ? $"exp_avg_sq.{parameter}" : $"exp_avg_sq_row.{parameter}";
 

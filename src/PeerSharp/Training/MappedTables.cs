@@ -106,8 +106,8 @@ static unsafe partial class MappedTables
     /// <summary>Whether <paramref name="table"/>'s data lies in a mapping made here.</summary>
     static bool IsMapped(Tensor table)
     {
-        if (table.dtype != ScalarType.Float32 || !table.is_contiguous()) return false;
-        var data = (IntPtr)Kernels.TensorMemory.Pointer<float>(table);
+        if (!table.is_contiguous() || table.numel() == 0) return false;
+        var data = Kernels.TensorMemory.Bytes(table).Start;
         lock (Owners) return Owners.ContainsKey(data);
     }
 
@@ -129,9 +129,10 @@ static unsafe partial class MappedTables
                     var fullName = OptimizerFactory.Prefixed(prefix, name);
                     var entry = tensors.Tensors[fullName];
                     var offset = tensors.DataStart + entry.Begin;
-                    if (entry.DType != ScalarType.Float32 || offset % sizeof(float) != 0)
-                        throw new PeerSharpException($"tensor '{fullName}' in '{path}' starts at byte {offset}; a mapped table must be float32 at a multiple of 4 bytes (load it without mapping instead)");
-                    var parameter = new Parameter(Wrap(mapping, offset, entry.Shape), requires_grad: false);
+                    long elementBytes = entry.DType == ScalarType.BFloat16 ? 2 : 4;
+                    if (entry.DType is not (ScalarType.Float32 or ScalarType.BFloat16) || entry.DType != table.dtype || offset % elementBytes != 0)
+                        throw new PeerSharpException($"tensor '{fullName}' in '{path}' is {entry.DType} at byte {offset}; a mapped table must be float32 or bfloat16 as the model's ({table.dtype}), at a multiple of its element size (load it without mapping instead)");
+                    var parameter = new Parameter(Wrap(mapping, offset, entry.Shape, entry.DType), requires_grad: false);
                     Replace((nn.Module)layer, name, parameter);
                 }
         }
@@ -141,7 +142,7 @@ static unsafe partial class MappedTables
         }
     }
 
-    static Tensor Wrap(Mapping mapping, long offset, long[] shape)
+    static Tensor Wrap(Mapping mapping, long offset, long[] shape, ScalarType dtype)
     {
         var data = (IntPtr)(mapping.Start + offset);
         lock (Owners)
@@ -151,7 +152,7 @@ static unsafe partial class MappedTables
         }
         IntPtr handle;
         fixed (long* dimensions = shape)
-            handle = THSTensor_new(data, Release, dimensions, shape.Length, (sbyte)ScalarType.Float32, (sbyte)ScalarType.Float32, (int)TorchSharp.DeviceType.CPU, 0, false);
+            handle = THSTensor_new(data, Release, dimensions, shape.Length, (sbyte)dtype, (sbyte)dtype, (int)TorchSharp.DeviceType.CPU, 0, false);
         if (handle == IntPtr.Zero)
         {
             THSTorch_get_and_reset_last_err();

@@ -122,6 +122,8 @@ public sealed record RunConfig
             throw new PeerSharpException($"eval tokens {Train.EvalTokens} must be at least the context length {Model.ContextLength} (one window)");
         if (Train.UpdateInBackward && (!Model.FeedForwardKinds().Contains(FeedForwardKind.Peer) || Model.PeerOptions.Kernel != Kernels.KernelChoice.Fused))
             throw new PeerSharpException($"updateInBackward needs a PEER block on the fused kernel, but this model's blocks are {string.Join(",", Model.FeedForwardKinds().Select(k => EnumNames.Name(k)))} with the {EnumNames.Name(Model.PeerOptions.Kernel)} PEER kernel; expected a peer block and the fused kernel (or updateInBackward off)");
+        if (Model.FeedForwardKinds().Contains(FeedForwardKind.Peer) && Model.PeerOptions.TableStorage == Kernels.ExpertTableStorage.BFloat16 && !Train.UpdateInBackward)
+            throw new PeerSharpException("PEER tables stored in bfloat16 (tableStorage: bfloat16) are trained only with the update in the backward; expected updateInBackward: true (--update-in-backward) or float32 tables");
     }
 
     /// <summary>Throws when a section is null (a config file's "model": null), before anything reads it; <paramref name="source"/> names the file.</summary>

@@ -18,7 +18,9 @@ namespace PeerSharp.Training;
 /// The state is the dense moments [N, d] of each table and the step count, under the same names as
 /// <see cref="AdamW"/>, so checkpoints move between the plain and the fused kernel; or, with a row-wise
 /// <see cref="TableOptimizerState"/>, one second moment per row and a float32, bfloat16 or no first moment
-/// (Kernels/Optimizer/RowWiseAdamWKernel.cs).
+/// (Kernels/Optimizer/RowWiseAdamWKernel.cs). Tables stored in bfloat16 (<see cref="ExpertTableStorage"/>) keep
+/// float32 state and are updated only in the backward, rounded back stochastically (docs/SPARSE_UPDATES.md,
+/// "bfloat16 tables").
 /// Gradients are the row-sparse tensors of the fused kernel (repeated rows are merged first); a dense
 /// gradient counts as touching every row. The row update itself is Kernels/Optimizer/SparseAdamWKernel.cs.
 /// <para>
@@ -51,8 +53,12 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
         (_beta1, _beta2, _epsilon, _threads) = (beta1, beta2, epsilon, threads);
         var tables = parameters.ToList();
         foreach (var (name, parameter, _) in tables)
-            if (parameter.dim() != 2 || parameter.dtype != ScalarType.Float32 || parameter.device_type != TorchSharp.DeviceType.CPU)
-                throw new ArgumentException($"SparseAdamW updates float32 CPU tables [N, d]; '{name}' is not one");
+        {
+            if (parameter.dim() != 2 || parameter.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || parameter.device_type != TorchSharp.DeviceType.CPU)
+                throw new ArgumentException($"SparseAdamW updates float32 or bfloat16 CPU tables [N, d]; '{name}' is not one");
+            if (parameter.dtype == ScalarType.BFloat16 && !updateInBackward)
+                throw new PeerSharpException($"expert table '{name}' is stored in bfloat16, which trains only with the update in the backward (updateInBackward: true, --update-in-backward); its gradient is never stored");
+        }
         if (!Enum.IsDefined(state)) throw new ArgumentException($"table optimizer state {(int)state} is not known");
         _state = new AdamState(tables, state);
         if (updateInBackward) _gradientScale = zeros(1, dtype: ScalarType.Float64);   // no step's norm known yet
@@ -80,6 +86,8 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
         {
             var grad = e.Parameter.grad;
             if (grad is null) continue;
+            if (e.Parameter.dtype == ScalarType.BFloat16)
+                throw new PeerSharpException($"bfloat16 expert table '{e.Name}' has a stored gradient, from a backward that did not update it (outside TableUpdatesInBackward); bfloat16 tables are updated only in the backward");
             Tensor? ids = null;
             Tensor rows;
             if (grad.is_sparse)
@@ -143,28 +151,37 @@ public sealed class SparseAdamW : IOptimizer, ITableUpdate
     }
 
     /// <summary>Rows of <paramref name="table"/> (mask [N], true: frozen) that updates in the backward leave alone.</summary>
-    internal unsafe void FreezeRows(Tensor table, Tensor mask) => _frozenRows[(nint)TensorMemory.Pointer<float>(table)] = mask;
+    internal void FreezeRows(Tensor table, Tensor mask) => _frozenRows[TensorMemory.Bytes(table).Start] = mask;
 
     /// <summary>Forgets every mask of <see cref="FreezeRows"/>.</summary>
     internal void ClearFrozenRows() => _frozenRows.Clear();
 
     /// <summary>Whether <paramref name="table"/> is one of its tables (the same memory).</summary>
-    internal unsafe bool Updates(Tensor table) => Entry(TensorMemory.Pointer<float>(table)) is not null;
+    internal bool Updates(Tensor table) => Entry(TensorMemory.Bytes(table).Start) is not null;
 
-    unsafe AdamState.Entry? Entry(float* data) => _state.Entries.FirstOrDefault(e => TensorMemory.Pointer<float>(e.Parameter) == data);
+    AdamState.Entry? Entry(IntPtr data) => _state.Entries.FirstOrDefault(e => TensorMemory.Bytes(e.Parameter).Start == data);
 
     unsafe TableRowUpdate? ITableUpdate.Begin(Tensor table, int rowCount)
     {
         if (_backward is not { } backward) return null;
-        var data = TensorMemory.Pointer<float>(table);
+        var data = TensorMemory.Bytes(table).Start;
         if (Entry(data) is not { } e) return null;
         var rule = RuleAt(backward.Step, backward.LearningRate) with { Decay = (float)(1 - backward.LearningRate * e.WeightDecay) };
-        bool full = _state.Kind == TableOptimizerState.Full;
-        return new TableRowUpdate(rule, (float)backward.GradientScale, data, full,
+        bool full = _state.Kind == TableOptimizerState.Full, bf16 = table.dtype == ScalarType.BFloat16;
+        // One rounding stream per step and table, so a resumed run rounds exactly as the uninterrupted one.
+        var roundingSeed = Kernels.BFloat16Math.RowSeed((ulong)backward.Step, IndexOf(e));
+        return new TableRowUpdate(rule, (float)backward.GradientScale, bf16 ? null : (float*)data, bf16 ? (ushort*)data : null, roundingSeed, full,
             _state.Kind is TableOptimizerState.Full or TableOptimizerState.RowWise ? TensorMemory.Pointer<float>(e.ExpAvg!) : null,
             _state.Kind == TableOptimizerState.RowWiseBf16 ? TensorMemory.Pointer<ushort>(e.ExpAvg!) : null,
-            TensorMemory.Pointer<float>(e.ExpAvgSq), _frozenRows.TryGetValue((nint)data, out var mask) ? TensorMemory.Pointer<bool>(mask) : null,
+            TensorMemory.Pointer<float>(e.ExpAvgSq), _frozenRows.TryGetValue(data, out var mask) ? TensorMemory.Pointer<bool>(mask) : null,
             (int)table.shape[1], rowCount);
+    }
+
+    int IndexOf(AdamState.Entry entry)
+    {
+        for (int i = 0; i < _state.Entries.Count; i++)
+            if (ReferenceEquals(_state.Entries[i], entry)) return i;
+        return -1;
     }
 
     void ITableUpdate.End(TableRowUpdate update)

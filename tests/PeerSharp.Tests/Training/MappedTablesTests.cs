@@ -11,13 +11,25 @@ namespace PeerSharp.Tests.Training;
 
 public unsafe partial class MappedTablesTests
 {
-    public static TheoryData<FeedForwardKind> Kinds => [FeedForwardKind.Peer, FeedForwardKind.Pkm];
+    public static TheoryData<FeedForwardKind, ExpertTableStorage> Kinds => new()
+    {
+        { FeedForwardKind.Peer, ExpertTableStorage.Float32 },
+        { FeedForwardKind.Peer, ExpertTableStorage.BFloat16 },
+        { FeedForwardKind.Pkm, ExpertTableStorage.Float32 },
+    };
 
-    /// <summary>A tiny model of the given kind trained two steps (so the tables differ from any initialisation), saved in <paramref name="folder"/>.</summary>
-    static string TrainedCheckpoint(TempFolder folder, FeedForwardKind kind)
+    /// <summary>
+    /// A tiny model of the given kind (PEER tables stored as <paramref name="storage"/>) trained two steps (so the tables
+    /// differ from any initialisation), saved in <paramref name="folder"/>.
+    /// </summary>
+    static string TrainedCheckpoint(TempFolder folder, FeedForwardKind kind, ExpertTableStorage storage = ExpertTableStorage.Float32)
     {
         var config = TinyRuns.Config(steps: 2);
-        config = config with { Model = config.Model with { FeedForward = kind } };
+        config = config with
+        {
+            Model = config.Model with { FeedForward = kind, PeerOptions = config.Model.PeerOptions with { TableStorage = storage } },
+            Train = config.Train with { UpdateInBackward = storage == ExpertTableStorage.BFloat16 },
+        };
         using var corpus = TinyRuns.Train();
         var (model, optimizer) = TrainingSetup.Create(config);
         using var _ = model;
@@ -27,10 +39,10 @@ public unsafe partial class MappedTablesTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public void MappedTablesGiveTheSameLossAndTextAsLoadedOnes(FeedForwardKind kind)
+    public void MappedTablesGiveTheSameLossAndTextAsLoadedOnes(FeedForwardKind kind, ExpertTableStorage storage)
     {
         using var folder = new TempFolder();
-        var checkpoint = TrainedCheckpoint(folder, kind);
+        var checkpoint = TrainedCheckpoint(folder, kind, storage);
         using var validation = TinyRuns.Validation();
         var sampling = new SamplingOptions(40, 0.8, 10, 7);
 
@@ -41,6 +53,9 @@ public unsafe partial class MappedTablesTests
 
         foreach (var (name, tensor) in mapped.state_dict())
             Assert.True(tensor.equal(loaded.state_dict()[name]).all().item<bool>(), $"{name} differs");
+        if (kind == FeedForwardKind.Peer)
+            Assert.All(mapped.state_dict().Where(p => p.Key.EndsWith("ffn.down.weight")),
+                       p => Assert.Equal(storage == ExpertTableStorage.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32, p.Value.dtype));
         var expected = Evaluator.Evaluate(loaded, validation, 4, 1024);
         var actual = Evaluator.Evaluate(mapped, validation, 4, 1024);
         Assert.Equal(expected.Loss, actual.Loss);

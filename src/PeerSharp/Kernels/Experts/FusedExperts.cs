@@ -7,7 +7,9 @@ namespace PeerSharp.Kernels;
 /// PEER step 5 as one autograd function whose forward and backward are the C# kernels of
 /// <see cref="FusedExpertsKernel"/>: same contract as <see cref="PlainExperts.Forward"/>, but it never builds
 /// the [M, h, k, d_model] gathers and the gradients of the expert tables are sparse COO tensors holding only
-/// the touched rows (unique ids, ascending), like nn.Embedding(sparse=True). CPU and float32 only.
+/// the touched rows (unique ids, ascending), like nn.Embedding(sparse=True). CPU only; float32 inputs, and tables
+/// in float32 or bfloat16 (<see cref="ExpertTableStorage"/>, both the same). A bfloat16 leaf table's gradient rows
+/// are stored in bfloat16, as autograd would; trained, such tables are updated in the backward instead.
 /// <para>
 /// Where a table is a leaf (a parameter, as in the PEER layer), the backward adds its sparse
 /// gradient to the table's .grad itself, exactly as libtorch's AccumulateGrad would (set when empty, summed
@@ -48,8 +50,10 @@ public static class FusedExperts
         long N = down.shape[0], d = down.shape[1];
         if (x.dim() != 2 || x.shape[1] != d || !up.shape.SequenceEqual(down.shape) || !gates.shape.SequenceEqual(ids.shape) || ids.shape[0] != x.shape[0])
             throw new ArgumentException($"fused experts: shapes x [{string.Join(", ", x.shape)}], ids [{string.Join(", ", ids.shape)}], gates [{string.Join(", ", gates.shape)}], tables [{string.Join(", ", down.shape)}] / [{string.Join(", ", up.shape)}] do not fit");
-        if (x.dtype != ScalarType.Float32 || gates.dtype != ScalarType.Float32 || down.dtype != ScalarType.Float32 || up.dtype != ScalarType.Float32 || ids.dtype != ScalarType.Int64)
-            throw new ArgumentException("fused experts take float32 tensors and int64 ids");
+        if (x.dtype != ScalarType.Float32 || gates.dtype != ScalarType.Float32 || ids.dtype != ScalarType.Int64)
+            throw new ArgumentException("fused experts take float32 inputs and gates and int64 ids");
+        if (down.dtype != up.dtype || down.dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"fused experts take float32 or bfloat16 tables, both the same; these are {down.dtype} and {up.dtype}");
         if (ids.numel() > 0 && (ids.min().item<long>() < 0 || ids.max().item<long>() >= N))
             throw new ArgumentException($"fused experts: an expert id is outside [0, {N})");
         var y = ExpertFunction.apply(x.contiguous(), ids.contiguous(), gates.contiguous(), down.contiguous(), up.contiguous(),
@@ -126,8 +130,9 @@ public static class FusedExperts
             {
                 var rows = empty(1, groups.RowCount, dtype: ScalarType.Int64);    // [1, U]: touched ids, ascending
                 groups.Rows.CopyTo(new Span<long>(TensorMemory.Pointer<long>(rows), groups.RowCount));
-                if (dDownRows is not null) dDown = sparse_coo_tensor(rows, dDownRows, [N, d]);
-                if (dUpRows is not null) dUp = sparse_coo_tensor(rows, dUpRows, [N, d]);
+                // A gradient has its parameter's dtype (libtorch refuses any other as .grad): bfloat16 rows for bfloat16 tables.
+                if (dDownRows is not null) dDown = sparse_coo_tensor(rows, dDownRows.to(down.dtype), [N, d]);
+                if (dUpRows is not null) dUp = sparse_coo_tensor(rows, dUpRows.to(up.dtype), [N, d]);
                 if (dDown is not null && leaves[0]) { AccumulateGradient(down, dDown); dDown = null; }
                 if (dUp is not null && leaves[1]) { AccumulateGradient(up, dUp); dUp = null; }
             }
@@ -151,8 +156,18 @@ public static class FusedExperts
     }
 
     /// <summary>The kernels' view of x [M, d], ids and gates [M, S] (or [M, h, k]) and the tables.</summary>
-    internal static unsafe FusedExpertsKernel.Batch BatchOf(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up) =>
-        new(TensorMemory.Pointer<float>(x), TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(gates),
-            TensorMemory.Pointer<float>(down), TensorMemory.Pointer<float>(up),
-            (int)x.shape[0], x.shape[0] == 0 ? 0 : (int)(ids.numel() / x.shape[0]), (int)x.shape[1]);
+    internal static unsafe FusedExpertsKernel.Batch BatchOf(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up)
+    {
+        var storage = StorageOf(down);
+        return new(TensorMemory.Pointer<float>(x), TensorMemory.Pointer<long>(ids), TensorMemory.Pointer<float>(gates),
+                   TableData(down, storage), TableData(up, storage), storage,
+                   (int)x.shape[0], x.shape[0] == 0 ? 0 : (int)(ids.numel() / x.shape[0]), (int)x.shape[1]);
+    }
+
+    /// <summary>How a float32 or bfloat16 table is stored.</summary>
+    internal static ExpertTableStorage StorageOf(Tensor table) =>
+        table.dtype == ScalarType.BFloat16 ? ExpertTableStorage.BFloat16 : ExpertTableStorage.Float32;
+
+    static unsafe void* TableData(Tensor table, ExpertTableStorage storage) =>
+        storage == ExpertTableStorage.BFloat16 ? TensorMemory.Pointer<ushort>(table) : TensorMemory.Pointer<float>(table);
 }

@@ -14,6 +14,8 @@ namespace PeerSharp.Kernels;
 /// runs over the touched rows in id order (<see cref="RowGroups"/>; each worker owns its rows of dU, dV and
 /// the dg and c_u entries of their selections), then over tokens for dx. Every sum has a fixed order, so
 /// the results do not depend on the thread count; nothing is ever [tokens, h, k, d_model] or N-sized.
+/// The tables are float32 or bfloat16 (<see cref="ExpertTableStorage"/>): each loop is generic over how it reads
+/// a row's elements (<see cref="IElementFormat"/>), and every sum is float32 either way.
 /// </summary>
 internal static unsafe class FusedExpertsKernel
 {
@@ -21,16 +23,24 @@ internal static unsafe class FusedExpertsKernel
     const int RowBlock = 64;       // gradient rows per work item
     const int PrefetchAhead = 2;   // selections whose rows are requested before they are needed
 
-    /// <summary>Pointers and sizes of one batch: x [M, d], ids and gates [M, S], down and up [N, d].</summary>
-    internal readonly struct Batch(float* x, long* ids, float* gates, float* down, float* up, int tokens, int slots, int dim)
+    /// <summary>Pointers and sizes of one batch: x [M, d], ids and gates [M, S], down and up [N, d] stored as <paramref name="storage"/>.</summary>
+    internal readonly struct Batch(float* x, long* ids, float* gates, void* down, void* up, ExpertTableStorage storage, int tokens, int slots, int dim)
     {
-        public readonly float* X = x, Gates = gates, Down = down, Up = up;
+        public readonly float* X = x, Gates = gates;
+        public readonly void* Down = down, Up = up;
+        public readonly ExpertTableStorage Storage = storage;
         public readonly long* Ids = ids;
         public readonly int Tokens = tokens, Slots = slots, Dim = dim;
     }
 
     /// <summary>y [M, d] and the pre-activations a [M, S] (kept for the backward).</summary>
     public static void Forward(Batch b, float* preActivations, float* y, ExpertActivation activation, int threads)
+    {
+        if (b.Storage == ExpertTableStorage.BFloat16) Forward<BFloat16Elements>(b, preActivations, y, activation, threads);
+        else Forward<Float32Elements>(b, preActivations, y, activation, threads);
+    }
+
+    static void Forward<TRows>(Batch b, float* preActivations, float* y, ExpertActivation activation, int threads) where TRows : struct, IElementFormat
     {
         KernelThreads.For(b.Tokens, TokenBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
@@ -41,15 +51,15 @@ internal static unsafe class FusedExpertsKernel
                 float* ym = y + (long)m * d;
                 new Span<float>(ym, d).Clear();
                 long* ids = b.Ids + (long)m * S;
-                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) PrefetchRows(b, ids[s]);
+                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) PrefetchRows<TRows>(b, ids[s]);
                 for (int s = 0; s < S; s++)
                 {
-                    if (s + PrefetchAhead < S) PrefetchRows(b, ids[s + PrefetchAhead]);
+                    if (s + PrefetchAhead < S) PrefetchRows<TRows>(b, ids[s + PrefetchAhead]);
                     long id = ids[s];
-                    float a = VectorMath.Dot(b.Down + id * d, xm, d);
+                    float a = VectorMath.Dot<TRows>(Row<TRows>(b.Down, id, d), xm, d);
                     preActivations[(long)m * S + s] = a;
                     float weight = b.Gates[(long)m * S + s] * ExpertNonlinearity.Value(a, activation);
-                    VectorMath.Axpy(ym, weight, b.Up + id * d, d);
+                    VectorMath.Axpy<TRows>(ym, weight, Row<TRows>(b.Up, id, d), d);
                 }
             }
         });
@@ -67,6 +77,16 @@ internal static unsafe class FusedExpertsKernel
     public static void BackwardRows(Batch b, RowGroups groups, float* preActivations, float* dy, float* dGates, float* coefficientU,
                                     float* dDown, float* dUp, TableRowUpdate? upUpdate, ExpertActivation activation, int threads)
     {
+        if (b.Storage == ExpertTableStorage.BFloat16)
+            BackwardRows<BFloat16Elements>(b, groups, preActivations, dy, dGates, coefficientU, dDown, dUp, upUpdate, activation, threads);
+        else
+            BackwardRows<Float32Elements>(b, groups, preActivations, dy, dGates, coefficientU, dDown, dUp, upUpdate, activation, threads);
+    }
+
+    static void BackwardRows<TRows>(Batch b, RowGroups groups, float* preActivations, float* dy, float* dGates, float* coefficientU,
+                                    float* dDown, float* dUp, TableRowUpdate? upUpdate, ExpertActivation activation, int threads)
+        where TRows : struct, IElementFormat
+    {
         KernelThreads.For(groups.RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int d = b.Dim, S = b.Slots;
@@ -76,8 +96,8 @@ internal static unsafe class FusedExpertsKernel
             var scratch = upUpdate is null ? null : GC.AllocateUninitializedArray<float>(d, pinned: true);   // dV of one row
             for (int g = start; g < end; g++)
             {
-                if (g + PrefetchAhead < end) VectorMath.Prefetch(b.Up + rows[g + PrefetchAhead] * d, d);
-                float* v = b.Up + rows[g] * d;
+                if (g + PrefetchAhead < end) Prefetch<TRows>(b.Up, rows[g + PrefetchAhead], d);
+                long v = rows[g];
                 float* du = dDown is null ? null : dDown + (long)g * d;
                 float* dv = scratch is not null ? (float*)Unsafe.AsPointer(ref scratch[0]) : dUp is null ? null : dUp + (long)g * d;
                 for (int i = starts[g]; i < starts[g + 1]; i++)
@@ -85,7 +105,7 @@ internal static unsafe class FusedExpertsKernel
                     int p = order[i];
                     long m = p / S;
                     float* dym = dy + m * d;
-                    float t = VectorMath.Dot(v, dym, d);
+                    float t = VectorMath.Dot<TRows>(Row<TRows>(b.Up, v, d), dym, d);
                     var (value, derivative) = ExpertNonlinearity.Evaluate(preActivations[p], activation);
                     float gate = b.Gates[p];
                     float cu = gate * t * derivative, cv = gate * value;
@@ -111,6 +131,12 @@ internal static unsafe class FusedExpertsKernel
     /// <summary>Second backward phase, per token: dx_m = Σ_s c_u[m, s] · u_id, from the coefficients of the first.</summary>
     public static void BackwardInputs(Batch b, float* coefficientU, float* dx, int threads)
     {
+        if (b.Storage == ExpertTableStorage.BFloat16) BackwardInputs<BFloat16Elements>(b, coefficientU, dx, threads);
+        else BackwardInputs<Float32Elements>(b, coefficientU, dx, threads);
+    }
+
+    static void BackwardInputs<TRows>(Batch b, float* coefficientU, float* dx, int threads) where TRows : struct, IElementFormat
+    {
         KernelThreads.For(b.Tokens, TokenBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int d = b.Dim, S = b.Slots;
@@ -119,19 +145,28 @@ internal static unsafe class FusedExpertsKernel
                 float* dxm = dx + (long)m * d;
                 new Span<float>(dxm, d).Clear();
                 long* ids = b.Ids + (long)m * S;
-                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) VectorMath.Prefetch(b.Down + ids[s] * d, d);
+                for (int s = 0; s < Math.Min(PrefetchAhead, S); s++) Prefetch<TRows>(b.Down, ids[s], d);
                 for (int s = 0; s < S; s++)
                 {
-                    if (s + PrefetchAhead < S) VectorMath.Prefetch(b.Down + ids[s + PrefetchAhead] * d, d);
-                    VectorMath.Axpy(dxm, coefficientU[(long)m * S + s], b.Down + ids[s] * d, d);
+                    if (s + PrefetchAhead < S) Prefetch<TRows>(b.Down, ids[s + PrefetchAhead], d);
+                    VectorMath.Axpy<TRows>(dxm, coefficientU[(long)m * S + s], Row<TRows>(b.Down, ids[s], d), d);
                 }
             }
         });
     }
 
-    static void PrefetchRows(Batch b, long id)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchRows<TRows>(Batch b, long id) where TRows : struct, IElementFormat
     {
-        VectorMath.Prefetch(b.Down + id * b.Dim, b.Dim);
-        VectorMath.Prefetch(b.Up + id * b.Dim, b.Dim);
+        Prefetch<TRows>(b.Down, id, b.Dim);
+        Prefetch<TRows>(b.Up, id, b.Dim);
     }
+
+    /// <summary>The first element of row <paramref name="row"/> of a table [N, d] stored as <typeparamref name="TRows"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static byte* Row<TRows>(void* table, long row, int d) where TRows : struct, IElementFormat => (byte*)table + row * d * TRows.Size;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Prefetch<TRows>(void* table, long row, int d) where TRows : struct, IElementFormat =>
+        VectorMath.PrefetchBytes(Row<TRows>(table, row, d), d * TRows.Size);
 }

@@ -29,23 +29,25 @@ internal static unsafe class RowWiseAdamWKernel
             for (int i = start; i < end; i++)
             {
                 var g = gradients + (long)i * d;
-                UpdateRow(r, ids is null ? i : ids[i], g, VectorMath.Dot(g, g, d), d, p, m, mBf16, v);
+                long row = ids is null ? i : ids[i];
+                UpdateRow(r, g, VectorMath.Dot(g, g, d), d, p + row * d, m is null ? null : m + row * d, mBf16 is null ? null : mBf16 + row * d, ref v[row]);
             }
         });
     }
 
     /// <summary>
-    /// Updates row <paramref name="row"/> of p, m (or mBf16, or neither) and v with its gradient g [d], whose sum of
-    /// squares Σ_j g_j² the caller has computed (it is the row's share of the gradient norm as well).
+    /// Updates one row, p [d], its first moment (m [d], or mBf16 [d], or neither) and its second moment v with its
+    /// gradient g [d], whose sum of squares Σ_j g_j² the caller has computed (it is the row's share of the gradient
+    /// norm as well).
     /// </summary>
-    public static void UpdateRow(in SparseAdamWKernel.Rule r, long row, float* g, float sumOfSquares, int d, float* p, float* m, ushort* mBf16, float* v)
+    public static void UpdateRow(in SparseAdamWKernel.Rule r, float* g, float sumOfSquares, int d, float* p, float* m, ushort* mBf16, ref float v)
     {
-        float vr = v[row] * r.Beta2 + (1 - r.Beta2) * (sumOfSquares / d);
-        v[row] = vr;
+        float vr = v * r.Beta2 + (1 - r.Beta2) * (sumOfSquares / d);
+        v = vr;
         float step = r.StepSize / (MathF.Sqrt(vr * r.InverseCorrection2) + r.Epsilon);
-        if (m is not null) UpdateRow(r, step, p + row * d, m + row * d, g, d);
-        else if (mBf16 is not null) UpdateRowBf16(r, step, p + row * d, mBf16 + row * d, g, d);
-        else UpdateRowWithoutMomentum(r, step, p + row * d, g, d);
+        if (m is not null) UpdateRow(r, step, p, m, g, d);
+        else if (mBf16 is not null) UpdateRowBf16(r, step, p, mBf16, g, d);
+        else UpdateRowWithoutMomentum(r, step, p, g, d);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -81,21 +83,17 @@ internal static unsafe class RowWiseAdamWKernel
             var (decay, stepSize) = (Vector256.Create(r.Decay), Vector256.Create(step));
             for (; j <= d - 8; j += 8)
             {
-                var (low, high) = Vector128.Widen(Vector128.Load(m + j));
-                var stored = Vector256.ShiftLeft(Vector256.Create(low, high), 16).AsSingle();
-                var mj = stored * beta1 + oneMinusBeta1 * Vector256.Load(g + j);
-                var bits = mj.AsUInt32();
-                var rounded = Vector256.ShiftRightLogical(bits + Vector256.Create(0x7FFFu) + (Vector256.ShiftRightLogical(bits, 16) & Vector256<uint>.One), 16);
-                Vector128.Narrow(rounded.GetLower(), rounded.GetUpper()).Store(m + j);
+                var mj = BFloat16Math.Load(m + j) * beta1 + oneMinusBeta1 * Vector256.Load(g + j);
+                var rounded = BFloat16Math.RoundNearest(mj);
+                BFloat16Math.Store(rounded, m + j);
                 var kept = Vector256.ShiftLeft(rounded, 16).AsSingle();   // the step uses the moment as stored
                 (Vector256.Load(p + j) * decay - stepSize * kept).Store(p + j);
             }
         }
         for (; j < d; j++)
         {
-            var stored = BitConverter.UInt32BitsToSingle((uint)m[j] << 16);
-            m[j] = ToBf16(stored * r.Beta1 + (1 - r.Beta1) * g[j]);
-            p[j] = p[j] * r.Decay - step * BitConverter.UInt32BitsToSingle((uint)m[j] << 16);
+            m[j] = BFloat16Math.RoundNearest(BFloat16Math.ToSingle(m[j]) * r.Beta1 + (1 - r.Beta1) * g[j]);
+            p[j] = p[j] * r.Decay - step * BFloat16Math.ToSingle(m[j]);
         }
     }
 
@@ -110,12 +108,5 @@ internal static unsafe class RowWiseAdamWKernel
                 (Vector256.Load(p + j) * decay - stepSize * Vector256.Load(g + j)).Store(p + j);
         }
         for (; j < d; j++) p[j] = p[j] * r.Decay - step * g[j];
-    }
-
-    /// <summary>float32 → bfloat16, rounded to nearest, ties to even (finite values; the trainer stops on NaN first).</summary>
-    static ushort ToBf16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1)) >> 16);
     }
 }
