@@ -25,7 +25,8 @@ static class InitCommand
                 throw new PeerSharpException($"folder '{folder}' already holds a checkpoint; choose another --out");
             var config = run.Resolve(parse);
             var parameters = FlopCounter.Parameters(config.Model).Total;
-            AnsiConsole.MarkupLine($"Writing a fresh model of {parameters:N0} parameters ({parameters * 4 / 1e9:N2} GB, float32) to {Markup.Escape(folder)}.");
+            var storage = config.Model.PeerOptions.TableStorage == Kernels.ExpertTableStorage.BFloat16 ? "float32, expert tables bfloat16" : "float32";
+            AnsiConsole.MarkupLine($"Writing a fresh model of {parameters:N0} parameters ({config.Model.ParameterBytes() / 1e9:N2} GB, {storage}) to {Markup.Escape(folder)}.");
             var started = DateTime.UtcNow;
             string sidecar;
             if (!AnsiConsole.Profile.Capabilities.Interactive || Console.IsOutputRedirected)

@@ -72,6 +72,18 @@ public sealed record ModelConfig
     [JsonIgnore]
     public int HiddenDim => FeedForwardMultiplier * ModelDim;
 
+    /// <summary>
+    /// Bytes of the model's parameters: 4 per parameter, but 2 per weight of PEER tables stored in bfloat16
+    /// (<see cref="Layers.PeerOptions.TableStorage"/>). The size of its model file, give or take the header.
+    /// </summary>
+    public long ParameterBytes()
+    {
+        long bytes = FlopCounter.Parameters(this).Total * 4L;
+        if (PeerOptions.TableStorage == Kernels.ExpertTableStorage.BFloat16)
+            bytes -= FeedForwardKinds().Count(k => k == FeedForwardKind.Peer) * 2L * PeerOptions.ExpertCount * ModelDim * 2L;   // two tables [N, d] per layer
+        return bytes;
+    }
+
     /// <summary>The feed-forward kind of each block.</summary>
     public FeedForwardKind[] FeedForwardKinds()
     {
@@ -139,7 +151,7 @@ public sealed record ModelConfig
     public void CheckFitsInMemory(bool training)
     {
         var parameters = FlopCounter.Parameters(this).Total;
-        var bytes = parameters * 4.0 * (training ? 3 : 1);
+        var bytes = ParameterBytes() + (training ? parameters * 8.0 : 0);
         var available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (available > 0 && bytes > available)
             throw new PeerSharpException($"the model's {parameters:N0} parameters need {bytes / 1e9:N1} GB{(training ? " to train (weights and AdamW's two moments)" : "")} but this machine has {available / 1e9:N1} GB; expected a smaller model (--d-model, --layers, --experts){(training ? "" : ", or --map-tables to read the expert tables from the checkpoint file instead of memory")}");

@@ -23,7 +23,7 @@ public static class FreshCheckpoint
     public static string Write(RunConfig config, string folder, IProgress<double>? progress = null)
     {
         config.Validate();
-        var bytes = FlopCounter.Parameters(config.Model).Total * 4L;
+        var bytes = config.Model.ParameterBytes();
         Directory.CreateDirectory(folder);
         var free = new DriveInfo(Path.GetFullPath(folder)).AvailableFreeSpace;
         if (bytes > free)

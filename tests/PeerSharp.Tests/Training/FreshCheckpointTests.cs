@@ -1,3 +1,4 @@
+using PeerSharp.Kernels;
 using PeerSharp.Model;
 using PeerSharp.Training;
 using static TorchSharp.torch;
@@ -6,13 +7,18 @@ namespace PeerSharp.Tests.Training;
 
 public class FreshCheckpointTests
 {
-    public static TheoryData<FeedForwardKind> Kinds => [FeedForwardKind.Peer, FeedForwardKind.Pkm];
+    public static TheoryData<FeedForwardKind, ExpertTableStorage> Kinds => new()
+    {
+        { FeedForwardKind.Peer, ExpertTableStorage.Float32 },
+        { FeedForwardKind.Peer, ExpertTableStorage.BFloat16 },
+        { FeedForwardKind.Pkm, ExpertTableStorage.Float32 },
+    };
 
     /// <summary>
     /// The tiny preset of <paramref name="kind"/> with 512² experts: at d_model 32 a table is 128 MB, two slices of
     /// the writer's 64 MB, so the test sees tables drawn in more than one slice.
     /// </summary>
-    static RunConfig Config(FeedForwardKind kind)
+    static RunConfig Config(FeedForwardKind kind, ExpertTableStorage storage = ExpertTableStorage.Float32)
     {
         var config = TinyRuns.Config(steps: 1);
         return config with
@@ -20,18 +26,19 @@ public class FreshCheckpointTests
             Model = config.Model with
             {
                 FeedForward = kind,
-                PeerOptions = config.Model.PeerOptions with { SubKeyCount = 512 },
+                PeerOptions = config.Model.PeerOptions with { SubKeyCount = 512, TableStorage = storage },
                 PkmOptions = config.Model.PkmOptions with { SubKeyCount = 512 },
             },
+            Train = config.Train with { UpdateInBackward = storage == ExpertTableStorage.BFloat16 },
         };
     }
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public void TablesWrittenSliceBySliceHaveAFreshLayersDistribution(FeedForwardKind kind)
+    public void TablesWrittenSliceBySliceHaveAFreshLayersDistribution(FeedForwardKind kind, ExpertTableStorage storage)
     {
         using var folder = new TempFolder();
-        var config = Config(kind);
+        var config = Config(kind, storage);
         var fractions = new List<double>();
         var sidecar = FreshCheckpoint.Write(config, folder.Path, new Reports(fractions));
 
@@ -44,6 +51,8 @@ public class FreshCheckpointTests
         Assert.Null(info.OptimizerFile);
         Assert.True(fractions.Count > 2 && fractions.Zip(fractions.Skip(1)).All(p => p.First <= p.Second), string.Join(", ", fractions));
         Assert.InRange(fractions[^1], 0.99, 1.0);
+        var fileBytes = new FileInfo(Path.Combine(folder.Path, info.ModelFile!)).Length;
+        Assert.InRange(fileBytes, config.Model.ParameterBytes(), config.Model.ParameterBytes() + 65536);   // the data, plus its header
 
         var tables = MappedTables.TableNames(written);
         Assert.NotEmpty(tables);
@@ -51,9 +60,12 @@ public class FreshCheckpointTests
         foreach (var (name, tensor) in written.state_dict())
         {
             Assert.Equal(expected[name].shape, tensor.shape);
+            Assert.Equal(expected[name].dtype, tensor.dtype);
             if (!tables.Contains(name)) continue;
             // The distribution of a fresh layer's table: the same mean and spread...
-            double mean = tensor.mean().item<float>(), std = tensor.std().item<float>(), freshStd = expected[name].std().item<float>();
+            using var wide = tensor.to(ScalarType.Float32);
+            using var freshWide = expected[name].to(ScalarType.Float32);
+            double mean = wide.mean().item<float>(), std = wide.std().item<float>(), freshStd = freshWide.std().item<float>();
             Assert.InRange(std, 0.99 * freshStd, 1.01 * freshStd);
             Assert.InRange(mean, -0.01 * freshStd, 0.01 * freshStd);
             // ...and no slice a copy of another (the generator moves on between slices).
