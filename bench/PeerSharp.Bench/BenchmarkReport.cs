@@ -68,7 +68,7 @@ public sealed class BenchmarkReport(MachineInfo machine, string command, IReadOn
         s.AppendLine("| N | model file | tables | load (s) | tokens/s | peak RSS | own memory at the end | file pages at the end |");
         s.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|");
         foreach (var g in _generations)
-            s.AppendLine(Invariant, $"| {string.Join(", ", g.ExpertCounts.Select(Square))} | {g.FileBytes / 1e9:F2} GB | {(g.Case.MapTables ? "mapped" : "loaded")} | {g.LoadSeconds:F1} | {g.TokensPerSecond:F0} | " +
+            s.AppendLine(Invariant, $"| {string.Join(", ", g.ExpertCounts.Select(Square))} | {g.FileBytes / 1e9:F2} GB | {(g.Case.MapTables ? "mapped" : "loaded")}{(g.TableStorage == ExpertTableStorage.BFloat16 ? ", bfloat16" : "")} | {g.LoadSeconds:F1} | {g.TokensPerSecond:F0} | " +
                                     $"{Gib(g.PeakResidentBytes)} | {Mib(g.AnonymousBytes)} | {Mib(g.FileBackedBytes)} |");
         return s.ToString();
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
+using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Training;
 
@@ -30,6 +31,9 @@ public sealed record GenerationResult
 
     /// <summary>N of each PEER or PKM layer of the model.</summary>
     public long[] ExpertCounts { get; init; } = [];
+
+    /// <summary>How the PEER tables are stored (float32 when the model has none).</summary>
+    public ExpertTableStorage TableStorage { get; init; }
 
     /// <summary>Size of the model file, bytes.</summary>
     public long FileBytes { get; init; }
@@ -72,6 +76,7 @@ public static class GenerationBenchmark
         {
             Case = c,
             ExpertCounts = [.. model.modules().OfType<IExpertRetrieval>().Select(l => l.ExpertCount)],
+            TableStorage = info.Config.Model.PeerOptions.TableStorage,
             FileBytes = new FileInfo(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(c.Checkpoint)))!, info.ModelFile!)).Length,
             LoadSeconds = loadSeconds,
             TokensPerSecond = c.Tokens / seconds,
