@@ -82,6 +82,8 @@ public static class BenchRunner
             var plain = sized with { Kind = LayerKind.PeerPlain, PeerOptions = sized.PeerOptions with { Kernel = KernelChoice.Plain } };
             jobs.Add(new(n >= 512 ? plain with { Steps = Math.Min(plan.TimedSteps, 2), WarmupSteps = Math.Min(plan.WarmupSteps, 1) } : plain, null, null));
             jobs.Add(new(sized with { Kind = LayerKind.PeerFused }, null, null));
+            // The leanest training at the smallest N too, so that its cost from the smallest to the largest N is like for like.
+            if (n == plan.SubKeyCounts[0] && plan.SubKeyCounts.Length > 1) jobs.Add(new(Leanest(sized), null, null));
             // The row-wise table states and the update in the backward at the largest N, where their memory matters.
             if (n == plan.SubKeyCounts[^1])
             {

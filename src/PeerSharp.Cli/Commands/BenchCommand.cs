@@ -9,7 +9,7 @@ static class BenchCommand
     public static Command Create()
     {
         var sizes = new Option<string>("--sizes") { Description = "Comma list of n, the sub-keys per half (N = n² experts)", DefaultValueFactory = _ => "128,256,512,1024" };
-        var large = new Option<string>("--large-sizes") { Description = "Comma list of n beyond --sizes where only the fused layer with the row-wise-no-momentum table state runs (what fits in memory; \"\" for none)", DefaultValueFactory = _ => "2048" };
+        var large = new Option<string>("--large-sizes") { Description = "Comma list of n beyond --sizes where only the fused layer with the row-wise-no-momentum table state runs, float32 and bfloat16 tables (what fits in memory; \"\" for none)", DefaultValueFactory = _ => "2048" };
         var quick = new Option<bool>("--quick") { Description = "A fast smaller run: N ∈ {64², 128²}, 1024 tokens per step, fewer steps, a 4-block model" };
         var tokens = new Option<int?>("--tokens") { Description = "Tokens per step of the layer and kernel benchmarks (default 4096; 1024 with --quick)" };
         var steps = new Option<int?>("--steps") { Description = "Timed steps per configuration (default 5; 3 with --quick)" };
