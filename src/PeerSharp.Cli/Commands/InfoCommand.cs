@@ -28,7 +28,7 @@ static class InfoCommand
             if (kinds.Contains(FeedForwardKind.Peer))
             {
                 var p = m.PeerOptions;
-                AnsiConsole.MarkupLine($"[bold]PEER[/] N = {p.SubKeyCount}² = {p.ExpertCount:N0} experts, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} active per token), d_key = {p.KeyDim}, σ = {EnumNames.Name(p.Activation)}, query BN {(p.QueryBatchNorm ? "on" : "off")}");
+                AnsiConsole.MarkupLine($"[bold]PEER[/] N = {p.SubKeyCount}² = {p.ExpertCount:N0} experts, h = {p.HeadCount}, k = {p.TopK} ({p.HeadCount * p.TopK} active per token), d_key = {p.KeyDim}, σ = {EnumNames.Name(p.Activation)}, query BN {(p.QueryBatchNorm ? "on" : "off")}, tables {EnumNames.Name(p.TableStorage)}");
             }
             if (kinds.Contains(FeedForwardKind.Pkm))
             {
