@@ -36,7 +36,7 @@ static class ActiveExpertsSection
         plot.Title("PEER: active experts h·k at fixed N");
         plot.XLabel("active experts h·k (log scale)");
         plot.YLabel("validation bits per byte");
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.ShowLegend(Edge.Right);   // outside the data: an inside corner can hide a point
         figures.Add(markdown, plot, "active", "validation bits per byte against the number of active experts h·k");
 
         markdown.Table(["budget", "run", "N", "h", "k", "h·k", "series", "active / token", "validation bpb", "test bpb", "usage", "unevenness (nats)", "seeds"],

@@ -24,7 +24,7 @@ static class ExpertCountSection
         plot.Title("PEER: number of experts N at fixed h·k");
         plot.XLabel("experts N = n² (log scale)");
         plot.YLabel("validation bits per byte");
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.ShowLegend(Edge.Right);   // outside the data: an inside corner can hide a point
         figures.Add(markdown, plot, "experts", "validation bits per byte against the number of experts N");
 
         markdown.Table(["budget", "run", "N", "h", "k", "parameters", "validation bpb", "test bpb", "usage", "unevenness (nats)", "log N", "seeds"],
