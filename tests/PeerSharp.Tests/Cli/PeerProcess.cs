@@ -53,7 +53,10 @@ static class PeerProcess
             if (!_process.WaitForExit(TimeSpan.FromMinutes(2)))
             {
                 _process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"peer {string.Join(' ', _args)} did not finish in 2 minutes");
+                _process.WaitForExit();
+                // What it printed until then tells where it stopped moving (a rare hang after a signal was seen so far).
+                static string Tail(string text) => text.Length <= 2000 ? text : "…" + text[^2000..];
+                throw new TimeoutException($"peer {string.Join(' ', _args)} did not finish in 2 minutes; its output until then:\n{Tail(_output.Result)}\n{Tail(_error.Result)}");
             }
             return new Result(_process.ExitCode, _output.Result, _error.Result);
         }
