@@ -42,11 +42,15 @@ internal static unsafe partial class HugePages
         }
     }
 
-    /// <summary>Zeros shaped like <paramref name="like"/> (of its dtype or <paramref name="dtype"/>), on huge pages from the first write.</summary>
+    /// <summary>Zeros shaped like <paramref name="like"/> (of its dtype or <paramref name="dtype"/>), on huge pages.</summary>
     public static Tensor Zeros(Tensor like, ScalarType? dtype = null)
     {
         var zeros = empty_like(like, dtype: dtype ?? like.dtype);
-        Advise(zeros, collapse: false);
-        return zeros.zero_();
+        Advise(zeros, collapse: false);   // fresh pages become huge at their first write
+        zeros.zero_();
+        // The allocator may hand back memory an earlier tensor had already touched, in small pages, which the advice
+        // does not change: those are collapsed now (quick where every page is huge already).
+        Advise(zeros, collapse: true);
+        return zeros;
     }
 }
