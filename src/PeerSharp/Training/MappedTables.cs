@@ -129,8 +129,7 @@ static unsafe partial class MappedTables
                     var fullName = OptimizerFactory.Prefixed(prefix, name);
                     var entry = tensors.Tensors[fullName];
                     var offset = tensors.DataStart + entry.Begin;
-                    long elementBytes = entry.DType == ScalarType.BFloat16 ? 2 : 4;
-                    if (entry.DType is not (ScalarType.Float32 or ScalarType.BFloat16) || entry.DType != table.dtype || offset % elementBytes != 0)
+                    if (entry.DType is not (ScalarType.Float32 or ScalarType.BFloat16) || entry.DType != table.dtype || offset % table.element_size() != 0)
                         throw new PeerSharpException($"tensor '{fullName}' in '{path}' is {entry.DType} at byte {offset}; a mapped table must be float32 or bfloat16 as the model's ({table.dtype}), at a multiple of its element size (load it without mapping instead)");
                     var parameter = new Parameter(Wrap(mapping, offset, entry.Shape, entry.DType), requires_grad: false);
                     Replace((nn.Module)layer, name, parameter);

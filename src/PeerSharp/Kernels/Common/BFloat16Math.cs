@@ -7,10 +7,10 @@ namespace PeerSharp.Kernels;
 /// <summary>
 /// bfloat16 rows for the kernels (docs/SPARSE_UPDATES.md, "bfloat16 tables"): a bfloat16 is the upper half of a
 /// float32, so widening is exact (a shift) and every sum is still taken in float32; only storing rounds. Rounding
-/// is to nearest even (optimizer moments) or stochastic (table rows: a row moves by lr·step ≈ 1e-3 of its size,
-/// below half a bfloat16 step of 2⁻⁸, and rounding to nearest would undo most updates; stochastic rounding keeps
-/// each one in expectation). The random bits are a hash of (seed, element), so results are reproducible and do not
-/// depend on the thread count.
+/// is to nearest even (optimizer moments) or stochastic (table rows: once the learning rate has decayed, an entry's
+/// step falls below half a bfloat16 step of the entry, which rounding to nearest would drop; stochastic rounding
+/// keeps each step in expectation). The random bits are a hash of (seed, element), so results are reproducible and
+/// do not depend on the thread count.
 /// </summary>
 internal static unsafe class BFloat16Math
 {

@@ -9,9 +9,9 @@ namespace PeerSharp.Kernels;
 /// skip a non-finite row (the caller sees a non-finite norm and stops); multiply g by the clip scale; then the row
 /// update of <see cref="SparseAdamWKernel"/> (full moments) or <see cref="RowWiseAdamWKernel"/>, the same code
 /// the stored-gradient step runs. A bfloat16 table's row is widened to float32, updated, and rounded back
-/// stochastically (<see cref="BFloat16Math.RoundStochastic"/>, seeded per row). Rows are independent, so workers may apply them in any order; the sums of
-/// squares are kept per row and added in row order by <see cref="SumOfSquares"/>, so the norm does not depend
-/// on the thread count.
+/// stochastically (<see cref="BFloat16Math.RoundStochastic"/>, seeded per row). Rows are independent, so workers
+/// may apply them in any order; the sums of squares are kept per row and added in row order by
+/// <see cref="SumOfSquares"/>, so the norm does not depend on the thread count.
 /// </summary>
 internal sealed unsafe class TableRowUpdate : IDisposable
 {
