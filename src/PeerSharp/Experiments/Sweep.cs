@@ -57,7 +57,7 @@ public static class Sweep
     public static IReadOnlyList<SweepItem> Plan(SweepSpec spec)
     {
         var basis = Basis(spec);
-        return [.. spec.Runs.SelectMany(run => (run.Budgets ?? spec.Budgets).Order()
+        return [.. spec.Runs.SelectMany(run => Budgets(spec, basis, run)
                                 .SelectMany(budget => spec.Seeds.Select(seed => Item(spec, basis, run, budget, seed))))];
     }
 
@@ -79,6 +79,14 @@ public static class Sweep
                                                     .Select(seed => Item(spec, basis, best.Run, best.Budget, seed)))];
     }
 
+    /// <summary>A run's budgets, ascending; at equal steps (<see cref="SweepSpec.Steps"/>) the one those steps cost.</summary>
+    static IEnumerable<double> Budgets(SweepSpec spec, RunConfig basis, SweepRun run)
+    {
+        if (spec.Steps is not { } steps) return (run.Budgets ?? spec.Budgets).Order();
+        var config = RunConfig.Overlay(basis, run.Config, $"sweep '{spec.Name}' run '{run.Name}'");
+        return [FlopCounter.Of(config.Model).TrainingFlopsPerStep(config.Train.BatchSize) * steps];
+    }
+
     static RunConfig Basis(SweepSpec spec) => RunConfig.Overlay(Presets.Get(spec.Preset), spec.Base, $"sweep '{spec.Name}' base");
 
     static SweepItem Item(SweepSpec spec, RunConfig basis, SweepRun run, double budget, long seed)
@@ -92,12 +100,12 @@ public static class Sweep
 
     /// <summary>
     /// The training settings of a run at a budget: steps = budget / training FLOPs per step (whole steps, the
-    /// paper's isoFLOP protocol), warm-up a fixed fraction of them, validations and checkpoints spread evenly.
+    /// paper's isoFLOP protocol) or the spec's fixed <see cref="SweepSpec.Steps"/>, warm-up a fixed fraction of them, validations and checkpoints spread evenly.
     /// </summary>
     public static RunConfig Settle(SweepSpec spec, RunConfig config, FlopReport flops, double budget, long seed, string name)
     {
         var train = config.Train;
-        var steps = flops.StepsForBudget(budget, train.BatchSize);
+        var steps = spec.Steps ?? flops.StepsForBudget(budget, train.BatchSize);
         if (steps < spec.Validations)
             throw new PeerSharpException($"sweep '{spec.Name}' run '{name}': a budget of {budget:0.###e0} FLOPs buys {steps} steps, fewer than its {spec.Validations} validations; raise the budget or shrink the model");
         if (steps > int.MaxValue) throw new PeerSharpException($"sweep '{spec.Name}' run '{name}': a budget of {budget:0.###e0} FLOPs buys {steps} steps, more than a run can take");

@@ -58,6 +58,12 @@ public sealed record SweepSpec
     /// <summary>Training-FLOP budgets every run is trained to.</summary>
     public double[] Budgets { get; init; } = [];
 
+    /// <summary>
+    /// Equal steps instead of equal FLOPs: every run trains this many steps (its budget is then what they cost), for
+    /// comparisons at equal tokens such as the retrieval ablation; null: the <see cref="Budgets"/> protocol.
+    /// </summary>
+    public int? Steps { get; init; }
+
     /// <summary>Seeds (initialisation and data order); each run at each budget once per seed.</summary>
     public long[] Seeds { get; init; } = [1337];
 
@@ -107,6 +113,8 @@ public sealed record SweepSpec
         if (string.IsNullOrWhiteSpace(Name) || Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
             throw new PeerSharpException($"sweep spec '{path}': name '{Name}' must be a plain file name");
         if (Runs.Length == 0) throw new PeerSharpException($"sweep spec '{path}' has no runs");
+        if (Steps is { } steps && (steps < Validations || Budgets.Length > 0 || Runs.Any(r => r.Budgets is not null)))
+            throw new PeerSharpException($"sweep spec '{path}': steps {steps} must be at least its {Validations} validations and come without budgets");
         if (Seeds.Length == 0) throw new PeerSharpException($"sweep spec '{path}' has no seeds");
         if (Validations < 1) throw new PeerSharpException($"sweep spec '{path}': validations {Validations} must be at least 1");
         if (FinalEvalTokens is <= 0) throw new PeerSharpException($"sweep spec '{path}': final eval tokens {FinalEvalTokens} must be positive");
@@ -116,6 +124,7 @@ public sealed record SweepSpec
         foreach (var run in Runs)
         {
             var budgets = run.Budgets ?? Budgets;
+            if (Steps is not null) continue;
             if (budgets.Length == 0) throw new PeerSharpException($"sweep spec '{path}': run '{run.Name}' has no budget");
             if (budgets.Any(b => !(b > 0) || double.IsInfinity(b))) throw new PeerSharpException($"sweep spec '{path}': run '{run.Name}' has a budget that is not a positive number");
         }

@@ -6,10 +6,14 @@ namespace PeerSharp.Layers;
 /// <summary>
 /// A layer that picks, per token, a few rows of a large table through product keys: PEER's experts and PKM's
 /// memory values. The evaluator attaches an <see cref="ISelectionObserver"/> to measure expert usage and
-/// unevenness (DESIGN.md "Metrics"); the optimizer factory finds the tables to update sparsely.
+/// unevenness (DESIGN.md "Metrics"); the optimizer factory finds the tables to update sparsely; the model adds the
+/// retrieval's balance term, if any, to the training loss.
 /// </summary>
-public interface IExpertRetrieval
+public interface IExpertRetrieval : IAuxiliaryLoss
 {
+    /// <inheritdoc />
+    Tensor? IAuxiliaryLoss.AuxiliaryLoss => Retrieval.BalanceLoss;
+
     /// <summary>When set, every forward reports its selections (ids and gates) to it.</summary>
     ISelectionObserver? Observer { get; set; }
 

@@ -173,4 +173,11 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
         Observer?.Observe(ids, gates);
         return scope.MoveToOuter(y.view(input.shape));
     }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _retrieval.Dispose();
+        base.Dispose(disposing);
+    }
 }

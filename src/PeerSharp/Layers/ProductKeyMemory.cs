@@ -96,4 +96,11 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         Observer?.Observe(ids, gates);
         return scope.MoveToOuter(y.view(input.shape));
     }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _retrieval.Dispose();
+        base.Dispose(disposing);
+    }
 }

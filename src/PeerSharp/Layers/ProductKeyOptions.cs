@@ -28,6 +28,27 @@ public abstract record ProductKeyOptions
     /// <summary>BatchNorm on the query features (Lample et al. 2019); on in the paper's runs.</summary>
     public bool QueryBatchNorm { get; init; } = true;
 
+    /// <summary>
+    /// A balance term added to the training loss against the retrieval collapse (DESIGN.md "Keeping experts alive"):
+    /// none (the paper), on the per-half sub-key marginals, or on the joint distribution over the N rows.
+    /// </summary>
+    public RetrievalBalance Balance { get; init; } = RetrievalBalance.None;
+
+    /// <summary>The weight of the <see cref="Balance"/> term in the training loss.</summary>
+    public double BalanceWeight { get; init; } = 0.01;
+
+    /// <summary>
+    /// Cosine retrieval: each query half and each sub-key L2-normalised, the scores multiplied by a learned
+    /// temperature (state-dict name score_scale), instead of raw dot products (DESIGN.md "Keeping experts alive").
+    /// </summary>
+    public bool CosineKeys { get; init; }
+
+    /// <summary>
+    /// Per-head rotation of the row ids: head j's pair (a, b) names row ((a + jΔ) mod n)·n + (b + jΔ) mod n with
+    /// Δ = ⌊n / h⌋, so heads that agree on a pair of sub-keys still reach different rows (DESIGN.md "Keeping experts alive").
+    /// </summary>
+    public bool HeadRotation { get; init; }
+
     /// <summary>Fused C# kernels (float32 on the CPU) or plain tensor ops.</summary>
     public KernelChoice Kernel { get; init; } = KernelChoice.Fused;
 
@@ -57,6 +78,8 @@ public abstract record ProductKeyOptions
             throw new PeerSharpException($"{LayerName} top-k {TopK} must be between 1 and the sub-key count n = {SubKeyCount}");
         if (KeyDim <= 0 || KeyDim % 2 != 0 || KeyDim > 65536)
             throw new PeerSharpException($"{LayerName} key dim {KeyDim} must be even, positive and at most 65536: a product key is two halves of d_key/2");
+        if (!Enum.IsDefined(Balance)) throw new PeerSharpException($"{LayerName} balance {(int)Balance} is not known; expected none, halves or joint");
+        if (!(BalanceWeight >= 0 && BalanceWeight <= 100)) throw new PeerSharpException($"{LayerName} balance weight {BalanceWeight} must be between 0 and 100");
         if (!Enum.IsDefined(Kernel)) throw new PeerSharpException($"{LayerName} kernel {(int)Kernel} is not known; expected plain or fused");
     }
 }

@@ -17,7 +17,7 @@ namespace PeerSharp.Layers;
 /// once per forward, from <see cref="CanRunFused"/>.
 /// </para>
 /// </summary>
-public sealed class ProductKeyRetrieval
+public sealed class ProductKeyRetrieval : IDisposable
 {
     readonly nn.Module _owner;
     readonly Linear _query;             // [h·d_key, d_model]
@@ -41,7 +41,18 @@ public sealed class ProductKeyRetrieval
         // Queries leave the BatchNorm with unit variance per feature, so sub-keys of variance 2/d_key give
         // sub-key scores of unit variance.
         owner.register_parameter("keys", new Parameter(randn(2, options.SubKeyCount, dk / 2) * Math.Sqrt(2.0 / dk)));
+        // Cosine scores of random unit vectors in d_key/2 dimensions have variance 2/d_key: a temperature of √(d_key/2)
+        // starts them at the unit variance of the dot-product scores above.
+        if (options.CosineKeys) owner.register_parameter("score_scale", new Parameter(tensor((float)Math.Sqrt(dk / 2.0))));
     }
+
+    Tensor? _balanceLoss;   // owned here, outside any dispose scope, until the next forward
+
+    /// <summary>
+    /// The weighted <see cref="ProductKeyOptions.Balance"/> term of the last retrieval in training mode, in its autograd
+    /// graph (the layer's <see cref="IAuxiliaryLoss.AuxiliaryLoss"/>); null in evaluation mode or without a balance term.
+    /// </summary>
+    public Tensor? BalanceLoss => _balanceLoss;
 
     /// <summary>
     /// The sub-key sets C = keys[0], C' = keys[1], [2, n, d_key/2]. Read from the owner on every use: module.to(...)
@@ -85,8 +96,20 @@ public sealed class ProductKeyRetrieval
             features = QueryStatisticsFrozen
                 ? nn.functional.batch_norm(features, _queryNorm.running_mean!, _queryNorm.running_var!, _queryNorm.weight, _queryNorm.bias, training: false, eps: 1e-5)
                 : _queryNorm.training && Replicas is { Size: > 1 } replicas ? SharedBatchNorm(_queryNorm, features, replicas) : _queryNorm.forward(features);
-        return scope.MoveToOuter(features.view(-1, _options.HeadCount, _options.KeyDim));   // [M, h, d_key]
+        var queries = features.view(-1, _options.HeadCount, _options.KeyDim);        // [M, h, d_key]
+        if (_options.CosineKeys)
+        {
+            var halves = queries.chunk(2, dim: -1);                                  // 2 × [M, h, d_key/2]
+            queries = cat([Unit(halves[0]), Unit(halves[1])], dim: -1) * _owner.get_parameter("score_scale")!;
+        }
+        return scope.MoveToOuter(queries);
     }
+
+    /// <summary>Each vector of the last dimension scaled to unit length (a zero vector stays zero).</summary>
+    static Tensor Unit(Tensor vectors) => nn.functional.normalize(vectors, p: 2, dim: -1, eps: 1e-6);
+
+    /// <summary>The sub-keys the scores are taken against: <see cref="SubKeys"/>, unit-length ones for cosine retrieval. [2, n, d_key/2].</summary>
+    Tensor ScoringKeys => _options.CosineKeys ? Unit(SubKeys) : SubKeys;
 
     /// <summary>
     /// BatchNorm in training mode with the mean and (biased) variance of the features of all ranks, in two passes
@@ -111,10 +134,43 @@ public sealed class ProductKeyRetrieval
     }
 
     /// <summary>
-    /// Steps 2-3: per half top-k, then the top-k of the k² candidates. queries: [M, h, d_key] → scores and ids
-    /// a·n + b, [M, h, k] each, best first (scores differentiable in the queries and sub-keys).
+    /// Steps 2-3: per half top-k, then the top-k of the k² candidates. queries: [M, h, d_key] → scores and row ids
+    /// a·n + b (with <see cref="ProductKeyOptions.HeadRotation"/>, rotated per head), [M, h, k] each, best first
+    /// (scores differentiable in the queries and sub-keys). In training mode it also sets <see cref="BalanceLoss"/>.
     /// </summary>
-    public (Tensor Scores, Tensor Ids) Retrieve(Tensor queries, bool fused) => fused
-        ? FusedProductKeys.Retrieve(queries, SubKeys, _options.TopK)
-        : ProductKeys.Retrieve(queries, SubKeys, _options.TopK);
+    public (Tensor Scores, Tensor Ids) Retrieve(Tensor queries, bool fused)
+    {
+        using var scope = NewDisposeScope();
+        var keys = ScoringKeys;                                                      // [2, n, d_key/2]
+        var (scores, pairs) = fused
+            ? FusedProductKeys.Retrieve(queries, keys, _options.TopK)
+            : ProductKeys.Retrieve(queries, keys, _options.TopK);                    // [M, h, k] each
+        ReplaceBalanceLoss(_owner.training && _options.Balance != RetrievalBalance.None
+            ? _options.BalanceWeight * RetrievalBalanceLoss.Of(_options.Balance, queries, keys, pairs)
+            : null);
+        var ids = _options.HeadRotation ? RotateHeads(pairs, keys.shape[1]) : pairs;
+        return (scope.MoveToOuter(scores), scope.MoveToOuter(ids));
+    }
+
+    /// <summary>
+    /// <see cref="ProductKeyOptions.HeadRotation"/>: head j's pair (a, b) names row ((a + jΔ) mod n)·n + (b + jΔ) mod n,
+    /// Δ = ⌊n/h⌋ (at least 1). A bijection per head, so every head still reaches all N rows. pairs: [M, h, k] → same.
+    /// </summary>
+    Tensor RotateHeads(Tensor pairs, long n)
+    {
+        using var scope = NewDisposeScope();
+        var shift = arange(_options.HeadCount, dtype: ScalarType.Int64).mul(Math.Max(1, n / _options.HeadCount)).view(1, -1, 1);   // [1, h, 1]
+        var a = pairs.div(n, rounding_mode: RoundingMode.floor).add(shift).remainder(n);
+        var b = pairs.remainder(n).add(shift).remainder(n);
+        return scope.MoveToOuter(a * n + b);
+    }
+
+    void ReplaceBalanceLoss(Tensor? loss)
+    {
+        _balanceLoss?.Dispose();
+        _balanceLoss = loss?.DetachFromDisposeScope();
+    }
+
+    /// <summary>Frees the last <see cref="BalanceLoss"/>; the owning layer calls it when it is disposed.</summary>
+    public void Dispose() => ReplaceBalanceLoss(null);
 }

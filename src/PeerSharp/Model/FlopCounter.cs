@@ -139,18 +139,18 @@ public static class FlopCounter
                 return (router + moe.ExpertCount * denseFeedForward, router + expertsPerToken * denseFeedForward);
             case FeedForwardKind.Pkm:
                 var pkm = config.PkmOptions;
-                var pkmRetrieval = RetrievalParameters(d, pkm.HeadCount, pkm.SubKeyCount, pkm.KeyDim, pkm.QueryBatchNorm);
+                var pkmRetrieval = RetrievalParameters(d, pkm);
                 return (pkmRetrieval + pkm.ValueCount * d, pkmRetrieval + (double)pkm.HeadCount * pkm.TopK * d);
             case FeedForwardKind.Peer:
                 var peer = config.PeerOptions;
-                var peerRetrieval = RetrievalParameters(d, peer.HeadCount, peer.SubKeyCount, peer.KeyDim, peer.QueryBatchNorm);
+                var peerRetrieval = RetrievalParameters(d, peer);
                 return (peerRetrieval + 2L * peer.ExpertCount * d, peerRetrieval + 2.0 * peer.HeadCount * peer.TopK * d);
             default:
                 throw new PeerSharpException($"feed-forward kind {kind} is not known; expected one of {string.Join(", ", EnumNames.All<FeedForwardKind>())}");
         }
     }
 
-    // Query networks, BatchNorm gain and bias, and the two sub-key sets of n × d_key/2.
-    static long RetrievalParameters(long d, long h, long n, long keyDim, bool batchNorm) =>
-        d * h * keyDim + (batchNorm ? 2 * h * keyDim : 0) + n * keyDim;
+    // Query networks, BatchNorm gain and bias, the two sub-key sets of n × d_key/2, and cosine retrieval's temperature.
+    static long RetrievalParameters(long d, ProductKeyOptions o) =>
+        d * o.HeadCount * o.KeyDim + (o.QueryBatchNorm ? 2L * o.HeadCount * o.KeyDim : 0) + (long)o.SubKeyCount * o.KeyDim + (o.CosineKeys ? 1 : 0);
 }

@@ -41,6 +41,20 @@ public class SweepTests
         Assert.True(items[1].Config.Train.Steps > items[0].Config.Train.Steps);
     }
 
+    /// Equal steps (the retrieval ablation's protocol): every run trains the spec's steps, its budget what they cost.
+    [Fact]
+    public void AtEqualStepsEveryRunTrainsTheSameStepsAndCostsWhatTheyCost()
+    {
+        var spec = TinySpec() with { Budgets = [], Steps = 12 };
+        var items = Sweep.Plan(spec);
+        Assert.All(items, item => Assert.Equal(12, item.Config.Train.Steps));
+        Assert.All(items, item => Assert.Equal(item.Flops.TrainingFlopsPerStep(item.Config.Train.BatchSize) * 12, item.Budget, 6));
+        Assert.NotEqual(items[0].Budget, items[1].Budget);
+        using var folder = new TempFolder();
+        var both = folder.Write("both.json", """{ "name": "both", "steps": 12, "budgets": [1e9], "runs": [ { "name": "a", "method": "a" } ] }""");
+        Assert.Contains("without budgets", Assert.Throws<PeerSharpException>(() => SweepSpec.Load(both)).Message);
+    }
+
     [Fact]
     public void ABudgetTooSmallForTheValidationsIsAnError()
     {

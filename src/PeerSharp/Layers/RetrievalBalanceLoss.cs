@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Layers;
+
+/// <summary>
+/// The unweighted balance terms of <see cref="RetrievalBalance"/> (DESIGN.md "Keeping experts alive"): Switch's
+/// load-balancing loss (Fedus et al. 2021, eq. 4) carried over to product keys. Each is 1 when the selections and the
+/// batch-mean probabilities are uniform and grows as retrieval crowds onto few sub-keys or rows; only the
+/// probabilities carry a gradient (into the queries and sub-keys), as in Switch.
+/// </summary>
+public static class RetrievalBalanceLoss
+{
+    /// <summary>
+    /// Tokens the mean probabilities are estimated from, evenly strided over the batch: the joint term's [h, n, n]
+    /// product costs h·n²·(tokens), which at n = 1024 and all 2,048 tokens of a step would cost more than the step.
+    /// </summary>
+    public const int SampledTokens = 256;
+
+    /// <summary>
+    /// The term. queries: [M, h, d_key] as scored; subKeys: [2, n, d_key/2] as scored; pairs: [M, h, k] the selected
+    /// a·n + b (before any head rotation). Returns a scalar.
+    /// </summary>
+    public static Tensor Of(RetrievalBalance balance, Tensor queries, Tensor subKeys, Tensor pairs)
+    {
+        using var scope = NewDisposeScope();
+        long M = queries.shape[0], h = queries.shape[1], n = subKeys.shape[1], k = pairs.shape[2];
+        var stride = Math.Max(1, M / SampledTokens);
+        var sample = queries.slice(0, 0, M, stride);                                 // [S, h, d_key]
+        var halves = sample.chunk(2, dim: -1);                                       // 2 × [S, h, d_key/2]
+        var p1 = halves[0].matmul(subKeys[0].t()).softmax(-1);                      // [S, h, n]: softmax over C
+        var p2 = halves[1].matmul(subKeys[1].t()).softmax(-1);                      // [S, h, n]: softmax over C'
+        var head = arange(h, dtype: ScalarType.Int64).view(1, -1, 1);              // [1, h, 1]
+        var selections = (double)(M * k);                                            // per head
+        Tensor loss;
+        if (balance == RetrievalBalance.Halves)
+        {
+            var a = pairs.div(n, rounding_mode: RoundingMode.floor);                // [M, h, k]
+            var b = pairs.remainder(n);
+            var f1 = Fractions(head * n + a, h * n, selections, p1.dtype).view(h, n);          // [h, n]
+            var f2 = Fractions(head * n + b, h * n, selections, p1.dtype).view(h, n);
+            // n · Σ_a f_a P_a per half and head, averaged over both.
+            loss = n * ((f1 * p1.mean([0])).sum() + (f2 * p2.mean([0])).sum()) / (2.0 * h);
+        }
+        else
+        {
+            long N = n * n;
+            var f = Fractions(head * N + pairs, h * N, selections, p1.dtype);                  // [h·N]
+            // P_(a,b) = mean_t p1[t, a] · p2[t, b]: the softmax over all n² keys of s1[a] + s2[b] factorises.
+            var joint = p1.permute(1, 2, 0).bmm(p2.permute(1, 0, 2)) / sample.shape[0];   // [h, n, n]
+            loss = N * (f * joint.reshape(-1)).sum() / h;
+        }
+        return scope.MoveToOuter(loss);
+    }
+
+    /// <summary>The fraction of a head's selections that name each of <paramref name="size"/> (head, index) slots. [size].</summary>
+    static Tensor Fractions(Tensor slots, long size, double selections, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var flat = slots.reshape(-1);
+        var counts = zeros(size, dtype: dtype).index_add_(0, flat, ones(flat.shape[0], dtype: dtype), alpha: 1);
+        return scope.MoveToOuter(counts / selections);
+    }
+}

@@ -1,0 +1,199 @@
+using PeerSharp.Layers;
+using PeerSharp.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeerSharp.Tests.Layers;
+
+/// <summary>The levers against the retrieval collapse (DESIGN.md "Keeping experts alive"), each against the slow, obvious computation.</summary>
+public class RetrievalLeversTests
+{
+    /// The joint term is N · Σ_i f_i · P_i per head, P_i the batch-mean softmax over all n² full keys: built here from
+    /// the full key table, not from the factorisation the library uses.
+    [Fact]
+    public void JointBalanceIsSwitchLossOverAllFullKeys()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        const int tokens = 7, heads = 3, n = 5, k = 2, keyDim = 6;
+        var queries = randn(tokens, heads, keyDim, dtype: ScalarType.Float64);
+        var subKeys = randn(2, n, keyDim / 2, dtype: ScalarType.Float64);
+        var (_, pairs) = ProductKeys.Retrieve(queries, subKeys, k);
+
+        var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Joint, queries, subKeys, pairs).ToDouble();
+
+        var full = queries.matmul(FullKeys.Of(subKeys).t()).softmax(-1);              // [M, h, N]
+        double expected = 0;
+        for (int j = 0; j < heads; j++)
+            for (int i = 0; i < n * n; i++)
+            {
+                double f = pairs.select(1, j).eq(i).sum().ToDouble() / (tokens * k);
+                double p = full.select(1, j).select(1, i).mean().ToDouble();
+                expected += n * n * f * p / heads;
+            }
+        Assert.Equal(expected, loss, 10);
+    }
+
+    /// The per-half term is n · Σ_a f_a · P_a for each half and head, averaged over halves and heads.
+    [Fact]
+    public void HalfBalanceIsSwitchLossOnEachSubKeySet()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(12);
+        const int tokens = 6, heads = 2, n = 4, k = 3, keyDim = 4;
+        var queries = randn(tokens, heads, keyDim, dtype: ScalarType.Float64);
+        var subKeys = randn(2, n, keyDim / 2, dtype: ScalarType.Float64);
+        var (_, pairs) = ProductKeys.Retrieve(queries, subKeys, k);
+
+        var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Halves, queries, subKeys, pairs).ToDouble();
+
+        double expected = 0;
+        for (int half = 0; half < 2; half++)
+            for (int j = 0; j < heads; j++)
+            {
+                var p = queries.select(1, j).narrow(1, half * keyDim / 2, keyDim / 2).matmul(subKeys[half].t()).softmax(-1);   // [M, n]
+                var index = half == 0 ? pairs.select(1, j).div(n, rounding_mode: RoundingMode.floor) : pairs.select(1, j).remainder(n);
+                for (int a = 0; a < n; a++)
+                    expected += n * (index.eq(a).sum().ToDouble() / (tokens * k)) * p.select(1, a).mean().ToDouble() / (2 * heads);
+            }
+        Assert.Equal(expected, loss, 10);
+    }
+
+    /// Only a sample of the tokens estimates P (the term's cost is h·n²·tokens); f counts every token's selections.
+    [Fact]
+    public void BalanceEstimatesProbabilitiesFromStridedTokens()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        int tokens = 2 * RetrievalBalanceLoss.SampledTokens;
+        var queries = randn(tokens, 1, 4, dtype: ScalarType.Float64);
+        var subKeys = randn(2, 3, 2, dtype: ScalarType.Float64);
+        var (_, pairs) = ProductKeys.Retrieve(queries, subKeys, 2);
+        var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Joint, queries, subKeys, pairs).ToDouble();
+
+        // The same f with P over every second token only.
+        var full = queries.slice(0, 0, tokens, 2).matmul(FullKeys.Of(subKeys).t()).softmax(-1).mean([0]).squeeze(0);   // [N]
+        var f = zeros(9, dtype: ScalarType.Float64).index_add_(0, pairs.reshape(-1), ones(pairs.numel(), dtype: ScalarType.Float64), alpha: 1) / pairs.numel();
+        Assert.Equal(9 * (f * full).sum().ToDouble(), loss, 10);
+    }
+
+    /// A layer with a balance term hands it to the model's loss in training mode, with gradients into the query
+    /// network and both sub-key sets, and has none in evaluation mode.
+    [Theory]
+    [InlineData(RetrievalBalance.Halves)]
+    [InlineData(RetrievalBalance.Joint)]
+    public void BalanceTermIsTheLayersAuxiliaryLossInTrainingOnly(RetrievalBalance balance)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(14);
+        using var peer = new Peer(8, new PeerOptions { SubKeyCount = 4, HeadCount = 2, TopK = 2, KeyDim = 4, Balance = balance, BalanceWeight = 0.5 });
+        IAuxiliaryLoss auxiliary = peer;
+        Assert.Null(auxiliary.AuxiliaryLoss);
+        peer.train();
+        var x = randn(3, 5, 8);
+        peer.forward(x);
+        var term = auxiliary.AuxiliaryLoss!;
+        var unweighted = RetrievalBalanceLoss.Of(balance, peer.Retrieval.Queries(x.reshape(-1, 8)), peer.Retrieval.SubKeys, RetrievalPairs(peer, x));
+        Assert.Equal(0.5 * unweighted.ToDouble(), term.ToDouble(), 5);
+        term.backward();
+        Assert.True(peer.Retrieval.QueryWeight.grad!.abs().sum().ToDouble() > 0);
+        Assert.True(peer.Retrieval.SubKeys.grad![0].abs().sum().ToDouble() > 0);
+        Assert.True(peer.Retrieval.SubKeys.grad![1].abs().sum().ToDouble() > 0);
+
+        peer.eval();
+        peer.forward(x);
+        Assert.Null(auxiliary.AuxiliaryLoss);
+    }
+
+    static Tensor RetrievalPairs(Peer peer, Tensor x)
+    {
+        using var noGrad = no_grad();
+        return ProductKeys.Retrieve(peer.Retrieval.Queries(x.reshape(-1, 8)), peer.Retrieval.SubKeys, peer.Options.TopK).Ids;
+    }
+
+    /// Cosine retrieval scores τ · (cos(q1, C_a) + cos(q2, C'_b)) against every full key; τ starts at √(d_key/2) and
+    /// is the state dict's score_scale, once.
+    [Fact]
+    public void CosineRetrievalScoresAreScaledCosinesOfBothHalves()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(15);
+        var options = PeerTesting.Small with { CosineKeys = true, KeyDim = 6, SubKeyCount = 5, TopK = 3 };
+        using var peer = PeerTesting.Float64Layer(options);
+        peer.eval();
+        Assert.Equal(Math.Sqrt(3), peer.state_dict()["score_scale"].ToDouble(), 6);
+        Assert.Single(peer.state_dict().Keys, name => name.Contains("score_scale"));
+        using (no_grad()) peer.state_dict()["score_scale"].fill_(2.5);
+        var x = randn(4, PeerTesting.SmallModelDim, dtype: ScalarType.Float64);
+
+        var (scores, ids) = peer.Retrieval.Retrieve(peer.Retrieval.Queries(x), fused: false);
+
+        var raw = peer.Retrieval.Queries(x) / 2.5;   // unit halves
+        var (keyFirst, keySecond) = (subKeyUnit(peer, 0), subKeyUnit(peer, 1));
+        var full = FullKeys.Of(stack([keyFirst, keySecond]));                          // [N, d_key] of unit halves
+        var (expectedScores, expectedIds) = (2.5 * raw.matmul(full.t())).topk(3, dim: -1);
+        Assert.Equal(expectedIds.data<long>().ToArray(), ids.data<long>().ToArray());
+        Assert.True(PeerTesting.MaxAbsDifference(PeerReference.Doubles(expectedScores), PeerReference.Doubles(scores)) < 1e-10);
+        // Each query half has length 1 before the temperature.
+        var halves = raw.chunk(2, dim: -1);
+        Assert.True((halves[0].norm(-1) - 1).abs().max().ToDouble() < 1e-10);
+        Assert.True((halves[1].norm(-1) - 1).abs().max().ToDouble() < 1e-10);
+
+        static Tensor subKeyUnit(Peer peer, int half)
+        {
+            var keys = peer.Retrieval.SubKeys[half];
+            return keys / keys.norm(1, keepdim: true);
+        }
+    }
+
+    /// Head rotation: head 0 keeps its ids; head j names ((a + jΔ) mod n, (b + jΔ) mod n) of the pair it retrieved,
+    /// Δ = ⌊n/h⌋; every head's map is a bijection of the N rows.
+    [Fact]
+    public void HeadRotationShiftsEachHeadsPairByItsOwnOffset()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(16);
+        var plain = PeerTesting.Small with { SubKeyCount = 6, HeadCount = 3, TopK = 2 };
+        using var peer = PeerTesting.Float64Layer(plain with { HeadRotation = true });
+        peer.eval();
+        var x = randn(5, PeerTesting.SmallModelDim, dtype: ScalarType.Float64);
+        var queries = peer.Retrieval.Queries(x);
+        var (_, pairs) = ProductKeys.Retrieve(queries, peer.Retrieval.SubKeys, 2);
+
+        var (_, ids) = peer.Retrieval.Retrieve(queries, fused: false);
+
+        const int n = 6, delta = 2;
+        var expected = pairs.data<long>().ToArray().Select((id, i) =>
+        {
+            long head = i / 2 % 3, a = (id / n + head * delta) % n, b = (id % n + head * delta) % n;
+            return a * n + b;
+        }).ToArray();
+        Assert.Equal(expected, ids.data<long>().ToArray());
+        Assert.Equal(pairs.select(1, 0).data<long>().ToArray(), ids.select(1, 0).data<long>().ToArray());
+        Assert.NotEqual(pairs.select(1, 1).data<long>().ToArray(), ids.select(1, 1).data<long>().ToArray());
+    }
+
+    /// The fused kernels compute what the plain tensor ops compute with every lever on: outputs and balance term.
+    [Theory]
+    [InlineData(RetrievalBalance.Joint, true, true)]
+    [InlineData(RetrievalBalance.Halves, false, true)]
+    [InlineData(RetrievalBalance.None, true, false)]
+    public void FusedAndPlainAgreeWithLeversOn(RetrievalBalance balance, bool cosine, bool rotation)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(17);
+        var options = new PeerOptions { SubKeyCount = 8, HeadCount = 2, TopK = 3, KeyDim = 8, Balance = balance, CosineKeys = cosine, HeadRotation = rotation };
+        using var fused = new Peer(16, options);
+        using var plain = new Peer(16, options with { Kernel = KernelChoice.Plain });
+        plain.load_state_dict(fused.state_dict());
+        fused.train();
+        plain.train();
+        var x = randn(4, 6, 16);
+
+        var (yFused, yPlain) = (fused.forward(x), plain.forward(x));
+
+        Assert.True((yFused - yPlain).abs().max().ToDouble() < 1e-5);
+        if (balance != RetrievalBalance.None)
+            Assert.Equal(((IAuxiliaryLoss)plain).AuxiliaryLoss!.ToDouble(), ((IAuxiliaryLoss)fused).AuxiliaryLoss!.ToDouble(), 5);
+    }
+}
