@@ -70,9 +70,13 @@ static class TrainCommand
             if (training.Sharding is not null)
                 AnsiConsole.MarkupLine($"Expert parallel: each rank holds the experts of id mod {replicas.Size} = its rank, {m.PeerOptions.ExpertCount / replicas.Size:N0} of the {m.PeerOptions.ExpertCount:N0} rows of every PEER table.");
             AnsiConsole.MarkupLine($"Training {parameters:N0} parameters on {training.TrainCorpus.TokenCount:N0} tokens ({EnumNames.Name(m.Tokenizer)}); feed-forwards {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}; {config.Train.Steps} steps of {config.Train.BatchSize}×{m.ContextLength} tokens.");
-            training.Trainer.Evaluated += (step, result) => AnsiConsole.MarkupLine(
-                $"step {step,6}  validation loss {result.Loss:F4}  perplexity {result.Perplexity:F2}  [bold]bits/byte {result.BitsPerByte:F3}[/]" +
-                string.Concat(result.Layers.Select(l => $"  block {l.Block}: {Markup.Escape(l.Describe())}")));
+            training.Trainer.Evaluated += (step, result) =>
+            {
+                AnsiConsole.MarkupLine(
+                    $"step {step,6}  validation loss {result.Loss:F4}  perplexity {result.Perplexity:F2}  [bold]bits/byte {result.BitsPerByte:F3}[/]" +
+                    string.Concat(result.Layers.Select(l => $"  block {l.Block}: {Markup.Escape(l.Describe())}")));
+                if (UsageWarning.For(m, step, config.Train.Steps, result) is { } warning) AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(warning)}[/]");
+            };
 
             // Ctrl+C, SIGTERM (timeout, docker stop, schedulers) and SIGHUP (a closed terminal) all stop after the
             // current step and write a checkpoint.

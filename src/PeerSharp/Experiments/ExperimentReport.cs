@@ -10,9 +10,10 @@ namespace PeerSharp.Experiments;
 public static class ExperimentReport
 {
     /// <summary>The experiments the report has a section for (spec names).</summary>
-    public const string IsoFlop = "isoflop", Experts = "experts", Active = "active", BatchNorm = "batchnorm";
+    public const string IsoFlop = "isoflop", Experts = "experts", Active = "active", BatchNorm = "batchnorm",
+                        RetrievalScreen = "retrieval-screen", Retrieval = "retrieval";
 
-    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm];
+    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm, RetrievalScreen, Retrieval];
 
     /// <summary>
     /// Reads <paramref name="resultsFiles"/> and writes the report to <paramref name="markdownPath"/> and its figures
@@ -41,6 +42,10 @@ public static class ExperimentReport
             () => ActiveExpertsSection.Write(markdown, figures, Points(Active)));
         Section(markdown, experiments, "4. Query BatchNorm: expert usage and unevenness (paper Table 2)", BatchNorm,
             () => BatchNormSection.Write(markdown, Points(BatchNorm)));
+        Section(markdown, experiments, "5. Keeping experts alive: the retrieval levers, one seed each", RetrievalScreen,
+            () => RetrievalSection.Write(markdown, Points(RetrievalScreen)));
+        Section(markdown, experiments, "6. Keeping experts alive: the winners at N = 128² and 1024², two seeds", Retrieval,
+            () => RetrievalSection.Write(markdown, Points(Retrieval)));
         UsageSection.Write(markdown, figures, Points(IsoFlop), Points(Experts), Points(BatchNorm));
         AllRuns(markdown, points);
 

@@ -9,6 +9,13 @@ namespace PeerSharp.Layers;
 /// </summary>
 public sealed record PeerOptions : ProductKeyOptions
 {
+    /// <summary>
+    /// The defaults, with the joint balance term on (<see cref="RetrievalBalance.Joint"/>, weight 0.01): on the README
+    /// model it kept 98% of the experts in use instead of 27% and lowered bits per byte (docs/EXPERIMENTS.md, sections 5
+    /// and 6; DESIGN.md "Keeping experts alive"). <c>Balance = RetrievalBalance.None</c> is the paper's layer.
+    /// </summary>
+    public PeerOptions() => Balance = RetrievalBalance.Joint;
+
     /// <summary>σ of the single-neuron experts.</summary>
     public ExpertActivation Activation { get; init; } = ExpertActivation.Gelu;
 

@@ -31,7 +31,8 @@ public static class Presets
                 PkmOptions = new PkmOptions { SubKeyCount = 128, KeyDim = 64 },
                 MoeOptions = new MoeOptions { ExpertCount = 8 },
             },
-            Train = new TrainConfig { Steps = 1400, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 50, EvalInterval = 350, EvalTokens = 65536, LogInterval = 100, CheckpointInterval = 350 },
+            // EvalTokens beyond the bundled validation book's 320,523: every validation scores the whole book.
+            Train = new TrainConfig { Steps = 1400, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 50, EvalInterval = 350, EvalTokens = 1_000_000, LogInterval = 100, CheckpointInterval = 350 },
         }),
         ["small"] = ("6 blocks, d_model 256, PEER N = 256², h = 8, k = 16; 5000 steps of 32×256 tokens", new RunConfig
         {

@@ -85,13 +85,20 @@ public sealed record RunConfig
     /// <summary>
     /// The config of a run that was recorded (a checkpoint sidecar, a sweep result line) in today's names, as
     /// <see cref="Upgrade"/>, and with the settings it ran with where today's default differs: a record without
-    /// train.tableState was written before that setting existed, when every table kept full AdamW moments. Config files
+    /// train.tableState was written before that setting existed, when every table kept full AdamW moments, and one without
+    /// model.peer.balance before PEER's joint balance term became the default, so without it. Config files
     /// are not records: a setting they leave out takes today's default.
     /// </summary>
     public static JsonObject UpgradeRecord(JsonObject config)
     {
         Upgrade(config);
         if (config["train"] is JsonObject train && !train.ContainsKey("tableState")) train["tableState"] = "full";
+        // PEER's joint balance term became the default later: a record without it was trained without one.
+        if (config["model"] is JsonObject model)
+        {
+            if (model["peer"] is not JsonObject peer) model["peer"] = peer = [];
+            if (!peer.ContainsKey("balance")) peer["balance"] = "none";
+        }
         return config;
     }
 

@@ -50,5 +50,9 @@ public class LegacyCheckpointTests
             System.Text.Json.JsonSerializer.Deserialize<RunConfig>(upgrade(System.Text.Json.Nodes.JsonNode.Parse("""{"model": {}, "train": {"steps": 5}}""")!.AsObject()), RunConfig.Json)!;
         Assert.Equal(TableOptimizerState.Full, Read(RunConfig.UpgradeRecord).Train.TableState);
         Assert.Equal(TableOptimizerState.RowWiseNoMomentum, Read(RunConfig.Upgrade).Train.TableState);
+        // The same for PEER's balance term: a record ran without it, a config file gets today's default, the joint term.
+        Assert.Equal(PeerSharp.Layers.RetrievalBalance.None, Read(RunConfig.UpgradeRecord).Model.PeerOptions.Balance);
+        Assert.Equal(PeerSharp.Layers.RetrievalBalance.Joint, Read(RunConfig.Upgrade).Model.PeerOptions.Balance);
+        Assert.Equal(PeerSharp.Layers.RetrievalBalance.None, Read(RunConfig.Upgrade).Model.PkmOptions.Balance);
     }
 }

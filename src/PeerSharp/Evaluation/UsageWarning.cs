@@ -1,0 +1,31 @@
+using PeerSharp.Layers;
+using PeerSharp.Model;
+
+namespace PeerSharp.Evaluation;
+
+/// <summary>
+/// The warning `peer train` prints when a PEER layer uses few of its experts early in training, the retrieval collapse
+/// of DESIGN.md "Keeping experts alive": it names the setting that keeps the experts in use.
+/// </summary>
+public static class UsageWarning
+{
+    /// <summary>Usage below this fraction warns.</summary>
+    public const double Threshold = 0.5;
+
+    /// <summary>
+    /// The warning for a validation at <paramref name="step"/> of <paramref name="steps"/>, or null: only in the first
+    /// half of training (later a warning could no longer change the run), for each PEER layer under <see cref="Threshold"/>.
+    /// </summary>
+    public static string? For(ModelConfig model, long step, int steps, EvaluationResult validation)
+    {
+        if (step > steps / 2) return null;
+        var kinds = model.FeedForwardKinds();
+        var low = validation.Layers.Where(l => l.Block < kinds.Length && kinds[l.Block] == FeedForwardKind.Peer && l.Usage < Threshold).ToList();
+        if (low.Count == 0) return null;
+        var what = string.Join(", ", low.Select(l => $"block {l.Block} uses {100 * l.Usage:F1}% of its {l.ExpertCount:N0} experts"));
+        var fix = model.PeerOptions.Balance == RetrievalBalance.None
+            ? "the joint balance term keeps them in use: \"model\": {\"peer\": {\"balance\": \"joint\"}} in a --config file"
+            : $"a larger balance weight than {model.PeerOptions.BalanceWeight} spreads retrieval further (\"model\": {{\"peer\": {{\"balanceWeight\": …}}}}), or fewer experts suit this much data";
+        return $"warning: at step {step}, {what}; {fix} (docs/DESIGN.md, \"Keeping experts alive\").";
+    }
+}

@@ -1,0 +1,26 @@
+namespace PeerSharp.Experiments;
+
+/// <summary>
+/// The levers against the retrieval collapse (DESIGN.md "Keeping experts alive"), on the README model at equal steps:
+/// one table per experiment (the one-seed screen, then the two-seed confirmation), each row a configuration with its
+/// bits per byte on the whole validation text, expert usage, unevenness, distinct first choices and training speed.
+/// </summary>
+static class RetrievalSection
+{
+    public static void Write(MarkdownWriter markdown, IReadOnlyList<ResultPoint> points)
+    {
+        markdown.Table(
+            ["run", "lever", "N", "seeds", "validation bpb", "usage", "unevenness", "first choices / head", "training tokens / s"],
+            "llrrrrrrr",
+            points.OrderBy(p => p.First.Config.Model.PeerOptions.SubKeyCount).ThenBy(p => p.ValidationBitsPerByte).Select(p => (IReadOnlyList<string>)[
+                p.Run, p.Method, ReportFormat.ExpertCount(p.First.Config.Model.PeerOptions.SubKeyCount), p.Seeds.Count.ToString(),
+                p.Of(r => r.Validation.BitsPerByte).Format("F3"),
+                p.Of(r => ResultPoint.Usage(r.Validation.Layers)).Percent(),
+                p.Of(r => ResultPoint.Unevenness(r.Validation.Layers)).Format("F2"),
+                p.Of(r => r.Validation.Layers.Count == 0 ? double.NaN : r.Validation.Layers.Average(l => l.FirstChoices)).Format("N0"),
+                p.Of(r => r.TokensPerSecond).Format("N0")]));
+        markdown.Paragraph("Rows by N, then by validation bpb (lower is better). Scores are over the whole validation text at the final step; " +
+                           "usage, unevenness and first choices are means over the model's PEER layers. Tokens per second were measured " +
+                           "while other work shared the 2-core machine, so they are indicative only.");
+    }
+}
