@@ -52,12 +52,18 @@ public class BadInputTests : IDisposable
         Assert.False(File.Exists(Path.Combine(Run("diverged"), "checkpoint.json")));
     }
 
+    /// <summary>Trains the tiny preset for two steps into run folder <paramref name="name"/> and returns its sidecar.</summary>
+    string Trained(string name, params string[] extra)
+    {
+        var trained = PeerProcess.Run(_folder.Path, ["train", "--preset", "tiny", "--steps", "2", "--out", Run(name), "--sample-tokens", "0", .. extra]);
+        Assert.True(trained.ExitCode == 0, trained.Error);
+        return Path.Combine(Run(name), "checkpoint.json");
+    }
+
     [Fact]
     public void BadCheckpoints()
     {
-        var trained = PeerProcess.Run(_folder.Path, "train", "--preset", "tiny", "--steps", "2", "--out", Run("ok"), "--sample-tokens", "0");
-        Assert.True(trained.ExitCode == 0, trained.Error);
-        var sidecar = Path.Combine(Run("ok"), "checkpoint.json");
+        var sidecar = Trained("ok");
         var weights = Path.Combine(Run("ok"), PeerSharp.Training.Checkpoint.Read(sidecar).ModelFile!);
 
         // A checkpoint written for another model shape cannot be resumed with a different one.
@@ -78,6 +84,20 @@ public class BadInputTests : IDisposable
         var json = File.ReadAllText(sidecar);
         File.WriteAllText(sidecar, json[..(json.Length / 2)]);
         AssertFailsWith("corrupt or truncated", "eval", "--checkpoint", sidecar);
+    }
+
+    [Fact]
+    public void TensorNameThatIsNotUtf8()
+    {
+        // One byte of a tensor name in the model file's header made 0xFF, the hash made to match again.
+        var sidecar = Trained("not-utf8");
+        var weights = Path.Combine(Run("not-utf8"), PeerSharp.Training.Checkpoint.Read(sidecar).ModelFile!);
+        var bytes = File.ReadAllBytes(weights);
+        bytes[bytes.AsSpan().IndexOf("\"tok_emb"u8) + 1] = 0xFF;
+        File.WriteAllBytes(weights, bytes);
+        PeerSharp.Tests.Training.CheckpointEdits.Rehash(sidecar);
+        AssertFailsWith("has a header that is not valid UTF-8", "eval", "--checkpoint", sidecar);
+        AssertFailsWith("has a header that is not valid UTF-8", "eval", "--checkpoint", sidecar, "--map-tables");
     }
 
     [Fact]
