@@ -223,6 +223,7 @@ public sealed class TrainingRun : IDisposable
 
     void DrawCurves()
     {
+        if (!Directory.Exists(Folder)) return;   // deleted while training: the trainer says so
         var m = Config.Model;
         TrainingCurves.Save(MetricsLog.Read(MetricsPath),
             $"{Path.GetFileName(Path.GetFullPath(Folder))}: {m.LayerCount} blocks, d_model {m.ModelDim}, {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}",
