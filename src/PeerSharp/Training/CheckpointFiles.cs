@@ -53,7 +53,7 @@ partial class CheckpointFiles
     /// Opens a checkpoint file for reading after checking that it is a regular file: not a link (which could
     /// point anywhere), a folder, a pipe (which would block) or a device (which may never end).
     /// </summary>
-    public static SafeFileHandle OpenRegularFile(string path)
+    public virtual SafeFileHandle OpenRegularFile(string path)
     {
         var info = new FileInfo(path);
         if (info.LinkTarget is not null)
