@@ -151,19 +151,25 @@ public class BadInputTests : IDisposable
     }
 
     [RootMountFact]
-    public void DiskFullWhileTokenizing()
+    public void DiskFullWhileTokenizing() => OnASmallDisk("small-cache", small =>
     {
         // The bundled books' tokens (8 MB) do not fit a 200 kB cache disk; no checkpoint exists yet to resume from.
-        var small = Run("small-cache");
+        var result = PeerProcess.AssertFailsWith(_folder.Path, PeerProcess.Variables.Cache(small), "the disk is full",
+                                                 "train", "--preset", "tiny", "--out", Run("failed"));
+        Assert.Contains("run the command again", result.Error);
+        Assert.DoesNotContain("--resume", result.Error);
+        Assert.False(Directory.Exists(Run("failed")));
+    });
+
+    /// <summary>Runs <paramref name="test"/> on folder <paramref name="name"/>, a 200 kB disk of its own.</summary>
+    void OnASmallDisk(string name, Action<string> test)
+    {
+        var small = Run(name);
         Directory.CreateDirectory(small);
         RootMountFactAttribute.Mount(small, "200k");
         try
         {
-            var result = PeerProcess.AssertFailsWith(_folder.Path, PeerProcess.Variables.Cache(small), "the disk is full",
-                                                     "train", "--preset", "tiny", "--out", Run("failed"));
-            Assert.Contains("run the command again", result.Error);
-            Assert.DoesNotContain("--resume", result.Error);
-            Assert.False(Directory.Exists(Run("failed")));
+            test(small);
         }
         finally
         {
@@ -393,20 +399,10 @@ public class BadInputTests : IDisposable
     }
 
     [RootMountFact]
-    public void DiskFullDuringACheckpoint()
+    public void DiskFullDuringACheckpoint() => OnASmallDisk("small-disk", small =>
     {
         // A 200 kB disk: the run starts (config, metrics) but its checkpoint does not fit.
-        var small = Run("small-disk");
-        Directory.CreateDirectory(small);
-        RootMountFactAttribute.Mount(small, "200k");
-        try
-        {
-            AssertFailsWith("the disk is full", "train", "--preset", "tiny", "--steps", "2", "--sample-tokens", "0", "--out", Path.Combine(small, "run"));
-            Assert.False(File.Exists(Path.Combine(small, "run", "checkpoint.json")), "a checkpoint that did not fit must not appear written");
-        }
-        finally
-        {
-            RootMountFactAttribute.Unmount(small);
-        }
-    }
+        AssertFailsWith("the disk is full", "train", "--preset", "tiny", "--steps", "2", "--sample-tokens", "0", "--out", Path.Combine(small, "run"));
+        Assert.False(File.Exists(Path.Combine(small, "run", "checkpoint.json")), "a checkpoint that did not fit must not appear written");
+    });
 }
