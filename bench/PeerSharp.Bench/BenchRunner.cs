@@ -138,6 +138,10 @@ public static class BenchRunner
         var checkpoints = plan.Generation ?? [];
         if (plan.GenerationOnly && checkpoints.Count == 0)
             throw new PeerSharpException("bench --generation-only needs --generation CHECKPOINTS, a comma list of checkpoints (smallest N first)");
+        // Each is read in a process of its own, much later: a checkpoint that is not there is told before any benchmark starts.
+        foreach (var checkpoint in checkpoints)
+            if (!File.Exists(Checkpoint.SidecarPath(checkpoint)))
+                throw new PeerSharpException($"checkpoint '{Checkpoint.SidecarPath(checkpoint)}' of --generation does not exist; expected the .json sidecar of a PeerSharp checkpoint");
         var jobs = new List<Job>();
         for (int i = 0; i < checkpoints.Count; i++)
         {
@@ -158,6 +162,7 @@ public static class BenchRunner
         var generations = new List<GenerationResult>();
         var machine = MachineInfo.Current();
         var clock = Stopwatch.StartNew();
+        var failed = 0;
         foreach (var job in jobs)
         {
             var label = job.Layer is { } l
@@ -187,7 +192,11 @@ public static class BenchRunner
                 generations.Add(generated);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{generated.TokensPerSecond:F0} tokens/s, peak {generated.PeakResidentBytes / 1e9:F2} GB"));
             }
-            else Console.WriteLine("failed (see above); left out of the report");
+            else
+            {
+                Console.WriteLine("failed (see above); left out of the report");
+                failed++;
+            }
         }
         var report = new BenchmarkReport(machine, commandLine, layers, kernels, models, generations);
         Console.WriteLine();
@@ -203,7 +212,9 @@ public static class BenchRunner
             File.WriteAllText(output, report.Markdown());
             Console.WriteLine($"wrote {output}");
         }
-        return 0;
+        if (failed == 0) return 0;
+        Console.Error.WriteLine($"peer: {failed} of {jobs.Count} benchmarks failed (their errors are above); the report leaves them out");
+        return 1;
     }
 
     /// <summary>Runs one job in a fresh process of this program and reads back its result line.</summary>

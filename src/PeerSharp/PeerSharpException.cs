@@ -14,7 +14,10 @@ public sealed class PeerSharpException(string message, Exception? inner = null) 
     /// What to tell the user when <paramref name="exception"/> is a full disk (ENOSPC, EDQUOT): what happened and
     /// how to go on; null for any other failure. The one wording of it, for checkpoints and for the CLI alike.
     /// </summary>
-    public static string? DiskFull(Exception exception) => exception is IOException { HResult: NoSpaceLeft or QuotaExceeded }
-        ? $"the disk is full ({exception.Message}); free some space, then continue with --resume from the last checkpoint"
+    public static string? DiskFull(Exception exception) => DiskFull(exception, "continue with --resume from the last checkpoint");
+
+    /// <summary><see cref="DiskFull(Exception)"/> where the way to go on is <paramref name="then"/>, not a resume (no checkpoint exists yet).</summary>
+    internal static string? DiskFull(Exception exception, string then) => exception is IOException { HResult: NoSpaceLeft or QuotaExceeded }
+        ? $"the disk is full ({exception.Message}); free some space, then {then}"
         : null;
 }

@@ -43,6 +43,9 @@ static class FlopsCommand
             if (parse.GetValue(budget) is { } flops)
             {
                 if (!(flops > 0)) throw new PeerSharpException($"FLOP budget {flops} must be positive");
+                // A run's steps are an int (TrainConfig.Steps), as in a sweep; beyond that the count and its tokens overflow.
+                if (flops / report.TrainingFlopsPerStep(batch) > int.MaxValue)
+                    throw new PeerSharpException($"FLOP budget {flops:0.##e+00} buys more than {int.MaxValue:N0} steps, the most a run can take; expected a budget of at most {report.TrainingFlopsPerStep(batch) * int.MaxValue:0.##e+00} FLOPs at {tokensPerStep:N0} tokens per step");
                 var steps = report.StepsForBudget(flops, batch);
                 AnsiConsole.MarkupLine($"[bold]budget {flops:0.##e+00} FLOPs[/] buys {steps:N0} steps = {steps * tokensPerStep:N0} training tokens");
             }

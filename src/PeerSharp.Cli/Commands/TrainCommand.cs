@@ -51,6 +51,7 @@ static class TrainCommand
                 DataPath = parse.GetValue(data),
                 ValidationPath = parse.GetValue(validation),
                 ResumeFrom = resumeFrom,
+                RequireStepsLeft = true,
                 Overwrite = parse.GetValue(force),
             });
             if (!root)

@@ -26,13 +26,22 @@ public sealed class TextSource
 
     private const int MaxTextLineBytes = 1 << 20;
 
-    // A JSON line is one document and has to be parsed whole, however long it is.
-    private const int MaxJsonLineBytes = int.MaxValue / 2;
+    /// <summary>
+    /// The longest JSON line read: a line is one document and is parsed whole, taking some fifteen times its length in
+    /// memory, so a longer one is refused rather than read (a document that long is a book's worth a hundred times).
+    /// </summary>
+    internal const int MaxJsonLineBytes = 64 << 20;
 
     private readonly string[] files;
 
     private TextSource(string path, string[] files)
     {
+        // A pipe, socket or device would block or never end, and its tokens could not be cached by size and time.
+        foreach (string file in files)
+        {
+            if (!FileTypes.IsRegularFile(file, followLinks: true))
+                throw new PeerSharpException($"text source '{file}' is not a regular file (a pipe, socket or device); expected a text file, a JSON-lines file or a folder of them");
+        }
         Path = path;
         this.files = files;
     }
@@ -94,8 +103,9 @@ public sealed class TextSource
         {
             bool gzipped = HasExtension(file, ".gz");
             bool jsonLines = IsJsonLines(file);
-            using var reader = new Utf8LineReader(OpenStream(file, gzipped), file, gzipped,
-                jsonLines ? MaxJsonLineBytes : MaxTextLineBytes);
+            using var reader = jsonLines
+                ? new Utf8LineReader(OpenStream(file, gzipped), file, gzipped, MaxJsonLineBytes, splitLongLines: false)
+                : new Utf8LineReader(OpenStream(file, gzipped), file, gzipped, MaxTextLineBytes);
             IEnumerable<TextChunk> chunks = jsonLines ? JsonLinesDocuments(reader, file) : TextDocument(reader);
             foreach (TextChunk chunk in chunks)
             {

@@ -60,6 +60,9 @@ public sealed unsafe class TokenCorpus : IDisposable
         }
     }
 
+    /// <summary>What to do about a token cache that cannot be written.</summary>
+    private const string CacheAdvice = "expected a folder this user can write, on a disk with room: set PEERSHARP_CACHE to one";
+
     /// <summary>The cache file the tokens are mapped from.</summary>
     public string CachePath { get; }
 
@@ -94,19 +97,26 @@ public sealed unsafe class TokenCorpus : IDisposable
             DeleteAbandonedTemporaryFiles(folder);
         if (TryOpen(cachePath, tokenizer, bytesPerToken) is { } cached)
             return cached;
-        Directory.CreateDirectory(folder);
         // A unique temporary name and a rename make the cache file appear complete or not at all, even
         // when the process is killed or two processes tokenize the same corpus at once. The process id in
         // the name lets a later Build delete the file of a process that was killed midway.
         string temporaryPath = $"{cachePath}.{Environment.ProcessId}-{Guid.NewGuid():N}.tmp";
         try
         {
+            Directory.CreateDirectory(folder);
             Tokenize(source, tokenizer, bytesPerToken, temporaryPath);
             File.Move(temporaryPath, cachePath, overwrite: true);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The cache folder is not writable (a file, read-only, /proc) or its disk is full: the user's to fix, in one line.
+            throw new PeerSharpException(PeerSharpException.DiskFull(e, $"run the command again (the token cache is in '{folder}'; {CacheAdvice})")
+                                         ?? $"cannot write the token cache in '{folder}' ({e.Message}); {CacheAdvice}", e);
+        }
         finally
         {
-            File.Delete(temporaryPath);
+            if (Directory.Exists(folder))
+                File.Delete(temporaryPath);
         }
         return TryOpen(cachePath, tokenizer, bytesPerToken)
             ?? throw new InvalidOperationException($"The token cache {cachePath} just written does not read back.");

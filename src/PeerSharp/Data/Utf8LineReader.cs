@@ -16,6 +16,7 @@ internal sealed class Utf8LineReader : IDisposable
     private readonly string fileName;
     private readonly bool compressed;
     private readonly int maxLineBytes;
+    private readonly bool splitLongLines;
     private byte[] buffer = new byte[1 << 16];
     private int start;        // buffer[start..end) holds bytes read from the stream but not yet returned
     private int end;
@@ -28,14 +29,17 @@ internal sealed class Utf8LineReader : IDisposable
     /// <param name="compressed">Whether byte offsets in error messages refer to decompressed text.</param>
     /// <param name="maxLineBytes">
     /// Longer lines are returned in pieces of at most this many bytes, cut between characters, so that a
-    /// file without line breaks still streams.
+    /// file without line breaks still streams; or, without <paramref name="splitLongLines"/>, refused.
     /// </param>
-    public Utf8LineReader(Stream stream, string fileName, bool compressed, int maxLineBytes)
+    /// <param name="splitLongLines">False where a line is a whole document that cannot be cut (a JSON line): a longer
+    /// line ends the read with a <see cref="PeerSharpException"/> before more than <paramref name="maxLineBytes"/> of it are held.</param>
+    public Utf8LineReader(Stream stream, string fileName, bool compressed, int maxLineBytes, bool splitLongLines = true)
     {
         this.stream = stream;
         this.fileName = fileName;
         this.compressed = compressed;
         this.maxLineBytes = maxLineBytes;
+        this.splitLongLines = splitLongLines;
     }
 
     /// <summary>The 1-based number of the line the last returned text belongs to.</summary>
@@ -53,6 +57,8 @@ internal sealed class Utf8LineReader : IDisposable
             int newline = buffer.AsSpan(scanFrom, end - scanFrom).IndexOf((byte)'\n');
             if (newline >= 0)
                 return Take(scanFrom + newline + 1, lineEnds: true);
+            if (end - start > maxLineBytes && !splitLongLines)
+                throw new PeerSharpException($"line {LineNumber + 1} of {fileName} is longer than {maxLineBytes:N0} bytes, the most one line may hold; expected one document per line, each shorter");
             if (end - start > maxLineBytes)
                 return Take(CharacterBoundaryBefore(start + maxLineBytes), lineEnds: false);
             if (endOfStream)

@@ -21,7 +21,6 @@ public static class Lifelong
     /// <summary>The items in order: every phase-1 run at every seed, then every arm at every seed.</summary>
     public static IReadOnlyList<SweepItem> Plan(LifelongSpec spec, string specFolder, string runsFolder)
     {
-        string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(specFolder, path));
         var basis = RunConfig.Overlay(Presets.Get(spec.Preset), spec.Base, $"lifelong '{spec.Name}' base");
         var items = new List<SweepItem>();
         var phase1 = new Dictionary<(string, long), SweepItem>();
@@ -51,7 +50,7 @@ public static class Lifelong
                 items.Add(Item(Phase2Id(arm.Name, seed), run, seed, config, spec.Phase1Steps) with
                 {
                     StartFrom = start,
-                    AlsoScored = [("A", Resolve(spec.DomainA.Validation))],
+                    AlsoScored = [("A", spec.DomainA.Resolved(specFolder).Validation)],
                 });
             }
         return items;
@@ -64,16 +63,15 @@ public static class Lifelong
     public static IReadOnlyList<SweepResult> Run(LifelongSpec spec, string specFolder, string resultsPath, string runsFolder,
                                                  ISweepObserver? observer = null, CancellationToken cancellation = default)
     {
-        string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(specFolder, path));
         var items = Plan(spec, specFolder, runsFolder);
         var phase1 = items.Where(i => i.StartFrom is null).ToDictionary(i => (i.Run.Name, i.Seed));
         return Sweep.RunAll(items, resultsPath, observer, cancellation, (item, started) =>
         {
-            var domain = item.StartFrom is null ? spec.DomainA : spec.DomainB;
+            var domain = (item.StartFrom is null ? spec.DomainA : spec.DomainB).Resolved(specFolder);
             var folder = Path.Combine(runsFolder, spec.Name, item.FolderName);
             if (item.StartFrom is not null && !File.Exists(Checkpoint.SidecarPath(TrainingRun.CheckpointPath(folder))))
                 Prepare(spec, runsFolder, item, phase1);
-            return Sweep.RunItem(spec.Name, item, folder, Resolve(domain.Train), Resolve(domain.Validation), Resolve(domain.Test),
+            return Sweep.RunItem(spec.Name, item, folder, domain.Train, domain.Validation, domain.Test,
                                  null, started, observer, cancellation);
         });
     }

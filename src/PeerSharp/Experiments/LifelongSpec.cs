@@ -78,8 +78,9 @@ public sealed record LifelongSpec
 
     void Validate(string path)
     {
-        if (string.IsNullOrWhiteSpace(Name) || Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
-            throw new PeerSharpException($"lifelong spec '{path}': name '{Name}' must be a plain file name");
+        SweepSpec.CheckPlainName(Name, $"lifelong spec '{path}'", "name");
+        foreach (var run in Phase1) SweepSpec.CheckPlainName(run.Name, $"lifelong spec '{path}'", "phase-1 run name");
+        foreach (var arm in Arms) SweepSpec.CheckPlainName(arm.Name, $"lifelong spec '{path}'", "arm name");
         if (Phase1Steps < 1 || Phase2Steps < 1) throw new PeerSharpException($"lifelong spec '{path}': phase steps {Phase1Steps} and {Phase2Steps} must be positive");
         if (EvalInterval < 1) throw new PeerSharpException($"lifelong spec '{path}': eval interval {EvalInterval} must be positive");
         if (Seeds.Length == 0) throw new PeerSharpException($"lifelong spec '{path}' has no seeds");

@@ -140,15 +140,15 @@ public static class Sweep
     {
         var items = Plan(spec);
         var reusable = Reusable(resultsPath);
-        string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(specFolder, path));
-        var (trainPath, validationPath, testPath) = (Resolve(spec.Data.Train), Resolve(spec.Data.Validation), Resolve(spec.Data.Test));
+        var data = spec.Data.Resolved(specFolder);
         var folder = Path.Combine(runsFolder, spec.Name);
+        var dataFolder = Path.GetFullPath(specFolder);
         SweepResult? Train(SweepItem item, Action<long> started) =>
-            reusable.TryGetValue(ReuseKey(item.Config, spec.Data, FinalEvalTokens(spec, item.Config), item.Seed), out var twin)
+            reusable.TryGetValue(ReuseKey(item.Config, spec.Data, dataFolder, FinalEvalTokens(spec, item.Config), item.Seed), out var twin)
                 ? Relabel(twin, spec, item)
-                : RunItem(spec.Name, item, Path.Combine(folder, item.FolderName), trainPath, validationPath, testPath, FinalEvalTokens(spec, item.Config),
+                : RunItem(spec.Name, item, Path.Combine(folder, item.FolderName), data.Train, data.Validation, data.Test, FinalEvalTokens(spec, item.Config),
                           started, observer, cancellation) is { } result
-                    ? result with { Data = spec.Data, FinalEvalTokens = FinalEvalTokens(spec, item.Config) }
+                    ? result with { Data = spec.Data, DataFolder = dataFolder, FinalEvalTokens = FinalEvalTokens(spec, item.Config) }
                     : null;
 
         var results = RunAll(items, resultsPath, observer, cancellation, Train).ToList();
@@ -204,15 +204,16 @@ public static class Sweep
             if (Path.GetFullPath(file) == Path.GetFullPath(resultsPath)) continue;
             foreach (var line in ResultsFile.Read(file))
                 if (line.Result is { Data: { } data, FinalEvalTokens: { } testTokens, ReusedFrom: null })
-                    reusable.TryAdd(ReuseKey(line.Result.Config, data, testTokens, line.Result.Seed), line.Result);
+                    reusable.TryAdd(ReuseKey(line.Result.Config, data, line.Result.DataFolder ?? folder, testTokens, line.Result.Seed), line.Result);
         }
         return reusable;
     }
 
-    // Two runs are the same run when their resolved settings (steps and seed included), data paths and test length
-    // are equal: data paths are compared as the specs wrote them, which is sound for specs that share a folder.
-    static string ReuseKey(RunConfig config, SweepData data, long testTokens, long seed) =>
-        $"{JsonSerializer.Serialize(config, Compact)}|{JsonSerializer.Serialize(data, Compact)}|{testTokens}|{seed}";
+    // Two runs are the same run when their resolved settings (steps and seed included), data and test length are
+    // equal: the data are the files the spec's paths name from the spec's folder (a path the same spec text gives in
+    // another folder is another file; no path, the bundled books, is the same everywhere).
+    static string ReuseKey(RunConfig config, SweepData data, string dataFolder, long testTokens, long seed) =>
+        $"{JsonSerializer.Serialize(config, Compact)}|{JsonSerializer.Serialize(data.Resolved(dataFolder), Compact)}|{testTokens}|{seed}";
 
     static long FinalEvalTokens(SweepSpec spec, RunConfig config) => spec.FinalEvalTokens ?? config.Train.EvalTokens;
 

@@ -58,6 +58,9 @@ public sealed record SweepResult
     /// <summary>The spec's text paths, as written (null in lines of older versions).</summary>
     public SweepData? Data { get; init; }
 
+    /// <summary>The folder <see cref="Data"/>'s paths are relative to, the spec's (null in lines of older versions: the results file's folder, where specs keep their results).</summary>
+    public string? DataFolder { get; init; }
+
     /// <summary>Tokens the spec asked the final test score to read (null in lines of older versions).</summary>
     public long? FinalEvalTokens { get; init; }
 

@@ -15,6 +15,13 @@ public sealed record SweepData
 
     /// <summary>Test text, scored once at the end of each run for the final report; null: none.</summary>
     public string? Test { get; init; }
+
+    /// <summary>The same texts with their paths made full from <paramref name="folder"/>, the spec's.</summary>
+    internal SweepData Resolved(string folder)
+    {
+        string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(folder, path));
+        return new SweepData { Train = Resolve(Train), Validation = Resolve(Validation), Test = Resolve(Test) };
+    }
 }
 
 /// <summary>One named configuration of a sweep: a method at one size, as an overlay on the spec's base config.</summary>
@@ -108,10 +115,16 @@ public sealed record SweepSpec
         }
     }
 
+    /// <summary>Throws unless <paramref name="name"/>, which names a folder of its own, is a plain file name that is not blank (<see cref="FileNames.IsPlain"/>).</summary>
+    internal static void CheckPlainName(string name, string where, string what)
+    {
+        if (string.IsNullOrWhiteSpace(name) || !FileNames.IsPlain(name))
+            throw new PeerSharpException($"{where}: {what} '{SafetensorsFile.Printable(name ?? "")}' must be a plain file name (not blank, no '/', '\\' or control character, not '.' or '..'), since it names a folder of its own");
+    }
+
     void Validate(string path)
     {
-        if (string.IsNullOrWhiteSpace(Name) || Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
-            throw new PeerSharpException($"sweep spec '{path}': name '{Name}' must be a plain file name");
+        CheckPlainName(Name, $"sweep spec '{path}'", "name");
         if (Runs.Length == 0) throw new PeerSharpException($"sweep spec '{path}' has no runs");
         if (Steps is { } steps && (steps < Validations || Budgets.Length > 0 || Runs.Any(r => r.Budgets is not null)))
             throw new PeerSharpException($"sweep spec '{path}': steps {steps} must be at least its {Validations} validations and come without budgets");
@@ -123,6 +136,7 @@ public sealed record SweepSpec
         if (duplicate is not null) throw new PeerSharpException($"sweep spec '{path}' names run '{duplicate.Key}' twice");
         foreach (var run in Runs)
         {
+            CheckPlainName(run.Name, $"sweep spec '{path}'", "run name");
             var budgets = run.Budgets ?? Budgets;
             if (Steps is not null) continue;
             if (budgets.Length == 0) throw new PeerSharpException($"sweep spec '{path}': run '{run.Name}' has no budget");

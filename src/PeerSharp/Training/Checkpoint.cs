@@ -183,20 +183,15 @@ public sealed record Checkpoint
     static bool IsAlias(string name) => name.Split('.').Any(segment => segment.StartsWith('_') || segment.Contains("k__BackingField", StringComparison.Ordinal));
 
     /// <summary>Reads and checks a sidecar, and the hashes of the files it names.</summary>
-    public static Checkpoint Read(string path)
+    public static Checkpoint Read(string path) => Read(path, CheckpointFiles.Durable);
+
+    /// <summary><see cref="Read(string)"/>, opening the files through <paramref name="files"/>.</summary>
+    internal static Checkpoint Read(string path, CheckpointFiles files)
     {
-        var sidecar = SidecarPath(path);
-        var info = ReadSidecar(sidecar);
-        foreach (var (file, hash) in info.Sha256)
-        {
-            var filePath = Path.Combine(Folder(sidecar), file);
-            Reading(filePath, () =>
-            {
-                using var handle = CheckpointFiles.OpenRegularFile(filePath);
-                CheckHash(handle, filePath, hash);
-            });
-        }
-        return info;
+        using var opened = OpenedFiles.Open(path, files);
+        foreach (var (file, hash) in opened.Info.Sha256)
+            Reading(opened.PathOf(file), () => CheckHash(opened[file], opened.PathOf(file), hash));
+        return opened.Info;
     }
 
     /// <summary>Reads and checks a sidecar without hashing the files it names (a mapped load checks their headers instead).</summary>
@@ -209,17 +204,17 @@ public sealed record Checkpoint
     /// </summary>
     public static Checkpoint Load(string path, TransformerLM model, IOptimizer? optimizer)
     {
-        var sidecar = SidecarPath(path);
-        var info = ReadSidecar(sidecar);
-        LoadTensors(sidecar, info, info.ModelFile!, ModelTensors(model).ToDictionary(), "model");
+        using var opened = OpenedFiles.Open(path, CheckpointFiles.Durable);
+        var info = opened.Info;
+        if (optimizer is not null && info.OptimizerFile is null)
+            throw new PeerSharpException($"checkpoint '{opened.Sidecar}' has no optimizer state; cannot resume training from it");
+        LoadTensors(opened, info.ModelFile!, ModelTensors(model).ToDictionary(), "model");
         if (optimizer is null) return info;
-        if (info.OptimizerFile is null)
-            throw new PeerSharpException($"checkpoint '{sidecar}' has no optimizer state; cannot resume training from it");
         // Filled in place, then handed back: LoadStateDict copies each entry to wherever the optimizer keeps it
         // (each part of a composite optimizer has its own "step"), and when StateDict returns the live tensors,
         // as AdamW's does, no second copy of the optimizer state is allocated.
         var state = optimizer.StateDict();
-        LoadTensors(sidecar, info, info.OptimizerFile, state, "optimizer");
+        LoadTensors(opened, info.OptimizerFile!, state, "optimizer");
         optimizer.LoadStateDict(state);
         return info;
     }
@@ -236,41 +231,102 @@ public sealed record Checkpoint
     public static Checkpoint LoadForInference(string path, TransformerLM model, bool mapTables)
     {
         if (!mapTables) return Load(path, model, null);
-        var sidecar = SidecarPath(path);
-        var info = ReadSidecar(sidecar);
-        var file = Path.Combine(Folder(sidecar), info.ModelFile!);
+        using var opened = OpenedFiles.Open(path, CheckpointFiles.Durable);
+        var (file, handle) = (opened.PathOf(opened.Info.ModelFile!), opened[opened.Info.ModelFile!]);
         var destinations = ModelTensors(model).ToDictionary();
         var tables = MappedTables.TableNames(model);
         Reading(file, () =>
         {
-            using var handle = CheckpointFiles.OpenRegularFile(file);
             var tensors = SafetensorsFile.Open(handle, file);
             tensors.CheckFits(destinations, "model", IsAlias);
             tensors.ReadInto(destinations.Where(d => !tables.Contains(d.Key)).ToDictionary());
             MappedTables.Map(model, handle, file, tensors);
         });
-        return info;
+        return opened.Info;
     }
 
-    static void LoadTensors(string sidecar, Checkpoint info, string file, IReadOnlyDictionary<string, Tensor> destinations, string owner)
+    static void LoadTensors(OpenedFiles opened, string file, IReadOnlyDictionary<string, Tensor> destinations, string owner)
     {
-        var path = Path.Combine(Folder(sidecar), file);
+        var (path, handle) = (opened.PathOf(file), opened[file]);
         Reading(path, () =>
         {
-            using var handle = CheckpointFiles.OpenRegularFile(path);
-            CheckHash(handle, path, info.Sha256[file]);
+            CheckHash(handle, path, opened.Info.Sha256[file]);
             var tensors = SafetensorsFile.Open(handle, path);
             tensors.CheckFits(destinations, owner, IsAlias);
             tensors.ReadInto(destinations);
         });
     }
 
-    static void Reading(string path, Action read)
+    static void Reading(string path, Action read) => Reading(path, () => { read(); return 0; });
+
+    static T Reading<T>(string path, Func<T> read)
     {
-        try { read(); }
+        try { return read(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new PeerSharpException($"could not read checkpoint file '{path}': {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// A sidecar and the tensor files it names, opened together, so that the handles are of the files that sidecar
+    /// names. A save that commits a newer checkpoint between the reading of the sidecar and the opening of its files
+    /// deletes those files (a training that saves every few steps while `peer eval` reads it): the sidecar has changed
+    /// by then, so it is read again, up to <see cref="Attempts"/> times. A file missing under an unchanged sidecar is
+    /// an error. Once open, a handle reads its file whole even when a later save deletes it.
+    /// </summary>
+    sealed class OpenedFiles : IDisposable
+    {
+        const int Attempts = 10;
+        readonly Dictionary<string, SafeFileHandle> _handles;
+
+        OpenedFiles(string sidecar, Checkpoint info, Dictionary<string, SafeFileHandle> handles) => (Sidecar, Info, _handles) = (sidecar, info, handles);
+
+        public string Sidecar { get; }
+
+        public Checkpoint Info { get; }
+
+        /// <summary>The open handle of one of the files <see cref="Info"/> names.</summary>
+        public SafeFileHandle this[string file] => _handles[file];
+
+        public string PathOf(string file) => Path.Combine(Folder(Sidecar), file);
+
+        public static OpenedFiles Open(string path, CheckpointFiles files)
+        {
+            var sidecar = SidecarPath(path);
+            for (var attempt = 1; ; attempt++)
+            {
+                var text = ReadSidecarText(sidecar);
+                var info = ParseSidecar(sidecar, text);
+                var handles = new Dictionary<string, SafeFileHandle>();
+                try
+                {
+                    foreach (var file in info.Sha256.Keys)
+                    {
+                        var filePath = Path.Combine(Folder(sidecar), file);
+                        handles[file] = Reading(filePath, () => files.OpenRegularFile(filePath));
+                    }
+                    return new OpenedFiles(sidecar, info, handles);
+                }
+                catch (Exception e)
+                {
+                    foreach (var handle in handles.Values) handle.Dispose();
+                    if (e is PeerSharpException && attempt < Attempts && Changed(sidecar, text)) continue;
+                    throw;
+                }
+            }
+        }
+
+        /// <summary>Whether the sidecar no longer holds <paramref name="text"/> (a save committed since).</summary>
+        static bool Changed(string sidecar, string text)
+        {
+            try { return ReadSidecarText(sidecar) != text; }
+            catch (PeerSharpException) { return false; }
+        }
+
+        public void Dispose()
+        {
+            foreach (var handle in _handles.Values) handle.Dispose();
         }
     }
 
@@ -287,6 +343,9 @@ public sealed record Checkpoint
 
     static string Folder(string sidecar) => Path.GetDirectoryName(Path.GetFullPath(sidecar))!;
 
+    /// <summary>The step in the name of a tensor file of the current format ("NAME.step-000123-2.optimizer.safetensors": 123).</summary>
+    static readonly Regex StepOfFile = new(@"\.step-(?<step>[0-9]+)(-[0-9]+)?\.(optimizer\.)?safetensors$", RegexOptions.CultureInvariant);
+
     /// <summary>The sidecar's own fields, in the order they are written.</summary>
     static readonly string[] Fields = ["format", "config", "step", "tokensSeen", "validationLoss", "modelFile", "optimizerFile", "sha256"];
 
@@ -298,12 +357,30 @@ public sealed record Checkpoint
         new($"could not write checkpoint '{sidecarPath}': {PeerSharpException.DiskFull(e) ?? e.Message}", e);
 
     /// <summary>Reads a sidecar, checking every field; throws a <see cref="PeerSharpException"/> naming the first that is wrong.</summary>
-    static Checkpoint ReadSidecar(string sidecar)
+    static Checkpoint ReadSidecar(string sidecar) => ParseSidecar(sidecar, ReadSidecarText(sidecar));
+
+    /// <summary>The text of a sidecar, which must be a regular file (a pipe would block the read).</summary>
+    static string ReadSidecarText(string sidecar)
     {
         if (!File.Exists(sidecar))
             throw new PeerSharpException($"checkpoint '{sidecar}' does not exist; expected the .json sidecar of a PeerSharp checkpoint");
+        try
+        {
+            if (!FileTypes.IsRegularFile(sidecar, followLinks: true))
+                throw new PeerSharpException($"checkpoint '{sidecar}' is not a regular file (a pipe, socket or device); expected the .json sidecar of a PeerSharp checkpoint");
+            return File.ReadAllText(sidecar);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PeerSharpException($"could not read checkpoint '{sidecar}': {e.Message}", e);
+        }
+    }
+
+    /// <summary>Checks every field of a sidecar's <paramref name="text"/>; throws a <see cref="PeerSharpException"/> naming the first that is wrong.</summary>
+    static Checkpoint ParseSidecar(string sidecar, string text)
+    {
         JsonDocument document;
-        try { document = JsonDocument.Parse(File.ReadAllText(sidecar), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        try { document = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new PeerSharpException($"checkpoint sidecar '{sidecar}' is corrupt or truncated ({e.Message})"); }
         using var _ = document;
         var root = document.RootElement;
@@ -352,7 +429,7 @@ public sealed record Checkpoint
         }
 
         string PlainFileName(string name) =>
-            name.Length > 0 && name is not ("." or "..") && name.IndexOfAny(['/', '\\']) < 0 && !name.Any(char.IsControl) && !Path.IsPathRooted(name) && Path.GetFileName(name) == name
+            FileNames.IsPlain(name)
                 ? name
                 : throw Invalid($"names the file '{SafetensorsFile.Printable(name)}'; expected a plain file name in the sidecar's own folder");
         if (!root.TryGetProperty("sha256", out var hashJson) || hashJson.ValueKind != JsonValueKind.Object)
@@ -390,6 +467,11 @@ public sealed record Checkpoint
         foreach (var file in hashes.Keys)
             if (file != modelFile && file != optimizerFile)
                 throw Invalid($"lists '{file}' in sha256, which is neither its model file nor its optimizer file");
+        // A save names its files after its step: a step that is not theirs was edited, and would resume elsewhere.
+        if (format == FormatTag)
+            foreach (var file in hashes.Keys)
+                if (StepOfFile.Match(file) is not { Success: true } stepTag || !long.TryParse(stepTag.Groups["step"].ValueSpan, out var fileStep) || fileStep != step)
+                    throw Invalid($"has step {step}, but its file '{file}' was not written at that step; expected the files a save of step {step} writes (NAME.step-{step:D6}.safetensors)");
 
         return new Checkpoint
         {

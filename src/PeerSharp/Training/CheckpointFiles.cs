@@ -53,7 +53,7 @@ partial class CheckpointFiles
     /// Opens a checkpoint file for reading after checking that it is a regular file: not a link (which could
     /// point anywhere), a folder, a pipe (which would block) or a device (which may never end).
     /// </summary>
-    public static SafeFileHandle OpenRegularFile(string path)
+    public virtual SafeFileHandle OpenRegularFile(string path)
     {
         var info = new FileInfo(path);
         if (info.LinkTarget is not null)
@@ -62,20 +62,16 @@ partial class CheckpointFiles
             throw new PeerSharpException(Directory.Exists(path)
                 ? $"checkpoint file '{path}' is a folder; expected a regular file"
                 : $"checkpoint file '{path}' is missing");
-        if (OperatingSystem.IsLinux() && !Native.IsRegularFile(path))
+        if (!FileTypes.IsRegularFile(path, followLinks: false))
             throw new PeerSharpException($"checkpoint file '{path}' is not a regular file (a pipe, socket or device); expected a regular file");
         return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
     }
 
-    /// <summary>The few Linux calls .NET does not offer: fsync of a folder, and the type of a file.</summary>
-    static unsafe partial class Native
+    /// <summary>The Linux calls of a folder's fsync, which .NET does not offer.</summary>
+    static partial class Native
     {
         // Values shared by every Linux architecture .NET runs on (x64, arm64).
         public const int ReadOnly = 0, CloseOnExec = 0x80000;
-        const int CurrentFolder = -100, NoFollow = 0x100;
-        const uint TypeMask = 0x1;
-        const int ModeOffset = 28;                   // stx_mode in struct statx, the same on every architecture
-        const int FileTypeBits = 0xF000, RegularFile = 0x8000;
 
         [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         public static partial int open(string path, int flags);
@@ -85,18 +81,6 @@ partial class CheckpointFiles
 
         [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
         public static partial int close(int descriptor);
-
-        [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-        private static partial int statx(int folder, string path, int flags, uint mask, byte* result);
-
-        /// <summary>Whether <paramref name="path"/> itself (not what a link points to) is a regular file.</summary>
-        public static bool IsRegularFile(string path)
-        {
-            var result = stackalloc byte[256];      // sizeof(struct statx)
-            if (statx(CurrentFolder, path, NoFollow, TypeMask, result) != 0)
-                throw Error($"could not inspect checkpoint file '{path}'");
-            return (*(ushort*)(result + ModeOffset) & FileTypeBits) == RegularFile;
-        }
 
         public static IOException Error(string what) =>
             new($"{what}: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");

@@ -62,7 +62,14 @@ sealed class RunFolderLock : IDisposable
     /// <summary>Releases the lock.</summary>
     public void Dispose()
     {
-        File.Delete(_ownerPath);
+        try
+        {
+            File.Delete(_ownerPath);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // The folder was deleted while the run held it; the trainer said so.
+        }
         _lock.Dispose();
     }
 }

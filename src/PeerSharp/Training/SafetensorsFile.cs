@@ -121,6 +121,9 @@ sealed class SafetensorsFile
 
     static Dictionary<string, Entry> ParseHeader(byte[] header, string path, long dataBytes)
     {
+        // JsonDocument checks the UTF-8 of a string only when it is read, and then throws a bug's exception.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new PeerSharpException($"'{path}' has a header that is not valid UTF-8 (a tensor name or value holds other bytes); expected a JSON header in UTF-8");
         JsonDocument document;
         try { document = JsonDocument.Parse(header); }
         catch (JsonException e) { throw new PeerSharpException($"'{path}' has a header that is not valid JSON ({e.Message})"); }

@@ -117,6 +117,7 @@ public sealed class Trainer
         _model.train();
         var retrievals = _model.Blocks.Select(b => b.FeedForward).OfType<IExpertRetrieval>().ToList();
         foreach (var layer in retrievals) layer.Retrieval.Replicas = Replicas;   // the query BatchNorm sees the global batch
+        var folder = new RunFolderWatch(Path.GetDirectoryName(Path.GetFullPath(_checkpointPath))!, watched: rank == 0);
 
         try
         {
@@ -150,6 +151,7 @@ public sealed class Trainer
                 clock.Stop();
                 step++;
                 stepsThisRun++;
+                folder.Check(step);
                 if (Sharding is not null) ExpertParallelBytesPerStep += (Sharding.BytesSent - ExpertParallelBytesPerStep) / stepsThisRun;
                 tokensSeen += tokensPerStep;
                 var tokensPerSecond = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
@@ -175,20 +177,47 @@ public sealed class Trainer
                     }
                 }
                 if (last || (train.CheckpointInterval > 0 && step % train.CheckpointInterval == 0))
+                {
+                    folder.Check(step);   // validation took a while
                     checkpoint = SaveCheckpoint(step, tokensSeen, validation);
+                }
                 else if (ranks > 1 && step % train.EvalInterval == 0)
                     VerifyReplicas(step);
             }
+        }
+        catch (DirectoryNotFoundException e) when (folder.Watched)
+        {
+            throw folder.GoneError(step, e.Message);   // deleted between the check and a write, or being deleted (tensorboard/ first)
         }
         finally
         {
             foreach (var layer in retrievals) layer.Retrieval.Replicas = null;
         }
 
+        folder.Check(step);
         var completed = step >= train.Steps;
         if (!completed) checkpoint = SaveCheckpoint(step, tokensSeen, validation);
         var throughput = stepsThisRun * tokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
         return new TrainResult(step, completed, validation, checkpoint, throughput);
+    }
+
+    /// <summary>
+    /// The run folder, where it existed when training started: deleted while the run trains (a cleanup, a user), the
+    /// run stops with one line instead of failing in the TensorBoard writer or recreating a folder that would hold
+    /// only a checkpoint and no config or metrics.
+    /// </summary>
+    sealed class RunFolderWatch(string path, bool watched)
+    {
+        /// <summary>Whether the folder is watched: it existed when training started (on the rank that writes it).</summary>
+        public bool Watched { get; } = watched && Directory.Exists(path);
+
+        public void Check(long step)
+        {
+            if (Watched && !Directory.Exists(path)) throw GoneError(step);
+        }
+
+        public PeerSharpException GoneError(long step, string? detail = null) =>
+            new($"run folder '{path}' was deleted while training, after step {step}{(detail is null ? "" : $" ({detail})")}; stopped without writing to it again; expected the folder to stay until the run ends");
     }
 
     /// <summary>Sequences of each global batch that one of the ranks trains on: the batch size / P, which must be whole.</summary>

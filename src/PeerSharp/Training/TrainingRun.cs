@@ -22,6 +22,13 @@ public sealed record TrainingRunOptions
     /// <summary>A checkpoint to continue from; null: a fresh run.</summary>
     public string? ResumeFrom { get; init; }
 
+    /// <summary>
+    /// Refuse a <see cref="ResumeFrom"/> checkpoint that already reaches the configured steps, which would train nothing
+    /// (`peer train --resume`); without, such a run opens, to be scored (a sweep whose last result was not yet written).
+    /// A checkpoint past the steps is refused either way.
+    /// </summary>
+    public bool RequireStepsLeft { get; init; }
+
     /// <summary>Start a fresh run even in a folder that already holds one (its checkpoint and logs are replaced).</summary>
     public bool Overwrite { get; init; }
 
@@ -128,6 +135,8 @@ public sealed class TrainingRun : IDisposable
             {
                 (model, optimizer, var info) = TrainingSetup.Resume(checkpoint, config);
                 (startStep, tokensSeen) = (info.Step, info.TokensSeen);
+                if (startStep > config.Train.Steps || (options.RequireStepsLeft && startStep == config.Train.Steps))
+                    throw new PeerSharpException($"checkpoint '{Checkpoint.SidecarPath(checkpoint)}' is at step {startStep}, which already reaches the {config.Train.Steps} steps to train; expected more steps (--steps above {startStep}) to train on");
             }
             else
                 (model, optimizer) = TrainingSetup.Create(config);
@@ -223,6 +232,7 @@ public sealed class TrainingRun : IDisposable
 
     void DrawCurves()
     {
+        if (!Directory.Exists(Folder)) return;   // deleted while training: the trainer says so
         var m = Config.Model;
         TrainingCurves.Save(MetricsLog.Read(MetricsPath),
             $"{Path.GetFileName(Path.GetFullPath(Folder))}: {m.LayerCount} blocks, d_model {m.ModelDim}, {string.Join(" ", m.FeedForwardKinds().Select(EnumNames.Name))}",

@@ -32,8 +32,18 @@ public static class TrainingSetup
             throw new PeerSharpException($"checkpoint '{checkpointPath}' was trained with updateInBackward {(info.Config.Train.UpdateInBackward ? "on" : "off")}, not {(requested.Train.UpdateInBackward ? "on" : "off")}; its optimizer state differs (table_gradient_scale), so resume with the setting it was written with or start a new run");
         var config = requested is null ? info.Config : info.Config with { Train = requested.Train };
         var (model, optimizer) = Create(config);
-        Checkpoint.Load(checkpointPath, model, optimizer);
-        return (model, optimizer, info with { Config = config });
+        try
+        {
+            // The step is the loaded sidecar's: a save since the read above (a run still training) moved it on.
+            var loaded = Checkpoint.Load(checkpointPath, model, optimizer);
+            return (model, optimizer, loaded with { Config = config });
+        }
+        catch
+        {
+            optimizer.Dispose();
+            model.Dispose();
+            throw;
+        }
     }
 
     /// <summary>A model restored from a checkpoint, in evaluation mode.</summary>
@@ -52,7 +62,7 @@ public static class TrainingSetup
         using (mapTables ? TableInit.Defer() : null) model = new TransformerLM(info.Config.Model);
         try
         {
-            Checkpoint.LoadForInference(checkpointPath, model, mapTables);
+            info = Checkpoint.LoadForInference(checkpointPath, model, mapTables);   // a save since the read above moved it on
         }
         catch
         {

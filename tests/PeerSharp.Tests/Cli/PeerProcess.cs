@@ -8,16 +8,23 @@ static class PeerProcess
 {
     public sealed record Result(int ExitCode, string Output, string Error);
 
-    public static Result Run(string workingDirectory, params string[] args)
+    public static Result Run(string workingDirectory, params string[] args) => Run(workingDirectory, Variables.None, args);
+
+    /// <summary>Runs `peer` with the variables of <paramref name="environment"/> set (PEERSHARP_CACHE, say).</summary>
+    public static Result Run(string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
-        using var running = Start(workingDirectory, args);
+        using var running = Start(workingDirectory, environment, args);
         return running.WaitForExit();
     }
 
     /// <summary>Starts `peer` and returns at once, for tests that signal it or race a second one against it.</summary>
-    public static Running Start(string workingDirectory, params string[] args)
+    public static Running Start(string workingDirectory, params string[] args) => Start(workingDirectory, Variables.None, args);
+
+    /// <inheritdoc cref="Start(string, string[])"/>
+    public static Running Start(string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment) start.Environment[name] = value;
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peer.dll"));
         foreach (var arg in args) start.ArgumentList.Add(arg);
         return new Running(Process.Start(start)!, args);
@@ -68,6 +75,16 @@ static class PeerProcess
         }
     }
 
+    /// <summary>Environments of a child process.</summary>
+    public static class Variables
+    {
+        /// <summary>The test process's own, unchanged.</summary>
+        public static readonly IReadOnlyDictionary<string, string> None = new Dictionary<string, string>();
+
+        /// <summary>Token caches in <paramref name="folder"/>, not the user's.</summary>
+        public static IReadOnlyDictionary<string, string> Cache(string folder) => new Dictionary<string, string> { ["PEERSHARP_CACHE"] = folder };
+    }
+
     public const int SigHup = 1;
     public const int SigTerm = 15;
 
@@ -79,9 +96,20 @@ static class PeerProcess
     /// <paramref name="expectedFragment"/> in it, a non-zero exit code, no stack trace and no temporary file left in
     /// <paramref name="workingDirectory"/>.
     /// </summary>
-    public static Result AssertFailsWith(string workingDirectory, string expectedFragment, params string[] args)
+    public static Result AssertFailsWith(string workingDirectory, string expectedFragment, params string[] args) =>
+        AssertFailsWith(workingDirectory, Variables.None, expectedFragment, args);
+
+    /// <inheritdoc cref="AssertFailsWith(string, string, string[])"/>
+    public static Result AssertFailsWith(string workingDirectory, IReadOnlyDictionary<string, string> environment, string expectedFragment, params string[] args)
     {
-        var result = Run(workingDirectory, args);
+        var result = Run(workingDirectory, environment, args);
+        AssertFailed(result, workingDirectory, expectedFragment);
+        return result;
+    }
+
+    /// <summary>Asserts that a `peer` that ran failed as every user error must (<see cref="AssertFailsWith(string, string, string[])"/>).</summary>
+    public static void AssertFailed(Result result, string workingDirectory, string expectedFragment)
+    {
         Assert.NotEqual(0, result.ExitCode);
         var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.True(lines.Length == 1, $"expected one line on stderr, got:\n{result.Error}");
@@ -89,6 +117,5 @@ static class PeerProcess
         Assert.Contains(expectedFragment, lines[0]);
         Assert.DoesNotContain("   at ", result.Error + result.Output);
         Assert.Empty(Directory.GetFiles(workingDirectory, "*.tmp", SearchOption.AllDirectories));
-        return result;
     }
 }

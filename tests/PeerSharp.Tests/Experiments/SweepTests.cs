@@ -171,6 +171,13 @@ public class SweepTests
         var trainedAgain = Sweep.Run(third, folder.Path, folder.File("third.results.jsonl"), folder.File("runs"), watcher).Single();
         Assert.Null(trainedAgain.ReusedFrom);
         Assert.Single(watcher.Started);
+
+        // The same spec text in another folder names another validation.txt: other data, trained, not copied from third.
+        var elsewhere = folder.Write("elsewhere/validation.txt", string.Concat(Enumerable.Repeat("Yet another validation text. ", 400)));
+        var fourth = third with { Name = "fourth" };
+        var trainedElsewhere = Sweep.Run(fourth, Path.GetDirectoryName(elsewhere)!, folder.File("fourth.results.jsonl"), folder.File("runs"), watcher).Single();
+        Assert.Null(trainedElsewhere.ReusedFrom);
+        Assert.Equal(2, watcher.Started.Count);
     }
 
     [Fact]

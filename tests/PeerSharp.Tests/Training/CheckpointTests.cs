@@ -30,6 +30,39 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void AReadThatASaveOvertakesReadsTheNewerCheckpoint()
+    {
+        using var folder = new TempFolder();
+        var config = TinyRuns.Config(steps: 3);
+        var (model, optimizer) = TrainingSetup.Create(config);
+        using var _ = model;
+        using var __ = optimizer;
+        var path = folder.File("ckpt");
+        Checkpoint.Save(path, model, optimizer, new Checkpoint { Config = config, Step = 1 });
+
+        // Between the reading of the sidecar and the opening of its files, a save of step 2 commits and deletes them.
+        var overtaken = new SaveBeforeTheFirstOpen(() => Checkpoint.Save(path, model, optimizer, new Checkpoint { Config = config, Step = 2 }));
+        Assert.Equal(2, Checkpoint.Read(path, overtaken).Step);
+
+        // A file missing under a sidecar that did not change is an error, at once.
+        File.Delete(folder.File(Checkpoint.Read(path).ModelFile!));
+        Assert.EndsWith("ckpt.step-000002.safetensors' is missing", Assert.Throws<PeerSharpException>(() => Checkpoint.Read(path)).Message);
+    }
+
+    /// <summary>Checkpoint files whose first opening lets a save commit first, as a training that saves every step does.</summary>
+    sealed class SaveBeforeTheFirstOpen(Action save) : CheckpointFiles
+    {
+        bool _saved;
+
+        public override Microsoft.Win32.SafeHandles.SafeFileHandle OpenRegularFile(string path)
+        {
+            if (!_saved) save();
+            _saved = true;
+            return base.OpenRegularFile(path);
+        }
+    }
+
+    [Fact]
     public void ResumingWithAnotherTableStateIsRefusedByName()
     {
         using var folder = new TempFolder();
