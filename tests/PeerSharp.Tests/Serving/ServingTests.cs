@@ -152,9 +152,10 @@ public class ServingTests
     [Fact]
     public async Task AFullQueueAnswers429WithRetryAfterAndADisconnectedClientLeavesTheBatch()
     {
-        await using var running = await Start(o => o with { MaxBatch = 1, MaxQueue = 0 });
+        // A request that cannot finish before its client goes away, however loaded the machine.
+        await using var running = await Start(o => o with { MaxBatch = 1, MaxQueue = 0, MaxTokens = 1_000_000 });
         var client = running.Client;
-        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Json("""{"prompt":"a","max_tokens":400,"stream":true}""") })
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Json("""{"prompt":"a","max_tokens":1000000,"stream":true}""") })
         using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
