@@ -11,6 +11,7 @@ var root = new RootCommand("PeerSharp: PEER (Mixture of A Million Experts) langu
     TrainCommand.Create(),
     EvalCommand.Create(),
     GenerateCommand.Create(),
+    ServeCommand.Create(),
     InfoCommand.Create(),
     FlopsCommand.Create(),
     BenchCommand.Create(),

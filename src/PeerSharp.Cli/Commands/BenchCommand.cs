@@ -20,14 +20,25 @@ static class BenchCommand
         var distributed = new Option<bool>("--distributed") { Description = "Only print the bytes per step and rank of the expert tables' exchange (dense all-reduce, row exchange, expert parallel) for the --sizes and --tokens" };
         var generation = new Option<string?>("--generation") { Description = "Comma list of checkpoints (smallest N first, e.g. written by peer init) to time text generation from, tables memory-mapped (the first also loaded)" };
         var generationOnly = new Option<bool>("--generation-only") { Description = "Only the generation benchmark of --generation" };
+        var serve = new Option<string?>("--serve") { Description = "Comma list of checkpoints to load-test `peer serve` with (1, 4, 16, 64 concurrent streaming clients × 128 tokens); a checkpoint ending in :mapped is served with --map-tables. Writes the table to --output if given" };
         var runCase = new Option<string?>(BenchRunner.RunCaseOption) { Description = "Internal: run one configuration given as JSON and print its result", Hidden = true };
         var command = new Command("bench", "Time PEER (fused and tensor ops) against dense feed-forwards, each kernel against its reference, and write docs/PERFORMANCE.md")
         {
-            sizes, large, quick, tokens, steps, warmup, threads, noModel, output, distributed, generation, generationOnly, runCase,
+            sizes, large, quick, tokens, steps, warmup, threads, noModel, output, distributed, generation, generationOnly, serve, runCase,
         };
         command.SetAction(parse =>
         {
             if (parse.GetValue(runCase) is { } job) return BenchRunner.RunCase(job);
+            if (parse.GetValue(serve) is { } served)
+            {
+                var results = served.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                    .SelectMany(c => ServeBenchmark.Run(c.EndsWith(":mapped") ? c[..^7] : c, c.EndsWith(":mapped"), [1, 4, 16, 64], parse.GetValue(tokens) ?? 128, maxBatch: 16))
+                    .ToList();
+                var table = ServeBenchmark.Table(results);
+                Console.Write(table);
+                if (parse.GetResult(output) is { Implicit: false }) File.WriteAllText(parse.GetValue(output)!, $"<!-- written by: peer {string.Join(" ", Environment.GetCommandLineArgs().Skip(1))} -->\n" + table);
+                return 0;
+            }
             if (parse.GetValue(distributed))
             {
                 int[] tokenCounts = parse.GetValue(tokens) is { } t ? [t] : [1024, 4096, 16384];

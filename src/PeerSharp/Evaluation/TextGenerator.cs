@@ -17,6 +17,9 @@ public sealed record SamplingOptions(int MaxNewTokens = 200, double Temperature 
     /// </summary>
     public const double MinTemperature = 1e-3;
 
+    /// <summary>Sample only among the most likely tokens whose probabilities add up to this (nucleus sampling; 1: all).</summary>
+    public double TopP { get; init; } = 1;
+
     /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
     public void Validate()
     {
@@ -24,6 +27,7 @@ public sealed record SamplingOptions(int MaxNewTokens = 200, double Temperature 
         if (!double.IsFinite(Temperature) || Temperature < 0 || (Temperature > 0 && Temperature < MinTemperature))
             throw new PeerSharpException($"temperature {Temperature} must be 0 (greedy) or a finite number of at least {MinTemperature}");
         if (TopK < 0) throw new PeerSharpException($"top-k {TopK} must not be negative (0: all tokens)");
+        if (!double.IsFinite(TopP) || TopP <= 0 || TopP > 1) throw new PeerSharpException($"top-p {TopP} must be above 0 and at most 1");
     }
 }
 
@@ -43,8 +47,7 @@ public static class TextGenerator
         using var noGrad = no_grad();
         using var cache = new KvCache(model.Config, 1);
         using var random = new TorchSharp.torch.Generator((ulong)options.Seed);
-        var generated = new List<int>();
-        var emitted = "";
+        var continuation = new ContinuationText(tokenizer);
         try
         {
             var pending = context.TakeLast(model.Config.ContextLength).ToList();   // tokens not yet in the cache
@@ -59,38 +62,17 @@ public static class TextGenerator
                 }
                 var input = tensor(pending.Select(t => (long)t).ToArray(), dtype: ScalarType.Int64).unsqueeze(0);   // (1, T)
                 var logits = model.forward(input, cache).select(1, -1).squeeze(0);                                   // (V)
-                var next = Sample(logits, options, random);
+                var next = TokenSampler.Sample(logits, options, random);
                 context.Add(next);
-                generated.Add(next);
                 pending = [next];
-                // Decode the whole continuation each time: a multi-byte character may span tokens.
-                var text = tokenizer.Decode(generated.ToArray());
-                if (text.Length > emitted.Length && !text.EndsWith('\uFFFD'))
-                {
-                    onText?.Invoke(text[emitted.Length..]);
-                    emitted = text;
-                }
+                if (continuation.Add(next) is { Length: > 0 } piece) onText?.Invoke(piece);
             }
-            var final = tokenizer.Decode(generated.ToArray());
-            if (final.Length > emitted.Length) onText?.Invoke(final[emitted.Length..]);
-            return final;
+            if (continuation.Finish() is { Length: > 0 } rest) onText?.Invoke(rest);
+            return continuation.Text;
         }
         finally
         {
             model.train(wasTraining);
         }
-    }
-
-    static int Sample(Tensor logits, SamplingOptions options, TorchSharp.torch.Generator random)
-    {
-        if (options.Temperature == 0) return (int)logits.argmax().item<long>();
-        var scaled = logits / options.Temperature;
-        if (options.TopK > 0 && options.TopK < scaled.shape[0])
-        {
-            var threshold = scaled.topk(options.TopK).values[-1];
-            scaled = scaled.masked_fill(scaled.lt(threshold), double.NegativeInfinity);
-        }
-        var probabilities = scaled.softmax(-1);
-        return (int)multinomial(probabilities, 1, generator: random).item<long>();
     }
 }

@@ -1,3 +1,4 @@
+using PeerSharp.Kernels;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
@@ -25,7 +26,7 @@ public sealed class DenseFeedForward : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        using var hidden = nn.functional.gelu(_fc.forward(x));   // (B, T, hidden)
-        return _proj.forward(hidden);                              // (B, T, C)
+        using var hidden = nn.functional.gelu(BatchInvariance.Linear(_fc, x));   // (B, T, hidden)
+        return BatchInvariance.Linear(_proj, hidden);                              // (B, T, C)
     }
 }

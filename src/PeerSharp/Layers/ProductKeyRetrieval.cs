@@ -91,7 +91,7 @@ public sealed class ProductKeyRetrieval : IDisposable
     public Tensor Queries(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var features = _query.forward(x);                                            // [M, h·d_key]
+        var features = BatchInvariance.Linear(_query, x);                                          // [M, h·d_key]
         if (_queryNorm is not null)
             features = QueryStatisticsFrozen
                 ? nn.functional.batch_norm(features, _queryNorm.running_mean!, _queryNorm.running_var!, _queryNorm.weight, _queryNorm.bias, training: false, eps: 1e-5)

@@ -36,10 +36,15 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => forward(x, null, 0);
 
     /// <summary>The block with an optional KV cache.</summary>
-    public Tensor forward(Tensor x, KvCache? cache, int layer)
+    public Tensor forward(Tensor x, KvCache? cache, int layer) => Residuals(x, normed => _attention.forward(normed, cache, layer));
+
+    /// <summary>One new position (B, 1, C) of B sequences, each with its own cache (<see cref="CausalSelfAttention.Decode"/>).</summary>
+    public Tensor Decode(Tensor x, IReadOnlyList<KvCache> caches, int layer) => Residuals(x, normed => _attention.Decode(normed, caches, layer));
+
+    Tensor Residuals(Tensor x, Func<Tensor, Tensor> attention)
     {
         using var scope = NewDisposeScope();
-        var h = x + _attention.forward(_attentionNorm.forward(x), cache, layer);   // (B, T, C)
+        var h = x + attention(_attentionNorm.forward(x));                          // (B, T, C)
         var y = h + FeedForward.forward(_feedForwardNorm.forward(h));             // (B, T, C)
         return scope.MoveToOuter(y);
     }

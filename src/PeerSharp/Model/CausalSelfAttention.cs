@@ -1,3 +1,4 @@
+using PeerSharp.Kernels;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
@@ -58,5 +59,30 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
         }
         var merged = y.transpose(1, 2).contiguous().view(B, T, C);             // (B, T, C)
         return scope.MoveToOuter(_proj.forward(merged));
+    }
+
+    /// <summary>
+    /// One new position (B, 1, C) for each of B sequences, sequence b with its own cache caches[b] (batch size 1),
+    /// at its own length; a sequence's result does not depend on the others (<see cref="DecodeAttention"/>, and
+    /// the projections run inside the caller's <see cref="BatchInvariance"/> scope).
+    /// </summary>
+    public Tensor Decode(Tensor x, IReadOnlyList<KvCache> caches, int layer)
+    {
+        using var scope = NewDisposeScope();
+        long B = x.shape[0], C = x.shape[2];
+        var qkv = BatchInvariance.Linear(_qkv, x).view(B, 3, _heads, 1, C / _heads);  // (B, 3, H, 1, hd)
+        var q = qkv.select(1, 0);                                                      // (B, H, 1, hd)
+        var k = qkv.select(1, 1);
+        var v = qkv.select(1, 2);
+        if (_rotary is not null)
+        {
+            var positions = tensor(caches.Select(c => (long)c.Length).ToArray());     // (B)
+            q = _rotary.Apply(q, positions);
+            k = _rotary.Apply(k, positions);
+        }
+        var buffers = caches.Select(c => c.Buffers(layer)).ToList();
+        var y = DecodeAttention.Step(q.squeeze(2), k.squeeze(2), v.squeeze(2), [.. buffers.Select(b => b.Keys)], [.. buffers.Select(b => b.Values)],
+                                     [.. caches.Select(c => c.Length)]);             // (B, H, hd)
+        return scope.MoveToOuter(BatchInvariance.Linear(_proj, y.view(B, 1, C)));
     }
 }

@@ -43,6 +43,9 @@ public sealed class KvCache : IDisposable
         return (_keys[layer].narrow(2, 0, Length + count), _values[layer].narrow(2, 0, Length + count));
     }
 
+    /// <summary>A layer's whole key and value buffers (B, H, ContextLength, hd), for a kernel that appends in place.</summary>
+    internal (Tensor Keys, Tensor Values) Buffers(int layer) => (_keys[layer], _values[layer]);
+
     /// <summary>Called once all layers have appended a step's positions.</summary>
     internal void Advance(int count) => Length += count;
 

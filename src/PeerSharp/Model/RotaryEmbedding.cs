@@ -28,6 +28,21 @@ public sealed class RotaryEmbedding : IDisposable
         var T = x.shape[2];
         var cos = _cos.narrow(0, start, T);                                    // (T, hd/2)
         var sin = _sin.narrow(0, start, T);
+        return scope.MoveToOuter(Rotate(x, cos, sin));
+    }
+
+    /// <summary>Rotates x (B, H, 1, hd) of B sequences, sequence b at position positions[b] (B).</summary>
+    public Tensor Apply(Tensor x, Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        var cos = _cos.index_select(0, positions).view(-1, 1, 1, _cos.shape[1]);     // (B, 1, 1, hd/2)
+        var sin = _sin.index_select(0, positions).view(-1, 1, 1, _sin.shape[1]);
+        return scope.MoveToOuter(Rotate(x, cos, sin));
+    }
+
+    static Tensor Rotate(Tensor x, Tensor cos, Tensor sin)
+    {
+        using var scope = NewDisposeScope();
         var pairs = x.unflatten(x.dim() - 1, [x.shape[^1] / 2, 2]);            // (B, H, T, hd/2, 2); TorchSharp's unflatten takes no negative dim
         var even = pairs.select(-1, 0);
         var odd = pairs.select(-1, 1);

@@ -1,3 +1,4 @@
+using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -96,8 +97,37 @@ public sealed class TransformerLM : nn.Module<Tensor, Tensor>
             x = x + _positionEmbedding.forward(arange(start, start + T, dtype: ScalarType.Int64));
         for (int i = 0; i < _blocks.Count; i++) x = _blocks[i].forward(x, cache, i);   // (B, T, C)
         cache?.Advance((int)T);
+        return scope.MoveToOuter(Logits(x));
+    }
+
+    /// <summary>
+    /// One decoding step of B sequences at once (continuous batching): logits (B, V) for one new token of each,
+    /// tokens (B), sequence b extending its own cache caches[b] (batch size 1) at its own length, which then holds
+    /// the new position too. Every matrix product runs batch-invariant (<see cref="BatchInvariance"/>), so a
+    /// sequence's logits are bit-identical whatever else is in the step (with the fused PEER and PKM kernels;
+    /// an expert-choice MoE routes among the step's tokens and is not).
+    /// </summary>
+    public Tensor Decode(Tensor tokens, IReadOnlyList<KvCache> caches)
+    {
+        using var scope = NewDisposeScope();
+        using var invariant = BatchInvariance.Enter();
+        if (tokens.dim() != 1 || tokens.shape[0] != caches.Count)
+            throw new ArgumentException($"decode: tokens [{string.Join(", ", tokens.shape)}] must hold one token for each of the {caches.Count} caches");
+        if (caches.FirstOrDefault(c => c.Length >= Config.ContextLength) is { } full)
+            throw new PeerSharpException($"a sequence of {full.Length + 1} tokens is longer than the model's context length {Config.ContextLength}");
+        var x = _tokenEmbedding.forward(tokens.unsqueeze(1));                          // (B, 1, C)
+        if (_positionEmbedding is not null)
+            x = x + _positionEmbedding.forward(tensor(caches.Select(c => (long)c.Length).ToArray())).unsqueeze(1);
+        for (int i = 0; i < _blocks.Count; i++) x = _blocks[i].Decode(x, caches, i);   // (B, 1, C)
+        foreach (var cache in caches) cache.Advance(1);
+        return scope.MoveToOuter(Logits(x).squeeze(1));                                 // (B, V)
+    }
+
+    Tensor Logits(Tensor x)
+    {
+        using var scope = NewDisposeScope();
         x = _finalNorm.forward(x);
-        var logits = _head is null ? x.matmul(_tokenEmbedding.weight!.t()) : _head.forward(x);   // (B, T, V)
+        var logits = _head is null ? BatchInvariance.TimesTransposed(x, _tokenEmbedding.weight!) : BatchInvariance.Linear(_head, x);   // (B, T, V)
         return scope.MoveToOuter(logits);
     }
 

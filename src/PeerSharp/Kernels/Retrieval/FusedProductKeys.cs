@@ -60,7 +60,6 @@ public static class FusedProductKeys
             var scores = empty(M, h, topK);                                       // [M, h, k]
             var ids = empty(M, h, topK, dtype: ScalarType.Int64);                 // [M, h, k]
             var flat = queries.view(rows, dk);                                    // [M·h, d_key]
-            var (first, second) = (subKeys[0].t(), subKeys[1].t());               // [d_key/2, n] each
             float* pScores = TensorMemory.Pointer<float>(scores);
             long* pIds = TensorMemory.Pointer<long>(ids);
             for (long start = 0; start < rows; start += BlockRows)
@@ -68,8 +67,8 @@ public static class FusedProductKeys
                 using var block = NewDisposeScope();
                 long count = Math.Min(BlockRows, rows - start);
                 var q = flat.narrow(0, start, count);                             // [rows, d_key]
-                var s1 = q.narrow(1, 0, half).mm(first);                          // [rows, n]: step 2, first half
-                var s2 = q.narrow(1, half, half).mm(second);                      // [rows, n]: step 2, second half
+                var s1 = BatchInvariance.TimesTransposed(q.narrow(1, 0, half), subKeys[0]).contiguous();      // [rows, n]: step 2, first half
+                var s2 = BatchInvariance.TimesTransposed(q.narrow(1, half, half), subKeys[1]).contiguous();   // [rows, n]: step 2, second half
                 FusedProductKeysKernel.Select(TensorMemory.Pointer<float>(s1), TensorMemory.Pointer<float>(s2), (int)count, (int)n, topK,
                                               pScores + start * topK, pIds + start * topK, threads);
             }

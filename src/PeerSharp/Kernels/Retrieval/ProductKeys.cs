@@ -22,8 +22,8 @@ public static class ProductKeys
         var n = subKeys.shape[1];
         var halves = queries.chunk(2, dim: -1);                      // 2 × [M, h, d_key/2]
         // Step 2: score each half against its own sub-key set, keep the best k of each.
-        var (best1, index1) = halves[0].matmul(subKeys[0].t()).topk(topK, dim: -1);   // [M, h, k]
-        var (best2, index2) = halves[1].matmul(subKeys[1].t()).topk(topK, dim: -1);   // [M, h, k]
+        var (best1, index1) = BatchInvariance.TimesTransposed(halves[0], subKeys[0]).topk(topK, dim: -1);   // [M, h, k]
+        var (best2, index2) = BatchInvariance.TimesTransposed(halves[1], subKeys[1]).topk(topK, dim: -1);   // [M, h, k]
         // Step 3: the k² candidates (a, b) score s1[a] + s2[b]; the exact top-k is among them.
         var candidates = (best1.unsqueeze(-1) + best2.unsqueeze(-2)).flatten(-2);      // [M, h, k²]
         var (scores, position) = candidates.topk(topK, dim: -1);                      // [M, h, k]
