@@ -146,7 +146,7 @@ public sealed class ProductKeyRetrieval : IDisposable
             ? FusedProductKeys.Retrieve(queries, keys, _options.TopK)
             : ProductKeys.Retrieve(queries, keys, _options.TopK);                    // [M, h, k] each
         ReplaceBalanceLoss(_owner.training && _options.Balance != RetrievalBalance.None
-            ? _options.BalanceWeight * RetrievalBalanceLoss.Of(_options.Balance, queries, keys, pairs)
+            ? _options.BalanceWeight * RetrievalBalanceLoss.Of(_options.Balance, queries, keys, pairs, Replicas)
             : null);
         var ids = _options.HeadRotation ? RotateHeads(pairs, keys.shape[1]) : pairs;
         return (scope.MoveToOuter(scores), scope.MoveToOuter(ids));

@@ -1,3 +1,4 @@
+using PeerSharp.Distributed;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -19,46 +20,52 @@ public static class RetrievalBalanceLoss
 
     /// <summary>
     /// The term. queries: [M, h, d_key] as scored; subKeys: [2, n, d_key/2] as scored; pairs: [M, h, k] the selected
-    /// a·n + b (before any head rotation). Returns a scalar.
+    /// a·n + b (before any head rotation). With <paramref name="replicas"/> of P ranks, each holding an equal share of the
+    /// global batch (a data-parallel training), the fractions and the mean probabilities are those of the global batch,
+    /// summed over the ranks differentiably, so P ranks compute the term one process computes on the whole batch (the
+    /// same sample, where a rank's share is a multiple of the stride). Returns a scalar.
     /// </summary>
-    public static Tensor Of(RetrievalBalance balance, Tensor queries, Tensor subKeys, Tensor pairs)
+    public static Tensor Of(RetrievalBalance balance, Tensor queries, Tensor subKeys, Tensor pairs, ICommunicator? replicas = null)
     {
         using var scope = NewDisposeScope();
         long M = queries.shape[0], h = queries.shape[1], n = subKeys.shape[1], k = pairs.shape[2];
-        var stride = Math.Max(1, M / SampledTokens);
+        int ranks = replicas?.Size ?? 1;
+        Tensor OverRanks(Tensor local) => ranks > 1 ? ReplicaSum.Apply(local, replicas!) : local;
+        var stride = Math.Max(1, M * ranks / SampledTokens);                        // the stride one process takes over the global batch
         var sample = queries.slice(0, 0, M, stride);                                 // [S, h, d_key]
+        double sampled = ranks > 1 ? replicas!.AllGather(sample.shape[0]).Sum() : sample.shape[0];
         var halves = sample.chunk(2, dim: -1);                                       // 2 × [S, h, d_key/2]
         var p1 = halves[0].matmul(subKeys[0].t()).softmax(-1);                      // [S, h, n]: softmax over C
         var p2 = halves[1].matmul(subKeys[1].t()).softmax(-1);                      // [S, h, n]: softmax over C'
         var head = arange(h, dtype: ScalarType.Int64).view(1, -1, 1);              // [1, h, 1]
-        var selections = (double)(M * k);                                            // per head
+        var selections = (double)(M * ranks * k);                                    // per head, over the global batch
         Tensor loss;
         if (balance == RetrievalBalance.Halves)
         {
             var a = pairs.div(n, rounding_mode: RoundingMode.floor);                // [M, h, k]
             var b = pairs.remainder(n);
-            var f1 = Fractions(head * n + a, h * n, selections, p1.dtype).view(h, n);          // [h, n]
-            var f2 = Fractions(head * n + b, h * n, selections, p1.dtype).view(h, n);
+            var f1 = OverRanks(Counts(head * n + a, h * n, p1.dtype)).view(h, n) / selections;   // [h, n]
+            var f2 = OverRanks(Counts(head * n + b, h * n, p1.dtype)).view(h, n) / selections;
+            var (P1, P2) = (OverRanks(p1.sum([0])) / sampled, OverRanks(p2.sum([0])) / sampled);   // [h, n] each
             // n · Σ_a f_a P_a per half and head, averaged over both.
-            loss = n * ((f1 * p1.mean([0])).sum() + (f2 * p2.mean([0])).sum()) / (2.0 * h);
+            loss = n * ((f1 * P1).sum() + (f2 * P2).sum()) / (2.0 * h);
         }
         else
         {
             long N = n * n;
-            var f = Fractions(head * N + pairs, h * N, selections, p1.dtype);                  // [h·N]
+            var f = OverRanks(Counts(head * N + pairs, h * N, p1.dtype)) / selections;          // [h·N]
             // P_(a,b) = mean_t p1[t, a] · p2[t, b]: the softmax over all n² keys of s1[a] + s2[b] factorises.
-            var joint = p1.permute(1, 2, 0).bmm(p2.permute(1, 0, 2)) / sample.shape[0];   // [h, n, n]
+            var joint = OverRanks(p1.permute(1, 2, 0).bmm(p2.permute(1, 0, 2))) / sampled;        // [h, n, n]
             loss = N * (f * joint.reshape(-1)).sum() / h;
         }
         return scope.MoveToOuter(loss);
     }
 
-    /// <summary>The fraction of a head's selections that name each of <paramref name="size"/> (head, index) slots. [size].</summary>
-    static Tensor Fractions(Tensor slots, long size, double selections, ScalarType dtype)
+    /// <summary>How many of the selections name each of <paramref name="size"/> (head, index) slots. [size].</summary>
+    static Tensor Counts(Tensor slots, long size, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var flat = slots.reshape(-1);
-        var counts = zeros(size, dtype: dtype).index_add_(0, flat, ones(flat.shape[0], dtype: dtype), alpha: 1);
-        return scope.MoveToOuter(counts / selections);
+        return scope.MoveToOuter(zeros(size, dtype: dtype).index_add_(0, flat, ones(flat.shape[0], dtype: dtype), alpha: 1));
     }
 }
