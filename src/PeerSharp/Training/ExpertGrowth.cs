@@ -27,7 +27,8 @@ public sealed record GrowthOptions
         foreach (var n in counts)
             if (SubKeyCount <= n || SubKeyCount > ProductKeyOptions.MaxSubKeyCount)
                 throw new PeerSharpException($"new sub-key count {SubKeyCount} must be above the layers' n = {n} and at most {ProductKeyOptions.MaxSubKeyCount}");
-        if (model.PeerOptions.HeadRotation || model.PkmOptions.HeadRotation)
+        var kinds = model.FeedForwardKinds();
+        if ((kinds.Contains(FeedForwardKind.Peer) && model.PeerOptions.HeadRotation) || (kinds.Contains(FeedForwardKind.Pkm) && model.PkmOptions.HeadRotation))
             throw new PeerSharpException("a model with head rotation cannot grow: the rotation of every head depends on n, so the old experts would move; grow a model without headRotation");
         if (!(NewKeyScale >= 0) || !double.IsFinite(NewKeyScale))
             throw new PeerSharpException($"new key scale {NewKeyScale} must be a finite number of at least 0");

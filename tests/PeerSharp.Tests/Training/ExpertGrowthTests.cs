@@ -132,4 +132,15 @@ public class ExpertGrowthTests
         Assert.Contains($"new sub-key count {OldN}", e.Message);
         Assert.Throws<PeerSharpException>(() => new GrowthOptions { SubKeyCount = NewN }.Validate(Config(FeedForwardKind.Dense, 1).Model));
     }
+
+    /// Head rotation depends on n, so growing would move the old experts: refused, but only for a layer the model has.
+    [Fact]
+    public void AModelWithHeadRotationCannotGrow()
+    {
+        var model = Presets.Get("tiny").Model;
+        var rotated = model with { PeerOptions = model.PeerOptions with { HeadRotation = true } };
+        var options = new GrowthOptions { SubKeyCount = 16 };
+        Assert.Contains("head rotation", Assert.Throws<PeerSharpException>(() => options.Validate(rotated with { FeedForward = PeerSharp.Model.FeedForwardKind.Peer })).Message);
+        options.Validate(rotated with { FeedForward = PeerSharp.Model.FeedForwardKind.Pkm });   // PKM without rotation grows
+    }
 }
