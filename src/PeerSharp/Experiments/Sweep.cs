@@ -53,12 +53,16 @@ public interface ISweepObserver
 /// </summary>
 public static class Sweep
 {
-    /// <summary>The items of a spec's grid, in order: runs as listed, each at its budgets (ascending), each seed.</summary>
+    /// <summary>
+    /// The items of a spec's grid, in order: each seed, and at each seed the runs as listed, each at its budgets
+    /// (ascending). Seeds come outermost so that a sweep stopped part-way has the whole grid at its first seeds
+    /// rather than every seed of its first runs.
+    /// </summary>
     public static IReadOnlyList<SweepItem> Plan(SweepSpec spec)
     {
         var basis = Basis(spec);
-        return [.. spec.Runs.SelectMany(run => Budgets(spec, basis, run)
-                                .SelectMany(budget => spec.Seeds.Select(seed => Item(spec, basis, run, budget, seed))))];
+        return [.. spec.Seeds.SelectMany(seed => spec.Runs.SelectMany(run => Budgets(spec, basis, run)
+                                .Select(budget => Item(spec, basis, run, budget, seed))))];
     }
 
     /// <summary>

@@ -55,6 +55,14 @@ public class SweepTests
         Assert.Contains("without budgets", Assert.Throws<PeerSharpException>(() => SweepSpec.Load(both)).Message);
     }
 
+    /// A sweep stopped part-way should hold the whole grid at its first seed, not every seed of its first runs.
+    [Fact]
+    public void ThePlanRunsTheWholeGridAtOneSeedBeforeTheNext()
+    {
+        var spec = TinySpec() with { Seeds = [1, 2] };
+        Assert.Equal(["dense@1e9#1", "peer@1e9#1", "dense@1e9#2", "peer@1e9#2"], Sweep.Plan(spec).Select(i => i.Id));
+    }
+
     [Fact]
     public void ABudgetTooSmallForTheValidationsIsAnError()
     {
