@@ -67,6 +67,9 @@ public sealed class ProductKeyRetrieval : IDisposable
     /// </summary>
     public bool QueryStatisticsFrozen { get; set; }
 
+    /// <summary>k, the experts each head selects.</summary>
+    public int TopK => _options.TopK;
+
     /// <summary>The query network weight W_q [h·d_key, d_model].</summary>
     public Parameter QueryWeight => _query.weight!;
 
