@@ -29,13 +29,14 @@ public static class QueryClusters
         var squaredNorms = x.square().sum(1, keepdim: true);                               // [P, 1]
         for (int i = 0; i < iterations; i++)
         {
+            using var iteration = NewDisposeScope();   // [P, count] distances per iteration: free them as it ends
             var distances = squaredNorms - 2 * x.matmul(centres.t()) + centres.square().sum(1).unsqueeze(0);   // [P, count]
             var nearest = distances.argmin(1);                                             // [P]
             var sums = zeros_like(centres).index_add_(0, nearest, x, 1);                    // [count, d]
             var sizes = zeros(count, dtype: ScalarType.Float64).index_add_(0, nearest, ones(x.shape[0], dtype: ScalarType.Float64), 1).unsqueeze(1);
             var moved = where(sizes.gt(0), sums / sizes.clamp_min(1), centres);
             if (moved.eq(centres).all().item<bool>()) break;   // converged: no point changed cluster
-            centres = moved;
+            centres = moved.MoveToOuterDisposeScope();
         }
         return scope.MoveToOuter(centres.to(points.dtype));
     }
