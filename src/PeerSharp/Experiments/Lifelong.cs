@@ -71,8 +71,7 @@ public static class Lifelong
             var folder = Path.Combine(runsFolder, spec.Name, item.FolderName);
             if (item.StartFrom is not null && !File.Exists(Checkpoint.SidecarPath(TrainingRun.CheckpointPath(folder))))
                 Prepare(spec, runsFolder, item, phase1);
-            return Sweep.RunItem(spec.Name, item, folder, domain.Train, domain.Validation, domain.Test,
-                                 null, started, observer, cancellation);
+            return Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
         });
     }
 
