@@ -48,6 +48,16 @@ public static class Evaluator
         }
     }
 
+    /// <summary>
+    /// Sets how every expert-choice MoE layer of <paramref name="model"/> routes in evaluation (<see cref="ExpertChoiceEvaluation"/>);
+    /// with <see cref="ExpertChoiceEvaluation.TrainingGroup"/>, evaluate with the training batch size so that the groups are the training's size.
+    /// </summary>
+    public static void RouteExpertChoice(TransformerLM model, ExpertChoiceEvaluation routing)
+    {
+        foreach (var block in model.Blocks)
+            if (block.FeedForward is ExpertChoiceMoe moe) moe.Evaluation = routing;
+    }
+
     static List<(int index, IExpertRetrieval layer)> Retrievals(TransformerLM model) =>
         [.. model.Blocks.Select((block, index) => (index, layer: block.FeedForward as IExpertRetrieval)).Where(p => p.layer is not null).Select(p => (p.index, p.layer!))];
 
