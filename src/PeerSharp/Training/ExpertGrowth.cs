@@ -120,6 +120,7 @@ public static class ExpertGrowth
                 var ids = arange((long)n * n);                                                  // old ids a·n + b
                 var grownIds = ids.div(n, rounding_mode: RoundingMode.floor) * n2 + ids.remainder(n);   // a·n2 + b
                 Plan("keys", (from, to) => to.narrow(1, 0, n).copy_(from));                   // [2, n, d_key/2] into [2, n2, d_key/2]
+                Plan("revival_counts", (from, to) => to.narrow(1, 0, n).copy_(from));         // [2, n] into [2, n2]: new sub-keys start uncounted
                 foreach (var (name, _) in old.Tables)
                     Plan(name, (from, to) => to.index_copy_(0, grownIds, from));               // rows [N, ...] to their new ids
                 var newSubKeys = grownLayer.Retrieval.SubKeys.narrow(1, n, n2 - n);            // [2, n2 − n, d_key/2]
