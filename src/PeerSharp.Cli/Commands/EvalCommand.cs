@@ -1,6 +1,7 @@
 using System.CommandLine;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
+using PeerSharp.Layers;
 using PeerSharp.Training;
 using Spectre.Console;
 
@@ -15,14 +16,19 @@ static class EvalCommand
         var mapTables = new Option<bool>("--map-tables") { Description = "Memory-map the expert tables read-only from the checkpoint instead of loading them (skips the file's SHA-256 check)" };
         var data = new Option<string?>("--data") { Description = "Text to score (default: the bundled validation books)" };
         var tokens = new Option<long>("--tokens") { Description = "Most tokens to score", DefaultValueFactory = _ => 262144 };
-        var batch = new Option<int>("--batch-size") { Description = "Sequences per forward", DefaultValueFactory = _ => 16 };
-        var command = new Command("eval", "Evaluate a checkpoint: loss, perplexity, bits per byte, expert usage.") { checkpoint, data, tokens, batch, mapTables };
+        var batch = new Option<int?>("--batch-size") { Description = "Sequences per forward (default 16; with --expert-choice training-group, the checkpoint's training batch size)" };
+        var routing = RunOptions.EnumOption<ExpertChoiceEvaluation>("--expert-choice",
+            "How expert-choice MoE layers route (docs/BASELINES.md): each sequence apart (default), each batch as one group as in training, or causally");
+        var command = new Command("eval", "Evaluate a checkpoint: loss, perplexity, bits per byte, expert usage.") { checkpoint, data, tokens, batch, routing, mapTables };
         command.SetAction(parse =>
         {
             var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
             using var _ = model;
             using var corpus = TokenCorpus.Open(parse.GetValue(data) ?? BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
-            var result = Evaluator.Evaluate(model, corpus, parse.GetValue(batch), parse.GetValue(tokens));
+            var groups = parse.GetValue(routing) ?? ExpertChoiceEvaluation.Sequence;
+            Evaluator.RouteExpertChoice(model, groups);
+            var batchSize = parse.GetValue(batch) ?? (groups == ExpertChoiceEvaluation.TrainingGroup ? info.Config.Train.BatchSize : 16);
+            var result = Evaluator.Evaluate(model, corpus, batchSize, parse.GetValue(tokens));
             var table = new Table().AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
             table.AddRow("tokens scored", result.Tokens.ToString("N0"));
             table.AddRow("loss (nats/token)", result.Loss.ToString("F4"));

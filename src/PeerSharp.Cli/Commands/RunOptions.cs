@@ -104,7 +104,7 @@ sealed class RunOptions
     /// An option whose values are the enum's config-file names (<see cref="EnumNames"/>), listed in its help; an
     /// unknown name is a parse error, reported in one line like any other.
     /// </summary>
-    static Option<T?> EnumOption<T>(string name, string description) where T : struct, Enum => new(name)
+    internal static Option<T?> EnumOption<T>(string name, string description) where T : struct, Enum => new(name)
     {
         Description = $"{description}: {string.Join(", ", EnumNames.All<T>())}",
         CustomParser = result =>

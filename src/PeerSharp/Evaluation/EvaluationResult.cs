@@ -31,4 +31,20 @@ public sealed record EvaluationResult(double Loss, long Tokens, double BytesPerT
 
     /// <summary>Bits per UTF-8 byte: comparable across tokenizers.</summary>
     public double BitsPerByte => Loss / Math.Log(2) / BytesPerToken;
+
+    /// <summary>
+    /// Several texts scored as one: the mean loss over all their tokens (each text weighted by its tokens), and bytes
+    /// per token such that bits per byte is all their bits over all their bytes; <paramref name="layers"/> is the
+    /// expert usage over all of them, which the texts' own usages do not determine.
+    /// </summary>
+    public static EvaluationResult Combine(IReadOnlyList<EvaluationResult> parts, IReadOnlyList<LayerUsage> layers)
+    {
+        long tokens = parts.Sum(p => p.Tokens);
+        return new EvaluationResult(parts.Sum(p => p.Loss * p.Tokens) / tokens, tokens, parts.Sum(p => p.BytesPerToken * p.Tokens) / tokens, layers);
+    }
 }
+
+/// <summary>A text scored by parts (<see cref="Evaluator.EvaluateParts"/>).</summary>
+/// <param name="Together">All parts as one text.</param>
+/// <param name="Parts">Each part, by name, in the order given.</param>
+public sealed record PartsEvaluation(EvaluationResult Together, IReadOnlyList<(string Name, EvaluationResult Result)> Parts);

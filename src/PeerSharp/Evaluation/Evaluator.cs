@@ -20,14 +20,60 @@ public static class Evaluator
     /// round runs one on no tokens), since an expert-parallel layer exchanges tokens with all ranks in each.
     /// </summary>
     public static EvaluationResult Evaluate(TransformerLM model, TokenCorpus corpus, int batchSize, long maxTokens, IProgress<double>? progress = null,
-                                            ICommunicator? replicas = null)
+                                            ICommunicator? replicas = null) =>
+        Evaluate(model, corpus, batchSize, maxTokens, progress, replicas ?? SingleProcess.Instance, together: null);
+
+    /// <summary>
+    /// Scores each of <paramref name="parts"/> of a text (such as a split's books and its speeches) as
+    /// <see cref="Evaluate(TransformerLM, TokenCorpus, int, long, IProgress{double}?, ICommunicator?)"/> scores a
+    /// text, each from its own start and up to <paramref name="maxTokens"/> tokens, and the parts together: their
+    /// token-weighted mean loss, bits per byte over all their bytes (<see cref="EvaluationResult.Combine"/>), and
+    /// expert usage over all the tokens of all parts. Scoring the parts one after another in one file would differ
+    /// only at the joins: each part here starts a fresh window and drops its own last partial window (under one
+    /// window of tokens per part), where the joined file would have one window across each join.
+    /// </summary>
+    public static PartsEvaluation EvaluateParts(TransformerLM model, IReadOnlyList<(string Name, TokenCorpus Corpus)> parts, int batchSize, long maxTokens)
     {
-        replicas ??= SingleProcess.Instance;
+        if (parts.Count == 0) throw new PeerSharpException("there are no parts to score; expected at least one text");
+        var retrievals = Retrievals(model);
+        var together = retrievals.Select(p => new ExpertUsage(p.layer.ExpertCount)).ToList();
+        try
+        {
+            var scored = parts.Select(part => (part.Name, Evaluate(model, part.Corpus, batchSize, maxTokens, null, SingleProcess.Instance, together))).ToList();
+            return new PartsEvaluation(EvaluationResult.Combine(scored.Select(p => p.Item2).ToList(), Usage(retrievals, together)), scored);
+        }
+        finally
+        {
+            foreach (var tracker in together) tracker.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Sets how every expert-choice MoE layer of <paramref name="model"/> routes in evaluation (<see cref="ExpertChoiceEvaluation"/>);
+    /// with <see cref="ExpertChoiceEvaluation.TrainingGroup"/>, evaluate with the training batch size so that the groups are the training's size.
+    /// </summary>
+    public static void RouteExpertChoice(TransformerLM model, ExpertChoiceEvaluation routing)
+    {
+        foreach (var block in model.Blocks)
+            if (block.FeedForward is ExpertChoiceMoe moe) moe.Evaluation = routing;
+    }
+
+    static List<(int index, IExpertRetrieval layer)> Retrievals(TransformerLM model) =>
+        [.. model.Blocks.Select((block, index) => (index, layer: block.FeedForward as IExpertRetrieval)).Where(p => p.layer is not null).Select(p => (p.index, p.layer!))];
+
+    static List<LayerUsage> Usage(List<(int index, IExpertRetrieval layer)> retrievals, List<ExpertUsage> trackers) =>
+        [.. retrievals.Select((p, i) => new LayerUsage(p.index, trackers[i].ExpertCount, trackers[i].Usage, trackers[i].Unevenness, trackers[i].Halves, trackers[i].FirstChoices))];
+
+    /// <summary>The evaluation; <paramref name="together"/>, when given, also receives every layer's selections (one tracker per layer).</summary>
+    static EvaluationResult Evaluate(TransformerLM model, TokenCorpus corpus, int batchSize, long maxTokens, IProgress<double>? progress,
+                                     ICommunicator replicas, List<ExpertUsage>? together)
+    {
         var wasTraining = model.training;
         model.eval();
-        var retrievals = model.Blocks.Select((block, index) => (index, layer: block.FeedForward as IExpertRetrieval)).Where(p => p.layer is not null).ToList();
-        var trackers = retrievals.Select(p => new ExpertUsage(p.layer!.ExpertCount)).ToList();
-        for (int i = 0; i < retrievals.Count; i++) retrievals[i].layer!.Observer = trackers[i];
+        var retrievals = Retrievals(model);
+        var trackers = retrievals.Select(p => new ExpertUsage(p.layer.ExpertCount)).ToList();
+        for (int i = 0; i < retrievals.Count; i++)
+            retrievals[i].layer.Observer = together is null ? trackers[i] : new BothObservers(trackers[i], together[i]);
         try
         {
             double lossSum = 0;
@@ -63,14 +109,23 @@ public static class Evaluator
                 foreach (var tracker in trackers) tracker.AddOverRanks(replicas);
             }
             if (tokens == 0) throw new PeerSharpException("the evaluation text is too short to score a single token");
-            var layers = retrievals.Select((p, i) => new LayerUsage(p.index, trackers[i].ExpertCount, trackers[i].Usage, trackers[i].Unevenness, trackers[i].Halves, trackers[i].FirstChoices)).ToList();
-            return new EvaluationResult(lossSum / tokens, tokens, (double)corpus.ByteCount / corpus.TokenCount, layers);
+            return new EvaluationResult(lossSum / tokens, tokens, (double)corpus.ByteCount / corpus.TokenCount, Usage(retrievals, trackers));
         }
         finally
         {
-            foreach (var (_, layer) in retrievals) layer!.Observer = null;
+            foreach (var (_, layer) in retrievals) layer.Observer = null;
             foreach (var tracker in trackers) tracker.Dispose();
             model.train(wasTraining);
+        }
+    }
+
+    /// <summary>Hands each batch of selections to a part's tracker and to the tracker of all parts together.</summary>
+    sealed class BothObservers(ISelectionObserver part, ISelectionObserver together) : ISelectionObserver
+    {
+        public void Observe(Tensor ids, Tensor gates)
+        {
+            part.Observe(ids, gates);
+            together.Observe(ids, gates);
         }
     }
 }

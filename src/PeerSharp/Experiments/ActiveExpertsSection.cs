@@ -39,12 +39,13 @@ static class ActiveExpertsSection
         plot.ShowLegend(Edge.Right);   // outside the data: an inside corner can hide a point
         figures.Add(markdown, plot, "active", "validation bits per byte against the number of active experts h·k");
 
-        markdown.Table(["budget", "run", "N", "h", "k", "h·k", "series", "active / token", "validation bpb", "test bpb", "usage", "unevenness (nats)", "seeds"],
-            "llrrrrlrrrrrr",
+        var domains = DomainColumns.Of(points);
+        markdown.Table(["budget", "run", "N", "h", "k", "h·k", "series", "active / token", "validation bpb", "test bpb", .. domains.Header, "usage", "unevenness (nats)", "seeds"],
+            "llrrrrlrrr" + domains.Align + "rrr",
             points.OrderBy(p => p.Budget).ThenBy(Active).ThenBy(p => Options(p).HeadCount).Select(p => (IReadOnlyList<string>)[
                 ReportFormat.Budget(p.Budget), p.Run, ReportFormat.ExpertCount(Options(p).SubKeyCount), Options(p).HeadCount.ToString(), Options(p).TopK.ToString(),
                 Active(p).ToString(), string.Join("; ", series.Where(s => s.Points.Contains(p)).Select(s => s.Label).DefaultIfEmpty(ReportFormat.Unknown)),
-                ReportFormat.Si(p.First.ActiveParameters), p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"),
+                ReportFormat.Si(p.First.ActiveParameters), p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"), .. domains.Cells(p),
                 p.Of(r => ResultPoint.Usage(r.Validation.Layers)).Percent(), p.Of(r => ResultPoint.Unevenness(r.Validation.Layers)).Format("F2"), p.Seeds.Count.ToString()]));
         markdown.Paragraph("Series: runs that share k and differ in h (\"h varied\"), and runs that share h and differ in k (\"k varied\"); a run can be in both. " +
                            "Usage and unevenness over the validation text at the end of training.");

@@ -159,14 +159,15 @@ public static class ExperimentReport
         foreach (var (experiment, experimentPoints) in points.OrderBy(p => Array.IndexOf(WithSection, p.Key) is var i and >= 0 ? i : WithSection.Length).ThenBy(p => p.Key, StringComparer.Ordinal))
         {
             markdown.Heading(3, $"`{experiment}`");
+            var domains = DomainColumns.Of(experimentPoints);
             markdown.Table(
-                ["run", "method", "budget", "seed", "parameters", "active / token", "forward FLOPs / token", "steps", "tokens", "training FLOPs", "wall s", "tokens / s", "validation bpb", "test bpb", "usage", "finished (UTC)"],
-                "lllrrrrrrrrrrrrl",
+                ["run", "method", "budget", "seed", "parameters", "active / token", "forward FLOPs / token", "steps", "tokens", "training FLOPs", "wall s", "tokens / s", "validation bpb", "test bpb", .. domains.Header, "usage", "finished (UTC)"],
+                "lllrrrrrrrrrrr" + domains.Align + "rl",
                 experimentPoints.SelectMany(p => p.Seeds).Select(r => (IReadOnlyList<string>)[
                     r.Run, r.Method, ReportFormat.Budget(r.Budget), r.Seed.ToString(), ReportFormat.Si(r.Parameters), ReportFormat.Si(r.ActiveParameters),
                     ReportFormat.Si(r.ForwardFlopsPerToken), ReportFormat.Number(r.Steps, "N0"), ReportFormat.Si(r.Tokens), ReportFormat.Number(r.TrainingFlops, "0.00e0"),
                     ReportFormat.Number(r.WallSeconds, "N0"), ReportFormat.Number(r.TokensPerSecond, "N0"), ReportFormat.Number(r.Validation.BitsPerByte, "F3"),
-                    ReportFormat.Number(r.Test?.BitsPerByte ?? double.NaN, "F3"), ReportFormat.Percent(ResultPoint.Usage(r.Validation.Layers)),
+                    ReportFormat.Number(r.Test?.BitsPerByte ?? double.NaN, "F3"), .. domains.Cells(r), ReportFormat.Percent(ResultPoint.Usage(r.Validation.Layers)),
                     ReportFormat.Time(r.FinishedAt)]));
         }
     }

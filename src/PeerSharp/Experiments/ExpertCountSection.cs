@@ -27,11 +27,12 @@ static class ExpertCountSection
         plot.ShowLegend(Edge.Right);   // outside the data: an inside corner can hide a point
         figures.Add(markdown, plot, "experts", "validation bits per byte against the number of experts N");
 
-        markdown.Table(["budget", "run", "N", "h", "k", "parameters", "validation bpb", "test bpb", "usage", "unevenness (nats)", "log N", "seeds"],
-            "llrrrrrrrrrr",
+        var domains = DomainColumns.Of(sorted);
+        markdown.Table(["budget", "run", "N", "h", "k", "parameters", "validation bpb", "test bpb", .. domains.Header, "usage", "unevenness (nats)", "log N", "seeds"],
+            "llrrrrrr" + domains.Align + "rrrr",
             sorted.Select(p => (IReadOnlyList<string>)[
                 ReportFormat.Budget(p.Budget), p.Run, ReportFormat.ExpertCount(SubKeys(p)), p.First.Config.Model.PeerOptions.HeadCount.ToString(), p.First.Config.Model.PeerOptions.TopK.ToString(),
-                ReportFormat.Si(p.First.Parameters), p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"),
+                ReportFormat.Si(p.First.Parameters), p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"), .. domains.Cells(p),
                 p.Of(r => ResultPoint.Usage(r.Validation.Layers)).Percent(), p.Of(r => ResultPoint.Unevenness(r.Validation.Layers)).Format("F2"),
                 ReportFormat.Number(Math.Log(ExpertCount(p)), "F2"), p.Seeds.Count.ToString()]));
         markdown.Paragraph("Usage and unevenness over the validation text at the end of training; log N is the unevenness of all gate weight on one expert.");

@@ -33,12 +33,13 @@ static class ExpertCurveSection
         plot.ShowLegend(Edge.Right);
         figures.Add(markdown, plot, name, "bits per byte against the number of experts N, mean and standard deviation over seeds");
 
-        markdown.Table(["N", "parameters", "steps", "training tokens", "tokens per expert", "validation bpb", "test bpb", "usage", "unevenness (nats)", "first choices per head", "seeds"],
-            "lrrrrrrrrrr",
+        var domains = DomainColumns.Of(sorted);
+        markdown.Table(["N", "parameters", "steps", "training tokens", "tokens per expert", "validation bpb", "test bpb", .. domains.Header, "usage", "unevenness (nats)", "first choices per head", "seeds"],
+            "lrrrrrr" + domains.Align + "rrrr",
             sorted.Select(p => (IReadOnlyList<string>)[
                 ReportFormat.ExpertCount(SubKeys(p)), ReportFormat.Si(p.First.Parameters), p.First.Steps.ToString("N0"), ReportFormat.Si(p.First.Tokens),
                 ReportFormat.Number(p.First.Tokens / ExpertCount(p), "F1"),
-                p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"),
+                p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"), .. domains.Cells(p),
                 p.Of(r => ResultPoint.Usage(r.Validation.Layers)).Percent(), p.Of(r => ResultPoint.Unevenness(r.Validation.Layers)).Format("F2"),
                 p.Of(r => r.Validation.Layers.Any(l => l.FirstChoices > 0) ? r.Validation.Layers.Average(l => l.FirstChoices) : double.NaN).Format("F0"), p.Seeds.Count.ToString()]));
         markdown.Paragraph("Tokens per expert: training tokens over N (each token reaches h·k of them). Usage, unevenness and first choices over the validation split at the end of training.");

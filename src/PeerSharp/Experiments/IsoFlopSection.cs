@@ -62,9 +62,10 @@ static class IsoFlopSection
     static void Table(MarkdownWriter markdown, IReadOnlyList<ResultPoint> points, IReadOnlyList<ResultPoint> optimal)
     {
         markdown.Heading(3, "Table 1: compute-optimal runs");
+        var domains = DomainColumns.Of(optimal);
         markdown.Table(
-            ["budget", "method", "compute-optimal run", "size rank", "parameters", "active / token", "validation bpb", "test bpb", "test perplexity / token", "seeds"],
-            "lllrrrrrrr",
+            ["budget", "method", "compute-optimal run", "size rank", "parameters", "active / token", "validation bpb", "test bpb", .. domains.Header, "test perplexity / token", "seeds"],
+            "lllrrrrr" + domains.Align + "rr",
             optimal.Select(p =>
             {
                 var sizes = points.Where(q => q.Budget == p.Budget && q.Method == p.Method).OrderBy(q => q.First.Parameters).ToList();
@@ -72,7 +73,7 @@ static class IsoFlopSection
                 return (IReadOnlyList<string>)[
                     ReportFormat.Budget(p.Budget), winner ? $"**{p.Method}**" : p.Method, p.Run, $"{sizes.IndexOf(p) + 1} of {sizes.Count}",
                     ReportFormat.Si(p.First.Parameters), ReportFormat.Si(p.First.ActiveParameters),
-                    p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"),
+                    p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"), .. domains.Cells(p),
                     p.Of(r => r.Test?.Perplexity ?? double.NaN).Format("F2"), p.Seeds.Count.ToString()];
             }));
         var tokenizers = optimal.Select(p => p.First.Config.Model.Tokenizer).Distinct().ToList();

@@ -73,8 +73,7 @@ public static class Lifelong
             var folder = Path.Combine(runsFolder, spec.Name, item.FolderName);
             if (item.StartFrom is not null && !File.Exists(Checkpoint.SidecarPath(TrainingRun.CheckpointPath(folder))))
                 Prepare(spec, specFolder, runsFolder, item, phase1);
-            var result = Sweep.RunItem(spec.Name, item, folder, domain.Train, domain.Validation, domain.Test,
-                                       null, started, observer, cancellation);
+            var result = Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
             var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
             return result is null || arm is not { Grow: true } ? result
                 : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };

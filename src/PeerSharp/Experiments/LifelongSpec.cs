@@ -98,6 +98,8 @@ public sealed record LifelongSpec
         if (Phase1Steps < 1 || Phase2Steps < 1) throw new PeerSharpException($"lifelong spec '{path}': phase steps {Phase1Steps} and {Phase2Steps} must be positive");
         if (EvalInterval < 1) throw new PeerSharpException($"lifelong spec '{path}': eval interval {EvalInterval} must be positive");
         if (Seeds.Length == 0) throw new PeerSharpException($"lifelong spec '{path}' has no seeds");
+        DomainA.Validate($"lifelong spec '{path}' domain A");
+        DomainB.Validate($"lifelong spec '{path}' domain B");
         if (Phase1.Length == 0 || Arms.Length == 0) throw new PeerSharpException($"lifelong spec '{path}' needs phase-1 runs and phase-2 arms");
         var duplicate = Phase1.Select(r => r.Name).Concat(Arms.Select(a => a.Name)).GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new PeerSharpException($"lifelong spec '{path}' names '{duplicate.Key}' twice");

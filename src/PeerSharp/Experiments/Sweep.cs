@@ -150,7 +150,7 @@ public static class Sweep
         SweepResult? Train(SweepItem item, Action<long> started) =>
             reusable.TryGetValue(ReuseKey(item.Config, spec.Data, dataFolder, FinalEvalTokens(spec, item.Config), item.Seed), out var twin)
                 ? Relabel(twin, spec, item)
-                : RunItem(spec.Name, item, Path.Combine(folder, item.FolderName), data.Train, data.Validation, data.Test, FinalEvalTokens(spec, item.Config),
+                : RunItem(spec.Name, item, Path.Combine(folder, item.FolderName), data, FinalEvalTokens(spec, item.Config),
                           started, observer, cancellation) is { } result
                     ? result with { Data = spec.Data, DataFolder = dataFolder, FinalEvalTokens = FinalEvalTokens(spec, item.Config) }
                     : null;
@@ -243,9 +243,10 @@ public static class Sweep
 
     /// <summary>
     /// Trains one item in <paramref name="folder"/> (from scratch, from <see cref="SweepItem.StartFrom"/>, or resumed
-    /// from the folder's own checkpoint) and returns its results line; null when cancelled.
+    /// from the folder's own checkpoint) on <paramref name="data"/> (full paths) and returns its results line; null
+    /// when cancelled.
     /// </summary>
-    internal static SweepResult? RunItem(string experiment, SweepItem item, string folder, string? trainPath, string? validationPath, string? testPath,
+    internal static SweepResult? RunItem(string experiment, SweepItem item, string folder, SweepData data,
                                          long? finalEvalTokens, Action<long> started, ISweepObserver? observer, CancellationToken cancellation)
     {
         var checkpoint = TrainingRun.CheckpointPath(folder);
@@ -254,15 +255,15 @@ public static class Sweep
         {
             Config = item.Config,
             Folder = folder,
-            DataPath = trainPath,
-            ValidationPath = validationPath,
+            DataPath = data.Train,
+            ValidationPath = data.Validation,
             ResumeFrom = resume ? checkpoint : item.StartFrom,
             Overwrite = !resume,   // a folder without a checkpoint holds nothing worth keeping
         });
         var also = item.AlsoScored.Select(t => (t.Name, Corpus: TokenCorpus.Open(t.Path ?? BundledCorpus.ValidationPath, item.Config.Model.Tokenizer))).ToList();
         try
         {
-            return Train(experiment, item, run, folder, resume, also, testPath, finalEvalTokens, started, observer, cancellation);
+            return Train(experiment, item, run, folder, resume, also, data, finalEvalTokens, started, observer, cancellation);
         }
         finally
         {
@@ -271,7 +272,7 @@ public static class Sweep
     }
 
     static SweepResult? Train(string experiment, SweepItem item, TrainingRun run, string folder, bool resumed, List<(string Name, TokenCorpus Corpus)> also,
-                              string? testPath, long? finalEvalTokens, Action<long> started, ISweepObserver? observer, CancellationToken cancellation)
+                              SweepData data, long? finalEvalTokens, Action<long> started, ISweepObserver? observer, CancellationToken cancellation)
     {
         var progress = RunProgress.Open(folder, resumed ? run.StartStep : 0);
         var train = item.Config.Train;
@@ -302,12 +303,17 @@ public static class Sweep
         if (!trained.Completed) return null;
 
         var batch = train.BatchSize;
-        var validation = trained.Validation ?? Evaluator.Evaluate(run.Model, run.ValidationCorpus, batch, train.EvalTokens);
+        Score validation;
+        IReadOnlyList<PartScore>? validationParts = null, testParts = null;
+        if (data.ValidationParts is { } vParts) (validation, validationParts) = ScoreParts(run.Model, vParts, item.Config.Model.Tokenizer, batch, train.EvalTokens);
+        else validation = Score.Of(trained.Validation ?? Evaluator.Evaluate(run.Model, run.ValidationCorpus, batch, train.EvalTokens));
         Score? test = null;
-        if (testPath is not null)
+        var testTokens = finalEvalTokens ?? train.EvalTokens;
+        if (data.TestParts is { } tParts) (test, testParts) = ScoreParts(run.Model, tParts, item.Config.Model.Tokenizer, batch, testTokens);
+        else if (data.Test is not null)
         {
-            using var testCorpus = TokenCorpus.Open(testPath, item.Config.Model.Tokenizer);
-            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, finalEvalTokens ?? train.EvalTokens));
+            using var testCorpus = TokenCorpus.Open(data.Test, item.Config.Model.Tokenizer);
+            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, testTokens));
         }
         var wall = progress.TotalSeconds;
         return new SweepResult
@@ -329,11 +335,28 @@ public static class Sweep
             WallSeconds = wall,
             CpuSeconds = progress.TotalCpuSeconds,
             TokensPerSecond = (train.Steps - item.StartStep) * tokensPerStep / Math.Max(1e-9, wall),
-            Validation = Score.Of(validation),
+            Validation = validation,
             Test = test,
+            ValidationParts = validationParts,
+            TestParts = testParts,
             Curve = progress.Points,
             FinishedAt = DateTime.UtcNow,
         };
+    }
+
+    /// <summary>Each part scored up to <paramref name="maxTokens"/> tokens, and all of them together (<see cref="Evaluator.EvaluateParts"/>).</summary>
+    static (Score Together, IReadOnlyList<PartScore> Parts) ScoreParts(TransformerLM model, TextPart[] parts, TokenizerKind tokenizer, int batchSize, long maxTokens)
+    {
+        var corpora = parts.Select(p => (p.Name, Corpus: TokenCorpus.Open(p.Path, tokenizer))).ToList();
+        try
+        {
+            var scored = Evaluator.EvaluateParts(model, corpora, batchSize, maxTokens);
+            return (Score.Of(scored.Together), [.. scored.Parts.Select(p => new PartScore(p.Name, Score.Of(p.Result)))]);
+        }
+        finally
+        {
+            foreach (var (_, corpus) in corpora) corpus.Dispose();
+        }
     }
 
     internal static readonly JsonSerializerOptions Compact = new(RunConfig.Json) { WriteIndented = false };

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using PeerSharp.Evaluation;
 using PeerSharp.Training;
 
@@ -22,6 +23,11 @@ public sealed record Score(double Loss, double BitsPerByte, double Perplexity, l
     /// <summary>The score of an evaluation.</summary>
     public static Score Of(EvaluationResult result) => new(result.Loss, result.BitsPerByte, result.Perplexity, result.Tokens, result.Layers);
 }
+
+/// <summary>The score of one part of a held-out text (<see cref="TextPart"/>).</summary>
+/// <param name="Name">The part's name.</param>
+/// <param name="Score">Its score.</param>
+public sealed record PartScore(string Name, Score Score);
 
 /// <summary>One part of the forward FLOPs per token.</summary>
 /// <param name="Part">What is computed.</param>
@@ -105,6 +111,14 @@ public sealed record SweepResult
 
     /// <summary>The test score, if the spec has test text.</summary>
     public Score? Test { get; init; }
+
+    /// <summary>The final validation by domain, where the spec names <see cref="SweepData.ValidationParts"/>; <see cref="Validation"/> is then all of them together.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<PartScore>? ValidationParts { get; init; }
+
+    /// <summary>The test score by domain, where the spec names <see cref="SweepData.TestParts"/>; <see cref="Test"/> is then all of them together.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<PartScore>? TestParts { get; init; }
 
     /// <summary>Every validation of the run, for usage over training.</summary>
     public IReadOnlyList<CurvePoint> Curve { get; init; } = [];

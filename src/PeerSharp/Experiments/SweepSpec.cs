@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using PeerSharp.Training;
 
 namespace PeerSharp.Experiments;
@@ -16,13 +17,53 @@ public sealed record SweepData
     /// <summary>Test text, scored once at the end of each run for the final report; null: none.</summary>
     public string? Test { get; init; }
 
+    /// <summary>
+    /// The validation split by domain (data/benchmark's validation-books and validation-speeches): each part is
+    /// scored at the end of the run, and the run's final validation score is all of them together
+    /// (<see cref="Evaluation.Evaluator.EvaluateParts"/>); <see cref="Validation"/> is still what the validations
+    /// during training score. Null: the final score is <see cref="Validation"/>'s.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public TextPart[]? ValidationParts { get; init; }
+
+    /// <summary>The test split by domain, scored as <see cref="ValidationParts"/> are, in place of <see cref="Test"/>; null: <see cref="Test"/> is scored whole.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public TextPart[]? TestParts { get; init; }
+
     /// <summary>The same texts with their paths made full from <paramref name="folder"/>, the spec's.</summary>
     internal SweepData Resolved(string folder)
     {
         string? Resolve(string? path) => path is null ? null : Path.GetFullPath(Path.Combine(folder, path));
-        return new SweepData { Train = Resolve(Train), Validation = Resolve(Validation), Test = Resolve(Test) };
+        TextPart[]? ResolveParts(TextPart[]? parts) => parts?.Select(p => p with { Path = Resolve(p.Path)! }).ToArray();
+        return new SweepData
+        {
+            Train = Resolve(Train), Validation = Resolve(Validation), Test = Resolve(Test),
+            ValidationParts = ResolveParts(ValidationParts), TestParts = ResolveParts(TestParts),
+        };
+    }
+
+    /// <summary>Throws unless the parts are well formed: named, each name once, a path each, and test parts only in place of a whole test text.</summary>
+    internal void Validate(string where)
+    {
+        foreach (var (parts, what) in new[] { (ValidationParts, "validation part"), (TestParts, "test part") })
+        {
+            if (parts is null) continue;
+            if (parts.Length == 0) throw new PeerSharpException($"{where}: the {what}s are an empty list; expected at least one part, or no list");
+            foreach (var part in parts)
+                if (string.IsNullOrWhiteSpace(part?.Name) || string.IsNullOrWhiteSpace(part.Path))
+                    throw new PeerSharpException($"{where}: a {what} '{part?.Name}' needs a name and a path");
+            var twice = parts.GroupBy(p => p.Name).FirstOrDefault(g => g.Count() > 1);
+            if (twice is not null) throw new PeerSharpException($"{where} names the {what} '{twice.Key}' twice");
+        }
+        if (TestParts is not null && Test is not null)
+            throw new PeerSharpException($"{where} gives both a test text '{Test}' and test parts; expected one of them");
     }
 }
+
+/// <summary>A named part of a held-out text, such as a split's books.</summary>
+/// <param name="Name">The part's name in results and the report ("books", "speeches").</param>
+/// <param name="Path">Its text, relative to the spec file's folder.</param>
+public sealed record TextPart(string Name, string Path);
 
 /// <summary>One named configuration of a sweep: a method at one size, as an overlay on the spec's base config.</summary>
 public sealed record SweepRun
@@ -132,6 +173,7 @@ public sealed record SweepSpec
         if (Validations < 1) throw new PeerSharpException($"sweep spec '{path}': validations {Validations} must be at least 1");
         if (FinalEvalTokens is <= 0) throw new PeerSharpException($"sweep spec '{path}': final eval tokens {FinalEvalTokens} must be positive");
         if (!(WarmupFraction >= 0 && WarmupFraction < 1)) throw new PeerSharpException($"sweep spec '{path}': warm-up fraction {WarmupFraction} must be in [0, 1)");
+        Data.Validate($"sweep spec '{path}'");
         var duplicate = Runs.GroupBy(r => r.Name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new PeerSharpException($"sweep spec '{path}' names run '{duplicate.Key}' twice");
         foreach (var run in Runs)

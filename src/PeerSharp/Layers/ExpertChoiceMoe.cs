@@ -14,7 +14,9 @@ namespace PeerSharp.Layers;
 /// token's output depends on the other tokens of the group: expert choice is not causal. In training the group is
 /// the whole batch (B·T tokens), as in Zhou et al. In evaluation each sequence is its own group, so a sequence's
 /// loss does not depend on the other sequences of the batch; within a sequence it still depends on later tokens
-/// (docs/BASELINES.md). Generation routes each step's new tokens among themselves.
+/// (docs/BASELINES.md). Generation routes each step's new tokens among themselves. <see cref="Evaluation"/> chooses
+/// other evaluation groups: the whole batch as in training, or causal routing, where each token is routed as if its
+/// sequence ended with it.
 /// </para>
 /// State-dict names: router.weight [E, d_model], experts.* (see <see cref="MoeExperts"/>).
 /// </summary>
@@ -26,9 +28,13 @@ public sealed class ExpertChoiceMoe : MoeLayer
     {
     }
 
+    /// <summary>How evaluation routes (training always routes the whole batch); set from above, as an evaluation chooses.</summary>
+    public ExpertChoiceEvaluation Evaluation { get; set; } = ExpertChoiceEvaluation.Sequence;
+
     /// <summary>Expert-choice forward. input: [B, T, d_model] (or [M, d_model]); returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {
+        if (!training && Evaluation == ExpertChoiceEvaluation.Causal && input.dim() == 3) return CausalForward(input);
         using var scope = NewDisposeScope();
         int E = Options.ExpertCount, d = ModelDim;
         var x = RoutingGroups(input);                                                  // [G, S, d]
@@ -63,7 +69,54 @@ public sealed class ExpertChoiceMoe : MoeLayer
     public static (Tensor Gates, Tensor Tokens) Route(Tensor probabilities, long capacity) =>
         probabilities.transpose(1, 2).topk((int)capacity, dim: -1);                   // [G, E, S] → [G, E, C]
 
-    /// <summary>The tokens as [G, S, d]: the whole batch in training, one group per sequence in evaluation.</summary>
+    /// <summary>
+    /// Causal expert choice in evaluation (<see cref="ExpertChoiceEvaluation.Causal"/>): each sequence's tokens are
+    /// taken by the experts <see cref="CausalRoute"/> gives, so an expert may take more tokens of a sequence than its
+    /// capacity for the whole (each was among the best of its prefix), and the experts' slots are their actual loads.
+    /// </summary>
+    Tensor CausalForward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        int E = Options.ExpertCount, d = ModelDim;
+        long G = input.shape[0], S = input.shape[1], M = G * S;
+        var probabilities = RouterProbabilities(input);                                // [G, S, E]
+        var taken = CausalRoute(probabilities, Options).view(M, E).to_type(ScalarType.Int64);   // [M, E]
+        var pairs = taken.nonzero();                                                   // [A, 2]: token, expert
+        var (token, expert) = (pairs.select(1, 0), pairs.select(1, 1));
+        var assignment = token * E + expert;                                           // [A] into [M·E]
+        var position = (taken.cumsum(0) - 1).view(-1).index_select(0, assignment);     // [A] place in its expert's queue
+        long C = taken.sum(0, type: ScalarType.Int64).max().item<long>();                                      // the busiest expert's load
+        var gate = probabilities.reshape(-1).index_select(0, assignment);              // [A]
+        var y = RunExperts(input.reshape(M, d), token, expert * C + position, gate, C);   // [M, d]
+        LastRouting = new MoeRoutingRecord(G, S, C, pairs.shape[0], 0, taken.sum(1, type: ScalarType.Int64).eq(0).sum(type: ScalarType.Int64).item<long>());
+        return scope.MoveToOuter(y.view(input.shape));
+    }
+
+    /// <summary>
+    /// Causal expert choice: expert e takes token t when fewer than C_t of tokens 0..t score higher for e (an
+    /// earlier token with an equal score counts as higher), C_t = <see cref="MoeOptions.Capacity"/>(t + 1), the
+    /// capacity of a group of the prefix's size. The last token's choice is therefore the one expert choice makes
+    /// over the whole sequence. It compares every pair of positions, O(S²·E) per sequence: cheap at evaluation's
+    /// context lengths, and no kernel of its own.
+    /// </summary>
+    /// <param name="probabilities">[G, S, E] router softmax per token.</param>
+    /// <param name="options">The layer's settings (capacity).</param>
+    /// <returns>[G, S, E] booleans: whether expert e takes token t.</returns>
+    public static Tensor CausalRoute(Tensor probabilities, MoeOptions options)
+    {
+        using var scope = NewDisposeScope();
+        long S = probabilities.shape[1];
+        var other = probabilities.unsqueeze(1);                                        // [G, 1, S', E]: token s' of the prefix
+        var self = probabilities.unsqueeze(2);                                         // [G, S, 1, E]: token t
+        var atOrBefore = ones(S, S, dtype: ScalarType.Bool, device: probabilities.device).tril().view(1, S, S, 1);       // s' ≤ t
+        var before = ones(S, S, dtype: ScalarType.Bool, device: probabilities.device).tril(-1).view(1, S, S, 1);         // s' < t
+        var ahead = other.gt(self).logical_and(atOrBefore).logical_or(other.eq(self).logical_and(before));               // [G, S, S', E]
+        var rank = ahead.sum(2, type: ScalarType.Int64);                               // [G, S, E]
+        var capacity = tensor(Enumerable.Range(1, (int)S).Select(n => options.Capacity(n)).ToArray(), device: probabilities.device).view(1, S, 1);
+        return scope.MoveToOuter(rank.lt(capacity));
+    }
+
+    /// <summary>The tokens as [G, S, d]: the whole batch in training (and in evaluation with <see cref="ExpertChoiceEvaluation.TrainingGroup"/>), one group per sequence in evaluation.</summary>
     Tensor RoutingGroups(Tensor input) =>
-        training || input.dim() != 3 ? input.reshape(1, -1, ModelDim) : input;
+        training || input.dim() != 3 || Evaluation == ExpertChoiceEvaluation.TrainingGroup ? input.reshape(1, -1, ModelDim) : input;
 }

@@ -50,6 +50,25 @@ public abstract class MoeLayer : nn.Module<Tensor, Tensor>
     /// <summary>How the last forward routed its tokens.</summary>
     public MoeRoutingRecord? LastRouting { get; private protected set; }
 
+    /// <summary>
+    /// Runs each expert on the tokens in its slots and adds the gated outputs into those tokens: y_token += gate ·
+    /// expert(x_token) for every assignment. Slot s of expert e is row e·C + s of an [E·C, d] batch, so all experts
+    /// run as one batched product; empty slots stay zero and are never read back.
+    /// </summary>
+    /// <param name="x">[M, d_model] tokens.</param>
+    /// <param name="token">[A] token of each assignment.</param>
+    /// <param name="slot">[A] its slot, e·C + position at expert e, each slot at most once.</param>
+    /// <param name="gate">[A] its weight.</param>
+    /// <param name="capacity">C, slots per expert.</param>
+    /// <returns>[M, d_model].</returns>
+    private protected Tensor RunExperts(Tensor x, Tensor token, Tensor slot, Tensor gate, long capacity)
+    {
+        int E = Options.ExpertCount, d = ModelDim;
+        var dispatched = zeros(E * capacity, d, dtype: x.dtype).index_copy(0, slot, x.index_select(0, token));   // [E·C, d]
+        var outputs = Experts.forward(dispatched.view(E, capacity, d)).view(E * capacity, d);                   // [E·C, d]
+        return zeros_like(x).index_add(0, token, outputs.index_select(0, slot) * gate.unsqueeze(1), alpha: 1);   // [M, d]
+    }
+
     /// <summary>Router probabilities: softmax over experts of W_g x. x: [..., d_model] → [..., E].</summary>
     private protected Tensor RouterProbabilities(Tensor x) => _router.forward(x).softmax(-1);
 }

@@ -53,10 +53,7 @@ public sealed class TokenChoiceMoe : MoeLayer, IAuxiliaryLoss
         var token = arange(M).repeat(K).index_select(0, kept);                         // [A]
         var gate = gates.t().reshape(-1).index_select(0, kept);                        // [A]
 
-        // Each expert's C slots as one [E, C, d] batch (empty slots stay zero and are never read back).
-        var dispatched = zeros(E * C, d, dtype: x.dtype).index_copy(0, slot, x.index_select(0, token));   // [E·C, d]
-        var outputs = Experts.forward(dispatched.view(E, C, d)).view(E * C, d);                         // [E·C, d]
-        var y = zeros_like(x).index_add(0, token, outputs.index_select(0, slot) * gate.unsqueeze(1), alpha: 1);   // [M, d]
+        var y = RunExperts(x, token, slot, gate, C);                                   // [M, d]
 
         var served = zeros(M, dtype: ScalarType.Int64).index_add(0, token, ones_like(token), alpha: 1);   // [M]
         long assignments = kept.shape[0];

@@ -95,4 +95,53 @@ public class ExpertChoiceMoeTests
         Assert.True(moe.forward(other)[0].eq(y[0]).all().item<bool>());
         Assert.True(moe.forward(x.narrow(0, 0, 1))[0].eq(y[0]).all().item<bool>());
     }
+
+    /// Causal evaluation: a token's output is what sequence-mode expert choice gives the last token of its prefix, so
+    /// later tokens cannot change it; sequence mode does depend on them.
+    [Fact]
+    public void CausalEvaluationRoutesEachTokenAsIfItsSequenceEndedThere()
+    {
+        using var scope = NewDisposeScope();
+        var moe = Float64Layer(5);
+        moe.eval();
+        var x = randn(2, 10, 4, dtype: ScalarType.Float64);
+        moe.Evaluation = ExpertChoiceEvaluation.Causal;
+        var causal = moe.forward(x);                                                  // [2, 10, 4]
+        moe.Evaluation = ExpertChoiceEvaluation.Sequence;
+        for (int t = 0; t < 10; t++)
+        {
+            var prefix = moe.forward(x.narrow(1, 0, t + 1));                           // the reference: the prefix as a whole sequence
+            Assert.True(causal.select(1, t).allclose(prefix.select(1, t), rtol: 1e-12, atol: 1e-12), $"position {t}");
+        }
+
+        // Perturb the tokens after position 5: causal outputs up to 5 stay, sequence-mode ones move.
+        var changed = x.clone();
+        changed[.., 6..] = randn(2, 4, 4, dtype: ScalarType.Float64) * 3;
+        var sequence = moe.forward(x);
+        var sequenceChanged = moe.forward(changed);
+        moe.Evaluation = ExpertChoiceEvaluation.Causal;
+        var causalChanged = moe.forward(changed);
+        Assert.True(causal.narrow(1, 0, 6).allclose(causalChanged.narrow(1, 0, 6), rtol: 0, atol: 0));
+        Assert.False(sequence.narrow(1, 0, 6).allclose(sequenceChanged.narrow(1, 0, 6), rtol: 1e-9, atol: 1e-9));
+        Assert.False(causal.allclose(sequence, rtol: 1e-9, atol: 1e-9));
+    }
+
+    /// Training-group evaluation routes the whole batch as one group, as training does: another sequence changes a sequence's output.
+    [Fact]
+    public void TrainingGroupEvaluationRoutesTheBatchAsTrainingDoes()
+    {
+        using var scope = NewDisposeScope();
+        var moe = Float64Layer(6);
+        var x = randn(2, 6, 4, dtype: ScalarType.Float64);
+        var trained = moe.forward(x);
+        moe.eval();
+        moe.Evaluation = ExpertChoiceEvaluation.TrainingGroup;
+        Assert.True(moe.forward(x).allclose(trained, rtol: 1e-12, atol: 1e-12));
+        Assert.Equal(12, moe.LastRouting!.GroupSize);
+        var other = x.clone();
+        other[1] = randn(6, 4, dtype: ScalarType.Float64) * 3;
+        Assert.False(moe.forward(other)[0].allclose(trained[0], rtol: 1e-9, atol: 1e-9));
+        moe.Evaluation = ExpertChoiceEvaluation.Sequence;
+        Assert.True(moe.forward(other)[0].allclose(moe.forward(x)[0], rtol: 0, atol: 0));
+    }
 }

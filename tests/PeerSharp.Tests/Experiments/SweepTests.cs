@@ -188,6 +188,51 @@ public class SweepTests
         Assert.Equal(2, watcher.Started.Count);
     }
 
+    /// A spec that names the held-out splits by domain gets each part's score and, as the run's score, all of them together.
+    [Fact]
+    public void PartsAreScoredEachAndTogetherAndTheirScoresSurviveTheResultsFile()
+    {
+        using var folder = new TempFolder();
+        folder.Write("books.txt", File.ReadAllText(PeerSharp.Data.BundledCorpus.ValidationPath)[..4000]);
+        folder.Write("speeches.txt", string.Concat(Enumerable.Repeat("Fellow-citizens of the Senate and House of Representatives: ", 30)));
+        TextPart[] parts = [new("books", "books.txt"), new("speeches", "speeches.txt")];
+        var spec = TinySpec("by-domain") with { Runs = [TinySpec().Runs[1]], Data = new SweepData { ValidationParts = parts, TestParts = parts } };
+        var result = Sweep.Run(spec, folder.Path, folder.File("by-domain.results.jsonl"), folder.File("runs")).Single();
+
+        Assert.Equal(["books", "speeches"], result.ValidationParts!.Select(p => p.Name));
+        foreach (var (together, byPart) in new[] { (result.Validation, result.ValidationParts!), (result.Test!, result.TestParts!) })
+        {
+            Assert.Equal(byPart.Sum(p => p.Score.Tokens), together.Tokens);
+            Assert.Equal(byPart.Sum(p => p.Score.Loss * p.Score.Tokens) / together.Tokens, together.Loss, 12);
+        }
+        // The test parts are the validation parts here, scored to the same budget: the same scores.
+        Assert.Equal(result.ValidationParts!.Select(p => p.Score.BitsPerByte), result.TestParts!.Select(p => p.Score.BitsPerByte));
+
+        var read = ResultsFile.Read(folder.File("by-domain.results.jsonl")).Single().Result;
+        Assert.Equal(JsonSerializer.Serialize(result, Sweep.Compact), JsonSerializer.Serialize(read, Sweep.Compact));
+        // A line without parts (every line written before them) reads with none, and is written without the fields.
+        var plain = Sweep.Run(TinySpec("plain") with { Runs = [TinySpec().Runs[0]] }, folder.Path, folder.File("plain.results.jsonl"), folder.File("runs")).Single();
+        Assert.Null(ResultsFile.Read(folder.File("plain.results.jsonl")).Single().Result.ValidationParts);
+        Assert.DoesNotContain("Parts", File.ReadAllText(folder.File("plain.results.jsonl")));
+        Assert.Null(plain.TestParts);
+    }
+
+    [Fact]
+    public void TestPartsBesideAWholeTestTextAreAnError()
+    {
+        using var folder = new TempFolder();
+        var spec = folder.Write("both.json", """
+            { "name": "both", "budgets": [1e9], "runs": [ { "name": "a", "method": "a" } ],
+              "data": { "test": "test.txt", "testParts": [ { "name": "books", "path": "books.txt" } ] } }
+            """);
+        Assert.Contains("both a test text 'test.txt' and test parts", Assert.Throws<PeerSharpException>(() => SweepSpec.Load(spec)).Message);
+        var twice = folder.Write("twice.json", """
+            { "name": "twice", "budgets": [1e9], "runs": [ { "name": "a", "method": "a" } ],
+              "data": { "validationParts": [ { "name": "books", "path": "a.txt" }, { "name": "books", "path": "b.txt" } ] } }
+            """);
+        Assert.Contains("validation part 'books' twice", Assert.Throws<PeerSharpException>(() => SweepSpec.Load(twice)).Message);
+    }
+
     [Fact]
     public void TimingMeasuresEachConfigurationOnceAndKeepsNoRunFolder()
     {
