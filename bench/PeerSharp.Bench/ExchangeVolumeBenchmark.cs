@@ -54,7 +54,7 @@ public static class ExchangeVolumeBenchmark
     static long[][] SelectedIds(Peer layer, Tensor x)
     {
         using var noGrad = no_grad();
-        var (_, ids) = layer.Retrieval.Retrieve(layer.Retrieval.Queries(x), fused: true);
+        var (_, ids) = layer.Retrieval.Retrieve(layer.Retrieval.Queries(x));
         var flat = ids.reshape(ids.shape[0], -1);
         var values = flat.data<long>().ToArray();
         var width = (int)flat.shape[1];

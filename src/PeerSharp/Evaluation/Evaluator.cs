@@ -27,7 +27,7 @@ public static class Evaluator
         model.eval();
         var retrievals = model.Blocks.Select((block, index) => (index, layer: block.FeedForward as IExpertRetrieval)).Where(p => p.layer is not null).ToList();
         var trackers = retrievals.Select(p => new ExpertUsage(p.layer!.ExpertCount)).ToList();
-        for (int i = 0; i < retrievals.Count; i++) retrievals[i].layer!.Observer = trackers[i];
+        var observing = retrievals.Select((p, i) => p.layer!.Retrieval.Attach(c => c with { Observer = trackers[i] })).ToList();
         try
         {
             double lossSum = 0;
@@ -68,7 +68,7 @@ public static class Evaluator
         }
         finally
         {
-            foreach (var (_, layer) in retrievals) layer!.Observer = null;
+            foreach (var scope in observing) scope.Dispose();
             foreach (var tracker in trackers) tracker.Dispose();
             model.train(wasTraining);
         }

@@ -20,11 +20,11 @@ namespace PeerSharp.Training;
 /// </summary>
 public sealed class ExpertSharding : IDisposable
 {
-    readonly List<(Peer Layer, ExpertShards Shards)> _layers;
+    readonly List<(IDisposable Scope, ExpertShards Shards)> _layers;   // each layer's scope with the sharded step 5
     readonly List<(Tensor Tensor, ExpertShards Shards)> _tensors;   // tables and optimizer state, in the same order on every rank
     readonly ICommunicator _ranks;
 
-    ExpertSharding(ICommunicator ranks, List<(Peer, ExpertShards)> layers, List<(Tensor, ExpertShards)> tensors, List<Parameter> tables)
+    ExpertSharding(ICommunicator ranks, List<(IDisposable, ExpertShards)> layers, List<(Tensor, ExpertShards)> tensors, List<Parameter> tables)
     {
         (_ranks, _layers, _tensors, Parameters) = (ranks, layers, tensors, tables);
     }
@@ -75,7 +75,7 @@ public sealed class ExpertSharding : IDisposable
         using var noGrad = no_grad();
         var named = model.named_parameters().ToList();
         var state = optimizer.StateDict();
-        var (layers, tensors, tables) = (new List<(Peer, ExpertShards)>(), new List<(Tensor, ExpertShards)>(), new List<Parameter>());
+        var (layers, tensors, tables) = (new List<(IDisposable, ExpertShards)>(), new List<(Tensor, ExpertShards)>(), new List<Parameter>());
         foreach (var layer in model.Blocks.Select(b => b.FeedForward).OfType<Peer>())
         {
             if (!layer.UsesFusedKernel)
@@ -96,8 +96,7 @@ public sealed class ExpertSharding : IDisposable
                 }
                 tables.Add(table);
             }
-            layer.Shards = shards;
-            layers.Add((layer, shards));
+            layers.Add((layer.Retrieval.Attach(c => c with { Experts = ExpertStep.Sharded(shards) }), shards));
         }
         return new ExpertSharding(ranks, layers, tensors, tables);
     }
@@ -212,6 +211,6 @@ public sealed class ExpertSharding : IDisposable
     /// <summary>Detaches the layers from the other ranks (their tables stay as they are).</summary>
     public void Dispose()
     {
-        foreach (var (layer, _) in _layers) layer.Shards = null;
+        foreach (var (scope, _) in _layers) scope.Dispose();
     }
 }

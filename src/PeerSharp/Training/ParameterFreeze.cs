@@ -20,9 +20,11 @@ sealed class ParameterFreeze : IDisposable
 
     readonly IOptimizer _optimizer;
     readonly List<FrozenRows> _tables;
+    readonly List<IDisposable> _frozenStatistics;   // the query BatchNorms' scopes
     readonly List<(Tensor Destination, Tensor Ids, Tensor Saved)> _saved = [];
 
-    ParameterFreeze(IOptimizer optimizer, List<FrozenRows> tables) => (_optimizer, _tables) = (optimizer, tables);
+    ParameterFreeze(IOptimizer optimizer, List<FrozenRows> tables, List<IDisposable> frozenStatistics) =>
+        (_optimizer, _tables, _frozenStatistics) = (optimizer, tables, frozenStatistics);
 
     /// <summary>Freezes what <paramref name="freeze"/> names in <paramref name="model"/>; null when nothing is frozen.</summary>
     public static ParameterFreeze? Apply(nn.Module model, IOptimizer optimizer, FreezeConfig freeze)
@@ -40,8 +42,9 @@ sealed class ParameterFreeze : IDisposable
                 : (local == "keys" && freeze.SubKeys) || (local.StartsWith("query", StringComparison.Ordinal) && freeze.Queries);
             if (frozen) parameter.requires_grad_(false);
         }
-        if (freeze.Queries)
-            foreach (var (_, layer) in layers) layer.Retrieval.QueryStatisticsFrozen = true;
+        var scopes = freeze.Queries
+            ? layers.Select(l => l.Layer).Distinct().Select(layer => layer.Retrieval.Attach(c => c with { QueryStatisticsFrozen = true })).ToList()
+            : [];
 
         var tables = new List<FrozenRows>();
         if (freeze.OldSubKeyCount is { } old)
@@ -53,7 +56,7 @@ sealed class ParameterFreeze : IDisposable
                 foreach (var (name, table) in layer.Tables)
                     tables.Add(new FrozenRows(OptimizerFactory.Prefixed(prefix, name), table, mask.clone(), mask.nonzero().view(-1)));
             }
-        return new ParameterFreeze(optimizer, tables);
+        return new ParameterFreeze(optimizer, tables, scopes);
     }
 
     /// <summary>The tables with frozen rows and their masks [N] (true: frozen), for updates in the backward.</summary>
@@ -106,6 +109,7 @@ sealed class ParameterFreeze : IDisposable
     public void Dispose()
     {
         AfterStep();
+        foreach (var scope in _frozenStatistics) scope.Dispose();
         foreach (var t in _tables)
         {
             t.Mask.Dispose();

@@ -23,10 +23,10 @@ public sealed class TableUpdatesInBackward : IDisposable
 {
     readonly IOptimizer _optimizer;
     readonly SparseAdamW _tables;
-    readonly List<Peer> _layers;
+    readonly List<IDisposable> _layers;   // the layers' scopes with the updating step 5
     readonly double _maxNorm;
 
-    TableUpdatesInBackward(IOptimizer optimizer, SparseAdamW tables, List<Peer> layers, double maxNorm) =>
+    TableUpdatesInBackward(IOptimizer optimizer, SparseAdamW tables, List<IDisposable> layers, double maxNorm) =>
         (_optimizer, _tables, _layers, _maxNorm) = (optimizer, tables, layers, maxNorm);
 
     /// <summary>
@@ -50,8 +50,9 @@ public sealed class TableUpdatesInBackward : IDisposable
         if (layers.Count == 0)
             throw new PeerSharpException("updateInBackward is set, but the model has no PEER layer on the fused kernel (float32 on the CPU) whose tables it could update; expected such a layer (or updateInBackward off)");
         foreach (var (table, mask) in freeze?.FrozenTables ?? []) tables.FreezeRows(table, mask);
-        foreach (var layer in layers) layer.TableUpdate = tables;
-        return new TableUpdatesInBackward(optimizer, tables, layers, maxNorm);
+        var step = ExpertStep.UpdatingInBackward(tables);
+        var scopes = layers.Select(layer => layer.Retrieval.Attach(c => c with { Experts = step })).ToList();
+        return new TableUpdatesInBackward(optimizer, tables, scopes, maxNorm);
     }
 
     /// <summary>
@@ -78,7 +79,7 @@ public sealed class TableUpdatesInBackward : IDisposable
     public void Dispose()
     {
         _tables.EndBackward();
-        foreach (var layer in _layers) layer.TableUpdate = null;
+        foreach (var scope in _layers) scope.Dispose();
         _tables.ClearFrozenRows();
     }
 }
