@@ -16,7 +16,7 @@ namespace PeerSharp.Benchmarks;
 /// tables: U·(8 + 2·4·d) bytes (ids sent once per table: 2·8), received from each other rank alike;</item>
 /// <item>expert parallel (tables sharded by id mod P, `peer train --expert-parallel`), counted from the selections:
 /// per (token, remote owner) x out, y back, ∂y out and ∂x back (4 rows of d floats), and per remote selection its
-/// id and gate out and ∂gate back (16 bytes). <c>ShardedExperts</c> sends exactly that plus 8 bytes per (token,
+/// id and gate out and ∂gate back (16 bytes). <c>ExpertExchange</c> sends exactly that plus 8 bytes per (token,
 /// remote owner) and 16 per pair of ranks (its test checks the count it measures against this).</item>
 /// </list>
 /// </summary>

@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using System.Text.Json.Serialization;
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 

@@ -5,8 +5,10 @@
 //
 // Without --text it reads the books bundled with the PeerSharp package (PeerSharp.Data.BundledCorpus).
 using System.IO.Compression;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Layers;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,7 +1,7 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
-using PeerSharp.Training;
 using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;
@@ -19,7 +19,7 @@ static class EvalCommand
         var command = new Command("eval", "Evaluate a checkpoint: loss, perplexity, bits per byte, expert usage.") { checkpoint, data, tokens, batch, mapTables };
         command.SetAction(parse =>
         {
-            var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
+            var (model, info) = Checkpoint.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
             using var _ = model;
             using var corpus = TokenCorpus.Open(parse.GetValue(data) ?? BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
             var result = Evaluator.Evaluate(model, corpus, parse.GetValue(batch), parse.GetValue(tokens));

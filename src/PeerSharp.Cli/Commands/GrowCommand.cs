@@ -1,7 +1,8 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
-using PeerSharp.Training;
+using PeerSharp.Growth;
 using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;
@@ -21,7 +22,7 @@ static class GrowCommand
         command.SetAction(parse =>
         {
             var folder = parse.GetValue(output)!;
-            if (File.Exists(Checkpoint.SidecarPath(TrainingRun.CheckpointPath(folder))))
+            if (File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))))
                 throw new PeerSharpException($"folder '{folder}' already holds a checkpoint; choose another --out");
             var source = parse.GetValue(checkpoint)!;
             var grown = ExpertGrowth.GrowCheckpoint(source, folder, new GrowthOptions { SubKeyCount = parse.GetValue(subKeys), NewKeyScale = parse.GetValue(scale) });
@@ -29,7 +30,7 @@ static class GrowCommand
                 .AddColumn(new TableColumn("loss").RightAligned()).AddColumn(new TableColumn("bits per byte").RightAligned());
             foreach (var path in new[] { source, grown })
             {
-                var (model, info) = TrainingSetup.LoadModel(path);
+                var (model, info) = Checkpoint.LoadModel(path);
                 using var _ = model;
                 using var corpus = TokenCorpus.Open(parse.GetValue(data) ?? BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
                 var result = Evaluator.Evaluate(model, corpus, info.Config.Train.BatchSize, parse.GetValue(tokens));

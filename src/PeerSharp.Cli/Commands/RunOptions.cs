@@ -1,8 +1,8 @@
 using System.CommandLine;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Cli.Commands;
 

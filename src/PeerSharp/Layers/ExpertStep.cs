@@ -1,4 +1,3 @@
-using PeerSharp.Distributed;
 using PeerSharp.Kernels;
 using static TorchSharp.torch;
 
@@ -7,11 +6,12 @@ namespace PeerSharp.Layers;
 /// <summary>
 /// PEER's step 5, f(x) = Σ_heads Σ_selected g · σ(u_id · x) · v_id, in one of its variants, chosen once (by the layer
 /// from its kernel, or attached through <see cref="RetrievalContext.Experts"/>) instead of at every forward: the
-/// plain tensor ops (the oracle), the fused kernel, the fused kernel updating the tables in the backward, or the
-/// tables sharded over the ranks.
+/// plain tensor ops (the oracle), the fused kernel, the fused kernel updating the tables in the backward, or, from
+/// above, expert parallelism's exchange with the ranks that hold the rows (ExpertParallel/ExpertExchangeStep.cs).
 /// </summary>
 public abstract class ExpertStep
 {
+    /// <summary>Variants live in this assembly only: the layer's contract with its tables is internal.</summary>
     private protected ExpertStep() { }
 
     /// <summary>x [M, d_model], ids and gates [M, h, k], tables down and up [N, d_model] → [M, d_model].</summary>
@@ -22,9 +22,6 @@ public abstract class ExpertStep
 
     /// <summary>The fused C# kernel (<see cref="FusedExperts"/>): row-sparse table gradients.</summary>
     public static ExpertStep Fused { get; } = new FusedStep(null);
-
-    /// <summary>Expert parallelism (<see cref="ShardedExperts"/>): the tables hold this rank's rows of <paramref name="shards"/>.</summary>
-    public static ExpertStep Sharded(ExpertShards shards) => new ShardedStep(shards);
 
     /// <summary>The fused kernel whose backward hands the tables' rows to <paramref name="update"/> instead of storing them (docs/SPARSE_UPDATES.md, "Update in the backward").</summary>
     internal static ExpertStep UpdatingInBackward(ITableUpdate update) => new FusedStep(update);
@@ -39,11 +36,5 @@ public abstract class ExpertStep
     {
         public override Tensor Forward(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up, ExpertActivation activation) =>
             FusedExperts.Forward(x, ids, gates, down, up, activation, null, update);
-    }
-
-    sealed class ShardedStep(ExpertShards shards) : ExpertStep
-    {
-        public override Tensor Forward(Tensor x, Tensor ids, Tensor gates, Tensor down, Tensor up, ExpertActivation activation) =>
-            ShardedExperts.Forward(x, ids, gates, down, up, activation, shards);
     }
 }

@@ -30,7 +30,7 @@ public sealed record RetrievalContext
     public bool QueryStatisticsFrozen { get; init; }
 
     /// <summary>
-    /// PEER's step 5 when it is not the layer's own choice (<see cref="ExpertStep.Sharded"/> for expert parallelism,
+    /// PEER's step 5 when it is not the layer's own choice (expert parallelism's exchange with the ranks,
     /// the fused kernel with the tables' update in the backward); null: fused where it can run, else plain.
     /// </summary>
     public ExpertStep? Experts { get; init; }

@@ -1,4 +1,8 @@
+using PeerSharp.Config;
 using PeerSharp.Distributed;
+using PeerSharp.ExpertParallel;
+using PeerSharp.Layers;
+using PeerSharp.Optimizers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -38,7 +42,7 @@ public sealed class TrainStep : IDisposable
     readonly IOptimizer _optimizer;
     readonly TrainConfig _train;
     readonly ICommunicator _replicas;
-    readonly ExpertSharding? _sharding;
+    readonly ExpertParallelism? _sharding;
     readonly List<Parameter> _parameters, _replicated;
     readonly IReadOnlyList<Parameter> _sharded;
     readonly GradientExchange _exchange;
@@ -51,7 +55,7 @@ public sealed class TrainStep : IDisposable
     /// with the same <paramref name="train"/>), on the ranks of <paramref name="replicas"/> (one process by default),
     /// with <paramref name="sharding"/>'s tables split over them in expert parallelism.
     /// </summary>
-    public TrainStep(nn.Module model, IOptimizer optimizer, TrainConfig train, ICommunicator? replicas = null, ExpertSharding? sharding = null)
+    public TrainStep(nn.Module model, IOptimizer optimizer, TrainConfig train, ICommunicator? replicas = null, ExpertParallelism? sharding = null)
     {
         (_optimizer, _train, _replicas, _sharding) = (optimizer, train, replicas ?? SingleProcess.Instance, sharding);
         _parameters = model.parameters().ToList();
@@ -69,7 +73,7 @@ public sealed class TrainStep : IDisposable
             throw;
         }
         var replicasAttached = _replicas;   // the query BatchNorm sees the global batch
-        _replicaScopes = [.. OptimizerFactory.RetrievalLayers(model).Select(l => l.Layer).Distinct()
+        _replicaScopes = [.. RetrievalLayers.Of(model).Select(l => l.Layer).Distinct()
                                              .Select(layer => layer.Retrieval.Attach(c => c with { Replicas = replicasAttached }))];
     }
 

@@ -1,9 +1,12 @@
 using TorchSharp;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Distributed;
 using PeerSharp.Evaluation;
-using PeerSharp.Layers;
+using PeerSharp.ExpertParallel;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -56,7 +59,7 @@ public sealed class Trainer
         config.Validate();
         if (train.TokenizerName != EnumNames.Name(config.Model.Tokenizer))
             throw new PeerSharpException($"training data was tokenized with '{train.TokenizerName}' but the model expects '{EnumNames.Name(config.Model.Tokenizer)}'");
-        MappedTables.RefuseTraining(model);
+        OptimizerFactory.RefuseMappedTables(model);
         (_config, _model, _optimizer, _train, _validation) = (config, model, optimizer, train, validation);
         (_checkpointPath, _tensorBoardFolder) = (checkpointPath, tensorBoardFolder);
     }
@@ -71,7 +74,7 @@ public sealed class Trainer
     /// Expert parallelism's sharded tables (<see cref="TrainConfig.ExpertParallel"/>); null: every rank holds whole
     /// tables. Their gradients are complete on their owners and skip the exchange; checkpoints gather them to rank 0.
     /// </summary>
-    public ExpertSharding? Sharding { get; init; }
+    public ExpertParallelism? Sharding { get; init; }
 
     /// <summary>Bytes this rank sent to the others per training step in expert parallelism's exchanges (mean over this run's steps; 0 without).</summary>
     public double ExpertParallelBytesPerStep { get; private set; }

@@ -1,6 +1,7 @@
 using System.IO.Compression;
+using PeerSharp.Checkpoints;
 using PeerSharp.Tests.Training;
-using Checkpoint = PeerSharp.Training.Checkpoint;
+using Checkpoint = PeerSharp.Checkpoints.Checkpoint;
 
 namespace PeerSharp.Tests.Cli;
 

@@ -15,7 +15,7 @@ public class CommandTests : IDisposable
         var train = PeerProcess.Run(_folder.Path, "train", "--preset", "tiny", "--steps", "20", "--out", run, "--sample-tokens", "20");
         Assert.True(train.ExitCode == 0, train.Error);
         Assert.Contains("bits per byte", train.Output);
-        Assert.NotNull(PeerSharp.Training.Checkpoint.Read(Path.Combine(run, "checkpoint.json")).OptimizerFile);
+        Assert.NotNull(PeerSharp.Checkpoints.Checkpoint.Read(Path.Combine(run, "checkpoint.json")).OptimizerFile);
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard"), "*", SearchOption.AllDirectories));
 
         var eval = PeerProcess.Run(_folder.Path, "eval", "--checkpoint", Path.Combine(run, "checkpoint.json"), "--tokens", "4096");
@@ -76,7 +76,7 @@ public class CommandTests : IDisposable
         Assert.True(init.ExitCode == 0, init.Error);
         Assert.Contains("written 100 %", init.Output);
         var checkpoint = Path.Combine(folder, "checkpoint.json");
-        Assert.Equal(0, PeerSharp.Training.Checkpoint.Read(checkpoint).Step);
+        Assert.Equal(0, PeerSharp.Checkpoints.Checkpoint.Read(checkpoint).Step);
 
         var again = PeerProcess.Run(_folder.Path, "init", "--preset", "tiny", "--out", folder);
         Assert.Equal(1, again.ExitCode);

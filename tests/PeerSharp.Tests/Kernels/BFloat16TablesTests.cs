@@ -1,6 +1,7 @@
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
-using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,5 +1,7 @@
 using PeerSharp.Benchmarks;
+using PeerSharp.Config;
 using PeerSharp.Layers;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using TorchSharp;
 using static TorchSharp.torch;

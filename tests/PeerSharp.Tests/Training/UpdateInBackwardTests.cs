@@ -1,5 +1,6 @@
+using PeerSharp.Config;
 using PeerSharp.Layers;
-using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 
