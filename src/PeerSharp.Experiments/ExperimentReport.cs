@@ -11,9 +11,9 @@ public static class ExperimentReport
 {
     /// <summary>The experiments the report has a section for (spec names).</summary>
     public const string IsoFlop = "isoflop", Experts = "experts", Active = "active", BatchNorm = "batchnorm",
-                        RetrievalScreen = "retrieval-screen", Retrieval = "retrieval";
+                        RetrievalScreen = "retrieval-screen", Retrieval = "retrieval", ExpertCurve = "expert-curve", ExpertCurveFlops = "expert-curve-flops";
 
-    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm, RetrievalScreen, Retrieval];
+    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm, RetrievalScreen, Retrieval, ExpertCurve, ExpertCurveFlops];
 
     /// <summary>
     /// Reads <paramref name="resultsFiles"/> and writes the report to <paramref name="markdownPath"/> and its figures
@@ -46,6 +46,10 @@ public static class ExperimentReport
             () => RetrievalSection.Write(markdown, Points(RetrievalScreen)));
         Section(markdown, experiments, "6. Keeping experts alive: the winners at N = 128² and 1024², two seeds", Retrieval,
             () => RetrievalSection.Write(markdown, Points(Retrieval)));
+        Section(markdown, experiments, "7. The expert-count curve with the default retrieval, equal tokens, seeds", ExpertCurve,
+            () => ExpertCurveSection.Write(markdown, figures, Points(ExpertCurve), ExpertCurve));
+        Section(markdown, experiments, "8. The expert-count curve at equal training FLOPs, seeds", ExpertCurveFlops,
+            () => ExpertCurveSection.Write(markdown, figures, Points(ExpertCurveFlops), ExpertCurveFlops));
         UsageSection.Write(markdown, figures, Points(IsoFlop), Points(Experts), Points(BatchNorm));
         AllRuns(markdown, points);
 

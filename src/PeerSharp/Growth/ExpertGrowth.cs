@@ -23,6 +23,30 @@ public sealed record GrowthOptions
     /// </summary>
     public double NewKeyScale { get; init; } = 0.1;
 
+    /// <summary>Where the new sub-keys go: random (<see cref="NewKeyScale"/>) or where the new domain's queries fall.</summary>
+    public KeyPlacement Placement { get; init; } = KeyPlacement.Random;
+
+    /// <summary>Text of the new domain, for <see cref="KeyPlacement.Queries"/>: the new sub-keys go where its queries fall.</summary>
+    public string? NewDomain { get; init; }
+
+    /// <summary>Text of the old domain, for <see cref="KeyPlacement.Queries"/>: none of its sampled queries may select a new sub-key.</summary>
+    public string? OldDomain { get; init; }
+
+    /// <summary>Tokens sampled from each domain's text for <see cref="KeyPlacement.Queries"/>.</summary>
+    public long PlacementTokens { get; init; } = 65_536;
+
+    /// <summary>
+    /// Headroom of the gate (<see cref="KeyPlacement.Queries"/>): a new sub-key's score for every sampled old-domain
+    /// query stays below (1 − margin) times that query's k-th best old score in the same half.
+    /// </summary>
+    public double GateMargin { get; init; } = 0.1;
+
+    /// <summary>
+    /// Fraction of the sampled old-domain queries that each new sub-key may reach (<see cref="KeyPlacement.Queries"/>):
+    /// 0 protects them all; a small leak lets the new keys grow longer, so that more of the new domain's queries reach them.
+    /// </summary>
+    public double GateLeak { get; init; }
+
     /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting for a model.</summary>
     public void Validate(ModelConfig model)
     {
@@ -36,6 +60,19 @@ public sealed record GrowthOptions
             throw new PeerSharpException("a model with head rotation cannot grow: the rotation of every head depends on n, so the old experts would move; grow a model without headRotation");
         if (!(NewKeyScale >= 0) || !double.IsFinite(NewKeyScale))
             throw new PeerSharpException($"new key scale {NewKeyScale} must be a finite number of at least 0");
+        if (Placement != KeyPlacement.Queries) return;
+        if (NewDomain is null || OldDomain is null)
+            throw new PeerSharpException("placing new sub-keys at the new domain's queries needs the text of the new domain and of the old one");
+        foreach (var path in new[] { NewDomain, OldDomain })
+            if (!File.Exists(path)) throw new PeerSharpException($"domain text '{path}' does not exist");
+        if ((kinds.Contains(FeedForwardKind.Peer) && model.PeerOptions.CosineKeys) || (kinds.Contains(FeedForwardKind.Pkm) && model.PkmOptions.CosineKeys))
+            throw new PeerSharpException("new sub-keys can be placed at queries only with dot-product keys: cosine keys are normalised, so the gate's scaling would be undone; grow with random placement");
+        if (PlacementTokens < model.ContextLength)
+            throw new PeerSharpException($"placement tokens {PlacementTokens} must be at least one context of {model.ContextLength} tokens");
+        if (!(GateMargin >= 0 && GateMargin < 1))
+            throw new PeerSharpException($"gate margin {GateMargin} must be in [0, 1)");
+        if (!(GateLeak >= 0 && GateLeak < 1))
+            throw new PeerSharpException($"gate leak {GateLeak} must be in [0, 1)");
     }
 }
 
@@ -44,7 +81,8 @@ public sealed record GrowthOptions
 /// lifelong learning: old expert (a, b) keeps its rows u, v (PKM: its value) under its new id a·n2 + b, and its
 /// optimizer moments with them; old sub-keys keep their places 0…n−1. New experts get v = 0 (new PKM values 0), so
 /// a selected new expert adds nothing, and u drawn as in a fresh layer; new sub-keys are fresh keys scaled by
-/// <see cref="GrowthOptions.NewKeyScale"/>, their moments zero. Every other tensor and the optimizer step carry
+/// <see cref="GrowthOptions.NewKeyScale"/> or placed where the new domain's queries fall
+/// (<see cref="KeyPlacement.Queries"/>, <see cref="GrowthRouting"/>), their moments zero. Every other tensor and the optimizer step carry
 /// over, so the grown model is an ordinary one: its checkpoint resumes, evaluates and generates like any other.
 /// </summary>
 public static class ExpertGrowth
@@ -67,6 +105,7 @@ public static class ExpertGrowth
     {
         options.Validate(config.Model);
         var grownConfig = GrownConfig(config, options.SubKeyCount);
+        var placed = options.Placement == KeyPlacement.Queries ? GrowthRouting.PlaceNewSubKeys(model, config.Model, options) : null;
         var (grown, grownOptimizer) = TrainingSetup.Create(grownConfig);
         try
         {
@@ -75,7 +114,7 @@ public static class ExpertGrowth
             // Per parameter name, how an old tensor maps into the grown one; anything else has the same shape and is copied.
             var plans = new Dictionary<string, Action<Tensor, Tensor>>();
             var prefixes = RetrievalLayers.Of(model).ToLookup(l => l.Layer, l => l.name);   // a layer may have several names
-            foreach (var (old, grownLayer) in Layers(model).Zip(Layers(grown)))
+            foreach (var (layer, (old, grownLayer)) in Layers(model).Zip(Layers(grown)).Index())
             {
                 void Plan(string name, Action<Tensor, Tensor> plan)
                 {
@@ -85,9 +124,12 @@ public static class ExpertGrowth
                 var ids = arange((long)n * n);                                                  // old ids a·n + b
                 var grownIds = ids.div(n, rounding_mode: RoundingMode.floor) * n2 + ids.remainder(n);   // a·n2 + b
                 Plan("keys", (from, to) => to.narrow(1, 0, n).copy_(from));                   // [2, n, d_key/2] into [2, n2, d_key/2]
+                Plan("revival_counts", (from, to) => to.narrow(1, 0, n).copy_(from));         // [2, n] into [2, n2]: new sub-keys start uncounted
                 foreach (var (name, _) in old.Tables)
                     Plan(name, (from, to) => to.index_copy_(0, grownIds, from));               // rows [N, ...] to their new ids
-                grownLayer.Retrieval.SubKeys.narrow(1, n, n2 - n).mul_(options.NewKeyScale);
+                var newSubKeys = grownLayer.Retrieval.SubKeys.narrow(1, n, n2 - n);            // [2, n2 − n, d_key/2]
+                if (placed is null) newSubKeys.mul_(options.NewKeyScale);
+                else newSubKeys.copy_(placed[layer]);
                 foreach (var (name, table) in grownLayer.Tables)
                     if (name != "down.weight") table.zero_();                                   // v = 0 (PKM values 0); u keeps its fresh draw
             }
@@ -103,6 +145,10 @@ public static class ExpertGrowth
             grownOptimizer.Dispose();
             grown.Dispose();
             throw;
+        }
+        finally
+        {
+            foreach (var keys in placed ?? []) keys.Dispose();
         }
     }
 

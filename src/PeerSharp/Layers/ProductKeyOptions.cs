@@ -49,6 +49,14 @@ public abstract record ProductKeyOptions
     /// </summary>
     public bool HeadRotation { get; init; }
 
+    /// <summary>
+    /// Dead-key revival every this many training steps (0: off): a sub-key that no selection used since the last
+    /// revival is moved onto a recent query of its half, scaled to the living sub-keys' mean length, as codebook
+    /// methods restart dead codes from encoder outputs (DESIGN.md "Keeping experts alive"). State-dict names
+    /// revival_counts and revival_step when on.
+    /// </summary>
+    public int RevivalInterval { get; init; }
+
     /// <summary>Fused C# kernels (float32 on the CPU) or plain tensor ops.</summary>
     public KernelChoice Kernel { get; init; } = KernelChoice.Fused;
 
@@ -80,6 +88,7 @@ public abstract record ProductKeyOptions
             throw new PeerSharpException($"{LayerName} key dim {KeyDim} must be even, positive and at most 65536: a product key is two halves of d_key/2");
         if (!Enum.IsDefined(Balance)) throw new PeerSharpException($"{LayerName} balance {(int)Balance} is not known; expected none, halves or joint");
         if (!(BalanceWeight >= 0 && BalanceWeight <= 100)) throw new PeerSharpException($"{LayerName} balance weight {BalanceWeight} must be between 0 and 100");
+        if (RevivalInterval < 0) throw new PeerSharpException($"{LayerName} revival interval {RevivalInterval} must be 0 (off) or a number of steps");
         if (!Enum.IsDefined(Kernel)) throw new PeerSharpException($"{LayerName} kernel {(int)Kernel} is not known; expected plain or fused");
     }
 }

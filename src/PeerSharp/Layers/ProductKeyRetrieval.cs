@@ -45,6 +45,14 @@ public sealed class ProductKeyRetrieval : IDisposable
         // Cosine scores of random unit vectors in d_key/2 dimensions have variance 2/d_key: a temperature of √(d_key/2)
         // starts them at the unit variance of the dot-product scores above.
         if (options.CosineKeys) owner.register_parameter("score_scale", new Parameter(tensor((float)Math.Sqrt(dk / 2.0))));
+        if (options.RevivalInterval > 0)
+        {
+            owner.register_buffer("revival_counts", zeros(2, options.SubKeyCount, dtype: ScalarType.Int64));   // selections per sub-key since the last revival
+            owner.register_buffer("revival_step", zeros(1, dtype: ScalarType.Int64));                          // training forwards so far
+            // [2, S·h, d_key/2]: half-queries of S tokens of the last training forward, the revival's candidates; a
+            // buffer, so that a run resumed from a checkpoint revives from the same queries as an uninterrupted one.
+            owner.register_buffer("revival_queries", zeros(2, RevivalSample * h, dk / 2));
+        }
     }
 
     Tensor? _balanceLoss;   // owned here, outside any dispose scope, until the next forward
@@ -87,6 +95,9 @@ public sealed class ProductKeyRetrieval : IDisposable
             retrieval.Context = attached.Undo(retrieval.Context, before);
         }
     }
+
+    /// <summary>k, the experts each head selects.</summary>
+    public int TopK => _options.TopK;
 
     /// <summary>The query network weight W_q [h·d_key, d_model].</summary>
     public Parameter QueryWeight => _query.weight!;
@@ -156,10 +167,13 @@ public sealed class ProductKeyRetrieval : IDisposable
     public (Tensor Scores, Tensor Ids) Retrieve(Tensor queries)
     {
         using var scope = NewDisposeScope();
+        bool reviving = _owner.training && _options.RevivalInterval > 0;
+        if (reviving) Revive();
         var keys = ScoringKeys;                                                      // [2, n, d_key/2]
         var (scores, pairs) = CanRunFused
             ? FusedProductKeys.Retrieve(queries, keys, _options.TopK)
             : ProductKeys.Retrieve(queries, keys, _options.TopK);                    // [M, h, k] each
+        if (reviving) Remember(queries, pairs, keys.shape[1]);
         ReplaceBalanceLoss(_owner.training && _options.Balance != RetrievalBalance.None
             ? _options.BalanceWeight * RetrievalBalanceLoss.Of(_options.Balance, queries, keys, pairs, Context.Replicas)
             : null);
@@ -179,6 +193,58 @@ public sealed class ProductKeyRetrieval : IDisposable
         var b = pairs.remainder(n).add(shift).remainder(n);
         return scope.MoveToOuter(a * n + b);
     }
+
+    /// <summary>
+    /// <see cref="ProductKeyOptions.RevivalInterval"/>, before a training forward: every interval, each sub-key with no
+    /// selection since the last revival takes the place of a distinct recent half-query (drawn with a generator seeded
+    /// by the step, so a resumed run revives as an uninterrupted one), scaled to the mean length of the living sub-keys
+    /// of its half; then the counts restart. A dead sub-key had no gradient, so its optimizer moments are near zero.
+    /// </summary>
+    void Revive()
+    {
+        if (Context.Replicas is { Size: > 1 })
+            throw new PeerSharpException("dead-key revival is not supported in data-parallel training yet: each rank would revive from its own queries; set revivalInterval to 0");
+        using var noGrad = no_grad();
+        var counts = _owner.get_buffer("revival_counts")!;
+        var step = _owner.get_buffer("revival_step")!;
+        long done = step.item<long>();
+        step.add_(1);
+        if (done == 0 || done % _options.RevivalInterval != 0) return;
+        var recent = _owner.get_buffer("revival_queries")!;
+        var keys = SubKeys;                                                          // [2, n, d_key/2]
+        var generator = new Generator((ulong)done);
+        for (int s = 0; s < 2; s++)
+        {
+            var dead = counts[s].eq(0).nonzero().squeeze(1);                          // [D]
+            long living = keys.shape[1] - dead.shape[0];
+            if (dead.shape[0] == 0 || living == 0) continue;
+            var candidates = recent[s];                                              // [S·h, d_key/2]
+            var chosen = randperm(candidates.shape[0], generator: generator).narrow(0, 0, Math.Min(dead.shape[0], candidates.shape[0]));
+            var length = keys[s].norm(1).sum().sub(keys[s].index_select(0, dead).norm(1).sum()).div(living);   // mean living length
+            var fresh = Unit(candidates.index_select(0, chosen)) * length;            // [D', d_key/2]
+            keys[s].index_copy_(0, dead.narrow(0, 0, chosen.shape[0]), fresh);
+        }
+        counts.zero_();
+    }
+
+    /// <summary>Adds a training forward's selections to the revival counts and keeps the half-queries of S evenly spaced tokens as the next candidates.</summary>
+    void Remember(Tensor queries, Tensor pairs, long n)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var counts = _owner.get_buffer("revival_counts")!;
+        var flat = pairs.flatten();
+        var ones = ones_like(flat);
+        counts[0].index_add_(0, flat.div(n, rounding_mode: RoundingMode.floor), ones, 1);
+        counts[1].index_add_(0, flat.remainder(n), ones, 1);
+        if (queries.shape[0] == 0) return;
+        var tokens = arange(RevivalSample, dtype: ScalarType.Int64).mul(queries.shape[0]).div(RevivalSample, rounding_mode: RoundingMode.floor);   // S evenly spaced
+        var halves = queries.detach().index_select(0, tokens).chunk(2, dim: -1);     // 2 × [S, h, d_key/2]
+        var recent = _owner.get_buffer("revival_queries")!;
+        for (int s = 0; s < 2; s++) recent[s].copy_(halves[s].reshape(-1, halves[s].shape[^1]));
+    }
+
+    const int RevivalSample = 256;   // tokens of a forward kept as revival candidates (× h heads)
 
     void ReplaceBalanceLoss(Tensor? loss)
     {

@@ -45,7 +45,8 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = x + attention(_attentionNorm.forward(x));                          // (B, T, C)
-        var y = h + FeedForward.forward(_feedForwardNorm.forward(h));             // (B, T, C)
+        // call, not forward: it runs the layer's forward hooks, through which growth reads what a layer's queries see.
+        var y = h + FeedForward.call(_feedForwardNorm.forward(h));                // (B, T, C)
         return scope.MoveToOuter(y);
     }
 }

@@ -196,4 +196,43 @@ public class RetrievalLeversTests
         if (balance != RetrievalBalance.None)
             Assert.Equal(((IAuxiliaryLoss)plain).AuxiliaryLoss!.ToDouble(), ((IAuxiliaryLoss)fused).AuxiliaryLoss!.ToDouble(), 5);
     }
+    /// Dead-key revival: every interval, the sub-keys no selection used since the last revival move onto recent
+    /// half-queries at the living sub-keys' mean length; living sub-keys stay; nothing happens in evaluation mode.
+    [Fact]
+    public void RevivalMovesDeadSubKeysOntoRecentQueries()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(21);
+        var options = new PeerOptions { SubKeyCount = 8, HeadCount = 2, TopK = 2, KeyDim = 4, QueryBatchNorm = false, RevivalInterval = 3 };
+        using var peer = new Peer(8, options);
+        Assert.Equal(1, peer.state_dict().Keys.Count(k => k == "revival_counts"));
+        using (var plainLayer = new Peer(8, options with { RevivalInterval = 0 })) Assert.DoesNotContain("revival_counts", plainLayer.state_dict().Keys);
+        using (no_grad())
+        {
+            // Half 0: sub-keys 0-3 are ±10 along both axes, so every query has two positive scores among them and
+            // sub-keys 4-7 (zero, score 0) are never in a top-2: dead.
+            var half = peer.Retrieval.SubKeys[0];
+            half.zero_();
+            half[0, 0] = 10; half[1, 0] = -10; half[2, 1] = 10; half[3, 1] = -10;
+        }
+        var living = peer.Retrieval.SubKeys[0].narrow(0, 0, 4).clone();
+
+        peer.eval();
+        for (int i = 0; i < 4; i++) peer.forward(randn(4, 3, 8));                 // evaluation: no counting, no revival
+        Assert.True(peer.Retrieval.SubKeys[0].narrow(0, 4, 4).eq(0).all().item<bool>());
+
+        peer.train();
+        Tensor last = randn(4, 3, 8);
+        for (int i = 0; i < 3; i++) peer.forward(last = randn(4, 3, 8));         // steps 0-2: counted
+        Assert.True(peer.Retrieval.SubKeys[0].narrow(0, 4, 4).eq(0).all().item<bool>(), "no revival before the interval");
+        peer.forward(randn(4, 3, 8));                                             // step 3: revival first
+
+        var keys = peer.Retrieval.SubKeys[0];
+        Assert.True(keys.narrow(0, 0, 4).eq(living).all().item<bool>(), "living sub-keys stay");
+        var revived = keys.narrow(0, 4, 4);                                      // [4, 2]
+        Assert.True((revived.norm(1) - 10).abs().max().ToDouble() < 1e-4, "revived at the living keys' mean length");
+        var candidates = nn.functional.normalize(peer.Retrieval.Queries(last.reshape(-1, 8)).narrow(-1, 0, 2).reshape(-1, 2), dim: 1);   // [M·h, 2]
+        var cosines = nn.functional.normalize(revived, dim: 1).matmul(candidates.t());                                                       // [4, M·h]
+        Assert.True(cosines.amax(1).gt(0.9999).all().item<bool>(), "each revived sub-key lies along a half-query of the last training forward");
+    }
 }

@@ -98,6 +98,22 @@ public class CheckpointTests
         Assert.Equal(straight, firstHalf.Concat(secondHalf).ToList());
     }
 
+    /// Dead-key revival keeps its counts, step and candidate queries in the state dict: a run stopped on a revival step
+    /// (6, interval 3) and resumed revives as the uninterrupted one does.
+    [Fact]
+    public void ARunWithRevivalResumesOnTheSameLossCurve()
+    {
+        using var folder = new TempFolder();
+        using var corpus = TinyRuns.Train();
+        var tiny = TinyRuns.Config(steps: 12);
+        var config = tiny with { Model = tiny.Model with { PeerOptions = tiny.Model.PeerOptions with { RevivalInterval = 3 } } };
+
+        var straight = Losses(config, corpus, Path.Combine(folder.Path, "straight"), stopAfter: null, resumeFrom: null);
+        var firstHalf = Losses(config, corpus, Path.Combine(folder.Path, "split"), stopAfter: 6, resumeFrom: null);
+        var secondHalf = Losses(config, corpus, Path.Combine(folder.Path, "split"), stopAfter: null, resumeFrom: Path.Combine(folder.Path, "split"));
+        Assert.Equal(straight, firstHalf.Concat(secondHalf).ToList());
+    }
+
     /// <summary>The loss of each step of a run, stopped after <paramref name="stopAfter"/> or resumed from a checkpoint.</summary>
     internal static List<double> Losses(RunConfig config, PeerSharp.Data.TokenCorpus corpus, string checkpoint, int? stopAfter, string? resumeFrom)
     {
