@@ -44,15 +44,18 @@ public sealed record RunConfig
 
     /// <summary>
     /// <paramref name="basis"/> with the properties of <paramref name="overlay"/> (any subset of a config file's
-    /// fields, nested objects merged field by field); <paramref name="source"/> names it in errors.
+    /// fields, nested objects merged field by field); <paramref name="source"/> names it in errors. With
+    /// <paramref name="numbers"/> = <see cref="JsonNumberHandling.AllowNamedFloatingPointLiterals"/> (the command line),
+    /// "NaN" and "Infinity" read as numbers, so that validation names such a value as it names any other.
     /// </summary>
-    public static RunConfig Overlay(RunConfig basis, JsonObject overlay, string source)
+    public static RunConfig Overlay(RunConfig basis, JsonObject overlay, string source, JsonNumberHandling numbers = JsonNumberHandling.Strict)
     {
+        var options = numbers == JsonNumberHandling.Strict ? Json : new JsonSerializerOptions(Json) { NumberHandling = numbers };
         try
         {
-            var merged = JsonSerializer.SerializeToNode(basis, Json)!.AsObject();
+            var merged = JsonSerializer.SerializeToNode(basis, options)!.AsObject();
             Merge(merged, Upgrade((JsonObject)overlay.DeepClone()));
-            var config = merged.Deserialize<RunConfig>(Json) ?? throw new PeerSharpException($"{source} is empty");
+            var config = merged.Deserialize<RunConfig>(options) ?? throw new PeerSharpException($"{source} is empty");
             config.CheckSections(source);
             return config;
         }
@@ -60,6 +63,46 @@ public sealed record RunConfig
         {
             throw new PeerSharpException($"{source} is not a valid PeerSharp config: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// The overlay that assignments PATH=VALUE describe (`peer train --set model.peer.topK=32`): PATH names a field
+    /// of the config file's format by its JSON names, dot by dot; VALUE is JSON (a number, true, "text", [1, 3]) or,
+    /// when it does not parse as JSON, the text itself (so --set model.feedForward=pkm needs no quotes). Later
+    /// assignments of the same field win. The overlay is checked as a config file is (<see cref="Overlay"/>).
+    /// </summary>
+    public static JsonObject Assignments(IEnumerable<string> assignments)
+    {
+        var overlay = new JsonObject();
+        foreach (var assignment in assignments)
+        {
+            var equals = assignment.IndexOf('=');
+            var path = equals < 0 ? "" : assignment[..equals].Trim();
+            if (path.Length == 0 || path.Split('.').Any(part => part.Length == 0))
+                throw new PeerSharpException($"setting '{assignment}' is not PATH=VALUE; expected a config field's JSON path and a value, like model.peer.topK=32");
+            var text = assignment[(equals + 1)..].Trim();
+            JsonNode? value;
+            try
+            {
+                value = JsonNode.Parse(text);
+            }
+            catch (JsonException)
+            {
+                value = JsonValue.Create(text);
+            }
+            Assign(overlay, path, value);
+        }
+        return overlay;
+    }
+
+    /// <summary>Sets the field at <paramref name="path"/> (JSON names, dot by dot) of <paramref name="overlay"/>, making the objects on the way.</summary>
+    public static void Assign(JsonObject overlay, string path, JsonNode? value)
+    {
+        var parts = path.Split('.');
+        var target = overlay;
+        foreach (var part in parts[..^1])
+            target = target[part] as JsonObject ?? (JsonObject)(target[part] = new JsonObject());
+        target[parts[^1]] = value;
     }
 
     /// <summary>

@@ -47,6 +47,8 @@ public class BadInputTests : IDisposable
         AssertTrainFailsWithoutOutput("not a perfect square", "--experts", "1000");
         AssertTrainFailsWithoutOutput("top-k 9", "--experts", "64", "--topk", "9");
         AssertTrainFailsWithoutOutput("key dim 7", "--key-dim", "7");
+        AssertTrainFailsWithoutOutput("setting 'model.peer.topK' is not PATH=VALUE", "--set", "model.peer.topK");
+        AssertTrainFailsWithoutOutput("--set is not a valid PeerSharp config", "--set", "model.peer.topKay=3");
         AssertFailsWith("unknown preset 'huge'", "train", "--preset", "huge", "--out", Run("failed"));
     }
 

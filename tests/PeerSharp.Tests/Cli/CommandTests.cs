@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using PeerSharp.Model;
 namespace PeerSharp.Tests.Cli;
 
 /// <summary>The commands a user runs, end to end through the real program.</summary>
@@ -66,6 +67,18 @@ public class CommandTests : IDisposable
         // Each fused kernel beside its reference, with the speed-up.
         foreach (var kernel in new[] { "product-key retrieval (steps 2-3)", "experts (step 5)", "expert-table update (AdamW)", "expert-table update (full → row-wise state)" })
             Assert.Matches($@"\| {Regex.Escape(kernel)} \| 32² \|.*\| \*\*[\d.]+×\*\* \|", text);
+    }
+
+    /// --set reaches any field, PKM's included, by its JSON path; the flags are applied after it, so they win.
+    [Fact]
+    public void SetAssignsAnyFieldAndTheFlagsOverrideIt()
+    {
+        var folder = Path.Combine(_folder.Path, "set");
+        var init = PeerProcess.Run(_folder.Path, "init", "--preset", "tiny", "--set", "model.pkm.subKeyCount=16", "--set", "model.peer.headCount=4",
+                                   "--set", "model.feedForward=pkm", "--set", "model.peer.topK=1", "--topk", "3", "--out", folder);
+        Assert.True(init.ExitCode == 0, init.Error);
+        var model = PeerSharp.Checkpoints.Checkpoint.Read(Path.Combine(folder, "checkpoint.json")).Config.Model;
+        Assert.Equal((16, 4, 3, FeedForwardKind.Pkm), (model.PkmOptions.SubKeyCount, model.PeerOptions.HeadCount, model.PeerOptions.TopK, model.FeedForward));
     }
 
     [Fact]
