@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using PeerSharp.Checkpoints;
 using PeerSharp.Config;
@@ -43,8 +44,9 @@ public static class Lifelong
                 var model = from.Config;
                 if (arm.Grow)
                 {
-                    model = ExpertGrowth.GrownConfig(model, spec.Growth!.SubKeyCount);
-                    start = Path.Combine(GrownFolder(spec, runsFolder, from), "checkpoint.json");
+                    var growth = spec.GrowthOf(arm, specFolder);
+                    model = ExpertGrowth.GrownConfig(model, growth.SubKeyCount);
+                    start = Path.Combine(GrownFolder(growth, runsFolder, spec, from), "checkpoint.json");
                 }
                 var config = RunConfig.Overlay(model, new JsonObject { ["train"] = spec.Phase2.DeepClone() }, $"lifelong '{spec.Name}' phase 2");
                 config = config with { Train = Settle(config.Train, seed, spec.Phase1Steps + spec.Phase2Steps, spec.EvalInterval) with { Freeze = arm.Freeze } };
@@ -72,14 +74,37 @@ public static class Lifelong
             var domain = (item.StartFrom is null ? spec.DomainA : spec.DomainB).Resolved(specFolder);
             var folder = Path.Combine(runsFolder, spec.Name, item.FolderName);
             if (item.StartFrom is not null && !File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))))
-                Prepare(spec, runsFolder, item, phase1);
-            return Sweep.RunItem(spec.Name, item, folder, domain.Train, domain.Validation, domain.Test,
-                                 null, started, observer, cancellation);
+                Prepare(spec, specFolder, runsFolder, item, phase1);
+            var result = Sweep.RunItem(spec.Name, item, folder, domain.Train, domain.Validation, domain.Test,
+                                       null, started, observer, cancellation);
+            var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
+            return result is null || arm is not { Grow: true } ? result
+                : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
         });
     }
 
+    /// <summary>
+    /// Where each domain's validation tokens go in a grown arm, at growth and at the end of phase 2
+    /// (<see cref="GrowthRouting.Measure"/> over the validation length of the run).
+    /// </summary>
+    static IReadOnlyList<RoutingScore> Routing(LifelongSpec spec, string specFolder, SweepItem item, ModelConfig before, string folder)
+    {
+        var scores = new List<RoutingScore>();
+        foreach (var (when, checkpoint) in new[] { ("grown", item.StartFrom!), ("end", Checkpoint.PathInFolder(folder)) })
+        {
+            var (model, info) = Checkpoint.LoadModel(checkpoint);
+            using var _ = model;
+            foreach (var (text, path) in new[] { ("A", spec.DomainA.Resolved(specFolder).Validation), ("B", spec.DomainB.Resolved(specFolder).Validation) })
+            {
+                using var corpus = Data.TokenCorpus.Open(path ?? Data.BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
+                scores.Add(new RoutingScore(text, when, GrowthRouting.Measure(model, before, corpus, item.Config.Train.BatchSize, item.Config.Train.EvalTokens)));
+            }
+        }
+        return scores;
+    }
+
     /// <summary>Makes sure a phase-2 item's start checkpoint exists: the phase-1 checkpoint, grown if the arm grows.</summary>
-    static void Prepare(LifelongSpec spec, string runsFolder, SweepItem item, Dictionary<(string, long), SweepItem> phase1)
+    static void Prepare(LifelongSpec spec, string specFolder, string runsFolder, SweepItem item, Dictionary<(string, long), SweepItem> phase1)
     {
         var arm = spec.Arms.Single(a => a.Name == item.Run.Name);
         var from = phase1[(arm.From, item.Seed)];
@@ -87,11 +112,16 @@ public static class Lifelong
         if (!File.Exists(source))
             throw new PeerSharpException($"phase-1 checkpoint '{source}' of {from.Id} is missing (its results line is there but its run folder is not); remove that line to train it again");
         if (arm.Grow && !File.Exists(item.StartFrom))
-            ExpertGrowth.GrowCheckpoint(source, GrownFolder(spec, runsFolder, from), spec.Growth!);
+        {
+            var growth = spec.GrowthOf(arm, specFolder);
+            ExpertGrowth.GrowCheckpoint(source, GrownFolder(growth, runsFolder, spec, from), growth);
+        }
     }
 
-    static string GrownFolder(LifelongSpec spec, string runsFolder, SweepItem from) =>
-        Path.Combine(runsFolder, spec.Name, $"{from.FolderName}_grown-{spec.Growth!.SubKeyCount}");
+    /// <summary>The folder of a phase-1 checkpoint grown one way: one per growth, shared by the arms that grow alike.</summary>
+    static string GrownFolder(GrowthOptions growth, string runsFolder, LifelongSpec spec, SweepItem from) =>
+        Path.Combine(runsFolder, spec.Name, $"{from.FolderName}_grown-{growth.SubKeyCount}" +
+            (growth.Placement == KeyPlacement.Queries ? string.Create(CultureInfo.InvariantCulture, $"-queries-leak{growth.GateLeak}") : ""));
 
     static TrainConfig Settle(TrainConfig train, long seed, int steps, int evalInterval) =>
         train with { Steps = steps, Seed = seed, EvalInterval = evalInterval, CheckpointInterval = evalInterval };

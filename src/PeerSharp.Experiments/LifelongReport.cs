@@ -51,6 +51,16 @@ public static class LifelongReport
                 o.AStart.ToString("F3"), o.AEnd.ToString("F3"), o.Forgetting.ToString("+0.000;-0.000"),
                 o.BStart.ToString("F3"), o.BEnd.ToString("F3"), o.Learning.ToString("+0.000;-0.000"),
                 o.Result.Steps.ToString("N0"), ReportFormat.Budget(o.Result.TrainingFlops), o.Result.Seed.ToString()]));
+        var routed = outcomes.Where(o => o.Result.Routing is { Count: > 0 }).ToList();
+        if (routed.Count > 0)
+        {
+            markdown.Paragraph("Routing to the grown experts: of each domain's validation selections, the share that are grown experts " +
+                               "(a sub-key of either half at or above the old n), and the share of tokens that reach at least one; at growth and after phase 2 (means over the PEER and PKM layers).");
+            markdown.Table(["arm", "seed", "domain", "when", "selections of grown experts", "tokens reaching one"], "lrllrr",
+                routed.SelectMany(o => o.Result.Routing!.Select(r => (IReadOnlyList<string>)[
+                    o.Result.Run, o.Result.Seed.ToString(), r.Text, r.When,
+                    ReportFormat.Percent(r.Layers.Average(l => l.GrownShare)), ReportFormat.Percent(r.Layers.Average(l => l.TokensReachingGrown))])));
+        }
         var phase1 = lines.Where(r => r.Curve.All(p => p.Text is null)).ToList();
         if (phase1.Count > 0)
             markdown.Paragraph("Phase 1 on A: " + string.Join("; ", phase1.Select(r => $"{r.Run} {r.Validation.BitsPerByte:F3} bits per byte after {r.Steps:N0} steps")) + ".");

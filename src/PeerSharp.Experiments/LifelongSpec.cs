@@ -18,6 +18,9 @@ public sealed record LifelongArm
 
     /// <summary>What stays untouched in phase 2.</summary>
     public FreezeConfig Freeze { get; init; } = new();
+
+    /// <summary>How this arm grows, where it differs from the spec's <see cref="LifelongSpec.Growth"/> (null: the spec's).</summary>
+    public GrowthOptions? Growth { get; init; }
 }
 
 /// <summary>
@@ -66,6 +69,17 @@ public sealed record LifelongSpec
     /// <summary>The phase-1 models (a method and a config overlay each).</summary>
     public SweepRun[] Phase1 { get; init; } = [];
 
+    /// <summary>The growth of an arm: its own settings or the spec's, with the domains' texts as the placement's where it places new sub-keys at queries.</summary>
+    public GrowthOptions GrowthOf(LifelongArm arm, string specFolder)
+    {
+        var growth = arm.Growth ?? Growth!;
+        return growth.Placement != KeyPlacement.Queries ? growth : growth with
+        {
+            NewDomain = growth.NewDomain ?? DomainB.Resolved(specFolder).Train,
+            OldDomain = growth.OldDomain ?? DomainA.Resolved(specFolder).Train ?? Data.BundledCorpus.TrainPath,
+        };
+    }
+
     /// <summary>The phase-2 arms.</summary>
     public LifelongArm[] Arms { get; init; } = [];
 
@@ -92,7 +106,7 @@ public sealed record LifelongSpec
         {
             if (Phase1.All(r => r.Name != arm.From))
                 throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues '{arm.From}', which is not a phase-1 run");
-            if (arm.Grow && Growth is null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' grows but the spec has no growth settings");
+            if (arm.Grow && (arm.Growth ?? Growth) is null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' grows but neither it nor the spec has growth settings");
         }
     }
 }

@@ -1,5 +1,6 @@
 using PeerSharp.Config;
 using PeerSharp.Evaluation;
+using PeerSharp.Growth;
 
 namespace PeerSharp.Experiments;
 
@@ -109,6 +110,15 @@ public sealed record SweepResult
     /// <summary>Every validation of the run, for usage over training.</summary>
     public IReadOnlyList<CurvePoint> Curve { get; init; } = [];
 
+    /// <summary>A grown lifelong arm's routing to its grown experts per domain, at growth and at the end (null otherwise).</summary>
+    public IReadOnlyList<RoutingScore>? Routing { get; init; }
+
     /// <summary>When the run finished (UTC).</summary>
     public DateTime FinishedAt { get; init; }
 }
+
+/// <summary>How one domain's validation tokens split between old and grown experts in a grown model (<see cref="GrowthRouting.Measure"/>).</summary>
+/// <param name="Text">"A" (the old domain) or "B" (the new one).</param>
+/// <param name="When">"grown" (the checkpoint phase 2 starts from) or "end" (after phase 2).</param>
+/// <param name="Layers">Per PEER and PKM layer.</param>
+public sealed record RoutingScore(string Text, string When, IReadOnlyList<GrownRouting> Layers);

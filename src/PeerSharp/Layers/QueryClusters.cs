@@ -6,7 +6,7 @@ namespace PeerSharp.Layers;
 /// <summary>
 /// k-means over half-queries: where a set of queries falls in one half's sub-key space, as a few centres. Sub-keys
 /// placed at such centres score highest for the queries around them, which is how growth gives a new domain's
-/// queries sub-keys of their own (DESIGN.md "Growth and freezing"), as codebook methods initialise codes from the
+/// queries sub-keys of their own (DESIGN.md "Growth that routes"), as codebook methods initialise codes from the
 /// data (Łańcucki et al. 2020, "Robust training of vector quantized bottleneck models").
 /// </summary>
 public static class QueryClusters

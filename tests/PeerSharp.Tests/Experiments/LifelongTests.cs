@@ -31,6 +31,7 @@ public class LifelongTests
             new LifelongArm { Name = "peer-continued", From = "peer" },
             new LifelongArm { Name = "peer-grown-old-frozen", From = "peer", Grow = true, Freeze = new FreezeConfig { OldSubKeyCount = 8 } },
             new LifelongArm { Name = "peer-grown-new-and-queries", From = "peer", Grow = true, Freeze = new FreezeConfig { OldSubKeyCount = 8, SubKeys = true, Backbone = true } },
+            new LifelongArm { Name = "peer-grown-routed", From = "peer", Grow = true, Growth = new GrowthOptions { SubKeyCount = 16, Placement = KeyPlacement.Queries, GateLeak = 0.01, PlacementTokens = 4096 } },
         ],
     };
 
@@ -48,10 +49,10 @@ public class LifelongTests
 
         var finished = Lifelong.Run(spec, folder.Path, results, runs);
 
-        Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337"],
+        Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337", "peer-grown-routed/B#1337"],
                      finished.Select(r => r.Id));
         var outcomes = LifelongOutcome.Of(finished);
-        Assert.Equal(4, outcomes.Count);
+        Assert.Equal(5, outcomes.Count);
         foreach (var o in outcomes)
         {
             Assert.Equal(6, o.Result.Steps);
@@ -64,10 +65,18 @@ public class LifelongTests
         Assert.InRange(grown.AStart - continued.AStart, -0.02, 0.02);
         Assert.True(outcomes[0].Learning > 0, "the dense model should learn domain B");
 
+        // Grown arms record where each domain's tokens go, at growth and at the end; the others do not.
+        Assert.Null(continued.Result.Routing);
+        var routed = outcomes[4].Result;
+        Assert.Equal(["A grown", "B grown", "A end", "B end"], routed.Routing!.Select(r => $"{r.Text} {r.When}"));
+        Assert.Single(Directory.GetDirectories(Path.Combine(runs, spec.Name)), d => d.EndsWith("_grown-16-queries-leak0.01", StringComparison.Ordinal));   // a growth of its own
+
         var report = folder.File("report/RESULTS.md");
         LifelongReport.Write(results, report, folder.File("report"));
         var text = File.ReadAllText(report);
         Assert.Contains("| peer-grown-old-frozen | 256 (16²) | old experts (8²) |", text);
+        Assert.Contains("Routing to the grown experts", text);
+        Assert.Contains("| peer-grown-routed | 1337 | B | end |", text);
         Assert.True(File.Exists(folder.File("report/lifelong-peer-grown-old-frozen-s1337.png")));
         Assert.True(File.Exists(folder.File("report/lifelong-all-A.png")));
 
