@@ -3,10 +3,11 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Benchmarks;
 

@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text;
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Benchmarks;
 

@@ -16,7 +16,7 @@ namespace PeerSharp.Benchmarks;
 /// tables: U·(8 + 2·4·d) bytes (ids sent once per table: 2·8), received from each other rank alike;</item>
 /// <item>expert parallel (tables sharded by id mod P, `peer train --expert-parallel`), counted from the selections:
 /// per (token, remote owner) x out, y back, ∂y out and ∂x back (4 rows of d floats), and per remote selection its
-/// id and gate out and ∂gate back (16 bytes). <c>ShardedExperts</c> sends exactly that plus 8 bytes per (token,
+/// id and gate out and ∂gate back (16 bytes). <c>ExpertExchange</c> sends exactly that plus 8 bytes per (token,
 /// remote owner) and 16 per pair of ranks (its test checks the count it measures against this).</item>
 /// </list>
 /// </summary>
@@ -54,7 +54,7 @@ public static class ExchangeVolumeBenchmark
     static long[][] SelectedIds(Peer layer, Tensor x)
     {
         using var noGrad = no_grad();
-        var (_, ids) = layer.Retrieval.Retrieve(layer.Retrieval.Queries(x), fused: true);
+        var (_, ids) = layer.Retrieval.Retrieve(layer.Retrieval.Queries(x));
         var flat = ids.reshape(ids.shape[0], -1);
         var values = flat.data<long>().ToArray();
         var width = (int)flat.shape[1];

@@ -1,9 +1,9 @@
 using System.Diagnostics;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
-using PeerSharp.Training;
 
 namespace PeerSharp.Benchmarks;
 
@@ -65,7 +65,7 @@ public static class GenerationBenchmark
     {
         TorchSharp.torch.set_num_threads(c.Threads);
         var clock = Stopwatch.StartNew();
-        var (model, info) = TrainingSetup.LoadModel(c.Checkpoint, c.MapTables);
+        var (model, info) = Checkpoint.LoadModel(c.Checkpoint, c.MapTables);
         using var _ = model;
         var loadSeconds = clock.Elapsed.TotalSeconds;
         var tokenizer = Tokenizers.Create(info.Config.Model.Tokenizer);

@@ -1,7 +1,8 @@
 using System.Diagnostics;
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
-using PeerSharp.Training;
+using PeerSharp.Optimizers;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
 

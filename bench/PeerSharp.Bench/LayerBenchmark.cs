@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using System.Text.Json.Serialization;
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 
@@ -121,7 +123,7 @@ public static class LayerBenchmark
         var (layer, hidden) = Build(c);
         var config = new TrainConfig { TableState = c.TableState, UpdateInBackward = c.UpdateInBackward };
         using var optimizer = OptimizerFactory.Create(layer, config);
-        using var tablesInBackward = c.UpdateInBackward ? TableUpdatesInBackward.Attach(layer, optimizer, config.GradientClip) : null;
+        using var trainStep = new TrainStep(layer, optimizer, config);
         var x = randn(c.Tokens, c.ModelDim).requires_grad_();   // (tokens, d_model), a leaf so that dx is computed
         var r = randn(c.Tokens, c.ModelDim);
         var forward = new List<double>();
@@ -135,22 +137,24 @@ public static class LayerBenchmark
         long peakBeforeSteps = ResidentMemory.Peak;
         ResidentMemory.ResetPeak();
         long setup = ResidentMemory.Current, activations = 0;
+        long t0 = 0, t1 = 0, t2 = 0;
+        int current = 0;
+        trainStep.StageCompleted += stage =>
+        {
+            if (stage == TrainStage.Forward)
+            {
+                t1 = Stopwatch.GetTimestamp();
+                if (current == 0) activations = ResidentMemory.Peak - setup;
+            }
+            else if (stage == TrainStage.Backward) t2 = Stopwatch.GetTimestamp();
+        };
         for (int step = 0; step < c.WarmupSteps + c.Steps; step++)
         {
-            using var scope = NewDisposeScope();
+            current = step;
             process.Refresh();
             var cpu0 = process.TotalProcessorTime;
-            var t0 = Stopwatch.GetTimestamp();
-            tablesInBackward?.BeginStep(config.LearningRate);
-            var loss = (layer.forward(x) * r).sum();
-            var t1 = Stopwatch.GetTimestamp();
-            if (step == 0) activations = ResidentMemory.Peak - setup;
-            loss.backward();
-            var t2 = Stopwatch.GetTimestamp();
-            if (tablesInBackward is null) GradientClipping.ClipGlobalNorm(layer.parameters(), config.GradientClip);
-            else tablesInBackward.ClipGlobalNorm(layer.parameters());
-            optimizer.Step(config.LearningRate);
-            optimizer.ZeroGrad();
+            t0 = Stopwatch.GetTimestamp();
+            trainStep.Run(step, config.LearningRate, () => (layer.forward(x) * r).sum());
             x.grad = null;
             var t3 = Stopwatch.GetTimestamp();
             process.Refresh();

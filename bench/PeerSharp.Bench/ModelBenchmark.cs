@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json.Serialization;
+using PeerSharp.Config;
 using PeerSharp.Layers;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 
@@ -63,18 +65,15 @@ public static class ModelBenchmark
         using var model = new TransformerLM(c.Model);
         var config = new TrainConfig();
         using var optimizer = OptimizerFactory.Create(model, config);
+        using var trainStep = new TrainStep(model, optimizer, config);
         var tokens = randint(c.Model.VocabSize, [c.BatchSize, c.Model.ContextLength + 1], dtype: ScalarType.Int64);
         var inputs = tokens[.., ..^1].contiguous();   // (B, T)
         var targets = tokens[.., 1..].contiguous();   // (B, T)
         var steps = new List<double>();
         for (int step = 0; step < c.WarmupSteps + c.Steps; step++)
         {
-            using var scope = NewDisposeScope();
             var start = Stopwatch.GetTimestamp();
-            model.Loss(inputs, targets).backward();
-            GradientClipping.ClipGlobalNorm(model.parameters(), config.GradientClip);
-            optimizer.Step(config.LearningRate);
-            optimizer.ZeroGrad();
+            trainStep.Run(step, config.LearningRate, () => model.Loss(inputs, targets));
             if (step >= c.WarmupSteps) steps.Add(LayerBenchmark.Milliseconds(start, Stopwatch.GetTimestamp()));
         }
         var median = LayerBenchmark.Median(steps);

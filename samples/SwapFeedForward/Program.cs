@@ -5,8 +5,10 @@
 //
 // Without --text it reads the books bundled with the PeerSharp package (PeerSharp.Data.BundledCorpus).
 using System.IO.Compression;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Layers;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -33,23 +35,24 @@ var model = new TinyTransformer(Vocabulary, ContextLength, ModelDim, Heads, Laye
     : new FeedForward(ModelDim));
 Console.WriteLine($"{model.parameters().Sum(p => p.numel()):N0} parameters, {data.shape[0]:N0} bytes of text, {steps} steps");
 
-// PeerSharp's optimizer: AdamW, with row-sparse updates for the expert tables (the fused PEER kernel's gradients).
-using var optimizer = OptimizerFactory.Create(model, new TrainConfig());
+// PeerSharp's optimizer: AdamW, with row-sparse updates for the expert tables (the fused PEER kernel's gradients);
+// PeerSharp's training step: backward, gradients clipped to norm 1, update, gradients cleared.
+var train = new TrainConfig { GradientClip = 1.0 };
+using var optimizer = OptimizerFactory.Create(model, train);
+using var trainStep = new TrainStep(model, optimizer, train);
 for (int step = 1; step <= steps; step++)
 {
-    using var scope = NewDisposeScope();
-    var starts = randint(0, data.shape[0] - ContextLength - 1, [BatchSize, 1]);   // (B, 1)
-    var windows = data[starts + arange(ContextLength + 1)];                      // (B, T+1)
-    var input = windows.narrow(1, 0, ContextLength);                             // (B, T)
-    var target = windows.narrow(1, 1, ContextLength);                            // (B, T)
-    var logits = model.forward(input);                                           // (B, T, V)
-    var loss = nn.functional.cross_entropy(logits.view(-1, Vocabulary), target.reshape(-1));
-    optimizer.ZeroGrad();
-    loss.backward();
-    GradientClipping.ClipGlobalNorm(model.parameters(), maxNorm: 1.0);
-    optimizer.Step(learningRate: 3e-3 * Math.Min(1.0, step / 30.0));               // short warm-up
+    var outcome = trainStep.Run(step - 1, learningRate: 3e-3 * Math.Min(1.0, step / 30.0), () =>   // short warm-up
+    {
+        var starts = randint(0, data.shape[0] - ContextLength - 1, [BatchSize, 1]);   // (B, 1)
+        var windows = data[starts + arange(ContextLength + 1)];                      // (B, T+1)
+        var input = windows.narrow(1, 0, ContextLength);                             // (B, T)
+        var target = windows.narrow(1, 1, ContextLength);                            // (B, T)
+        var logits = model.forward(input);                                           // (B, T, V)
+        return nn.functional.cross_entropy(logits.view(-1, Vocabulary), target.reshape(-1));
+    });
     if (step == 1 || step % 50 == 0 || step == steps)
-        Console.WriteLine($"step {step,4}  loss {loss.item<float>():F3}");
+        Console.WriteLine($"step {step,4}  loss {outcome.Loss:F3}");
 }
 return 0;
 

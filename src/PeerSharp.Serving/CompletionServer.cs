@@ -8,10 +8,10 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Generation;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Serving;
 
@@ -66,7 +66,7 @@ public sealed class CompletionServer : IAsyncDisposable
     /// <summary>A server for a checkpoint, loaded as `peer generate` loads it.</summary>
     public static CompletionServer Create(ServerOptions options) => new(options, () =>
     {
-        var (model, info) = TrainingSetup.LoadModel(options.Checkpoint, options.MapTables);
+        var (model, info) = Checkpoint.LoadModel(options.Checkpoint, options.MapTables);
         return (model, Tokenizers.Create(info.Config.Model.Tokenizer));
     });
 

@@ -1,5 +1,5 @@
+using PeerSharp.Config;
 using PeerSharp.Data;
-using PeerSharp.Training;
 
 namespace PeerSharp.Tests;
 

@@ -1,8 +1,8 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Layers;
-using PeerSharp.Training;
 using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;
@@ -22,7 +22,7 @@ static class EvalCommand
         var command = new Command("eval", "Evaluate a checkpoint: loss, perplexity, bits per byte, expert usage.") { checkpoint, data, tokens, batch, routing, mapTables };
         command.SetAction(parse =>
         {
-            var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
+            var (model, info) = Checkpoint.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
             using var _ = model;
             using var corpus = TokenCorpus.Open(parse.GetValue(data) ?? BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
             var groups = parse.GetValue(routing) ?? ExpertChoiceEvaluation.Sequence;

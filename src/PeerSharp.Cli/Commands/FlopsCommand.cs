@@ -1,6 +1,6 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
 using PeerSharp.Model;
-using PeerSharp.Training;
 using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;

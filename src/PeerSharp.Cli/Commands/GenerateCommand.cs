@@ -1,7 +1,7 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
-using PeerSharp.Training;
 
 namespace PeerSharp.Cli.Commands;
 
@@ -22,7 +22,7 @@ static class GenerateCommand
         {
             var sampling = new SamplingOptions(parse.GetValue(tokens), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(seed));
             sampling.Validate();   // before the model loads
-            var (model, info) = TrainingSetup.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
+            var (model, info) = Checkpoint.LoadModel(parse.GetValue(checkpoint)!, parse.GetValue(mapTables));
             using var _ = model;
             var text = parse.GetValue(prompt)!;
             Console.Write(text);

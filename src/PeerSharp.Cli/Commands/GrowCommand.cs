@@ -1,7 +1,8 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
-using PeerSharp.Training;
+using PeerSharp.Growth;
 using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;
@@ -26,7 +27,7 @@ static class GrowCommand
         command.SetAction(parse =>
         {
             var folder = parse.GetValue(output)!;
-            if (File.Exists(Checkpoint.SidecarPath(TrainingRun.CheckpointPath(folder))))
+            if (File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))))
                 throw new PeerSharpException($"folder '{folder}' already holds a checkpoint; choose another --out");
             var source = parse.GetValue(checkpoint)!;
             var options = new GrowthOptions
@@ -43,7 +44,7 @@ static class GrowCommand
                 .AddColumn(new TableColumn("loss").RightAligned()).AddColumn(new TableColumn("bits per byte").RightAligned());
             foreach (var path in new[] { source, grown })
             {
-                var (model, info) = TrainingSetup.LoadModel(path);
+                var (model, info) = Checkpoint.LoadModel(path);
                 using var _ = model;
                 using var corpus = TokenCorpus.Open(parse.GetValue(data) ?? BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
                 var result = Evaluator.Evaluate(model, corpus, info.Config.Train.BatchSize, parse.GetValue(tokens));
@@ -61,7 +62,7 @@ static class GrowCommand
     static void WriteRouting(string source, string grown, IEnumerable<(string? Path, string Name)> texts, long tokens)
     {
         var before = Checkpoint.Read(source).Config.Model;
-        var (model, info) = TrainingSetup.LoadModel(grown);
+        var (model, info) = Checkpoint.LoadModel(grown);
         using var _ = model;
         var table = new Table().AddColumn("text").AddColumn(new TableColumn("block").RightAligned())
             .AddColumn(new TableColumn("selections of grown experts").RightAligned()).AddColumn(new TableColumn("tokens reaching one").RightAligned());

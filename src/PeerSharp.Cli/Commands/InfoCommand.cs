@@ -1,7 +1,8 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
 using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;

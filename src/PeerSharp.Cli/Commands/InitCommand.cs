@@ -1,6 +1,6 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
 using PeerSharp.Model;
-using PeerSharp.Training;
 using Spectre.Console;
 
 namespace PeerSharp.Cli.Commands;
@@ -21,7 +21,7 @@ static class InitCommand
         command.SetAction(parse =>
         {
             var folder = parse.GetValue(output)!;
-            if (File.Exists(Checkpoint.SidecarPath(TrainingRun.CheckpointPath(folder))))
+            if (File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))))
                 throw new PeerSharpException($"folder '{folder}' already holds a checkpoint; choose another --out");
             var config = run.Resolve(parse);
             var parameters = FlopCounter.Parameters(config.Model).Total;

@@ -1,48 +1,62 @@
 using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using PeerSharp.Config;
 using PeerSharp.Data;
+using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Cli.Commands;
 
-/// <summary>The options that describe a run: a preset, a JSON config file, and overrides of single fields.</summary>
+/// <summary>
+/// The options that describe a run: a preset, a JSON config file, `--set` of any field, and the everyday flags, each
+/// declared once below with the config field it sets. They resolve, in that order, into one overlay of the config
+/// file's format (<see cref="RunConfig.Overlay"/>), as a sweep spec's runs do.
+/// </summary>
 sealed class RunOptions
 {
     public readonly Option<string> Preset = new("--preset") { Description = "Named configuration: " + string.Join(", ", Presets.List().Select(p => p.Name)), DefaultValueFactory = _ => Presets.Default };
     public readonly Option<FileInfo?> Config = new("--config") { Description = "JSON config file (README: Configuration); overrides the preset" };
-    public readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps" };
-    public readonly Option<int?> BatchSize = new("--batch-size") { Description = "Sequences per step" };
-    public readonly Option<double?> LearningRate = new("--lr") { Description = "Peak learning rate" };
-    public readonly Option<bool?> ExpertParallel = new("--expert-parallel") { Description = "Under mpirun: shard every PEER table over the ranks by expert id (expert parallelism; docs/DISTRIBUTED.md)" };
-    public readonly Option<TableOptimizerState?> TableState = EnumOption<TableOptimizerState>("--table-state", "Optimizer state of the expert tables");
-    public readonly Option<bool?> UpdateInBackward = new("--update-in-backward") { Description = "Update the PEER expert tables inside the backward (docs/SPARSE_UPDATES.md)" };
-    public readonly Option<long?> Seed = new("--seed") { Description = "Seed of initialisation and data order" };
-    public readonly Option<int?> EvalInterval = new("--eval-interval") { Description = "Validate every N steps" };
-    public readonly Option<long?> EvalTokens = new("--eval-tokens") { Description = "Validation tokens per evaluation" };
-    public readonly Option<TokenizerKind?> Tokenizer = EnumOption<TokenizerKind>("--tokenizer", "Tokenizer");
-    public readonly Option<int?> Context = new("--context") { Description = "Context length in tokens" };
-    public readonly Option<int?> ModelDim = new("--d-model") { Description = "Model width" };
-    public readonly Option<int?> Layers = new("--layers") { Description = "Transformer blocks" };
-    public readonly Option<PositionKind?> Positions = EnumOption<PositionKind>("--positions", "Positions");
-    public readonly Option<FeedForwardKind?> FeedForward = EnumOption<FeedForwardKind>("--ffn", "Feed-forward of the sparse blocks (the others are dense)");
-    public readonly Option<string?> SparseBlocks = new("--sparse-blocks") { Description = "middle, all, none or a list like 1,3" };
-    public readonly Option<string?> BlockKinds = new("--block-kinds") { Description = "Feed-forward of every block, like dense,moe,peer,dense (replaces --ffn and --sparse-blocks)" };
-    public readonly Option<long?> Experts = new("--experts") { Description = "PEER expert count N (a perfect square)" };
-    public readonly Option<int?> PeerHeads = new("--peer-heads") { Description = "PEER retrieval heads h" };
-    public readonly Option<int?> TopK = new("--topk") { Description = "Experts per PEER head k" };
-    public readonly Option<int?> KeyDim = new("--key-dim") { Description = "PEER query/key width d_key" };
-    public readonly Option<Kernels.ExpertTableStorage?> TableStorage = EnumOption<Kernels.ExpertTableStorage>("--table-storage", "Element type of the PEER expert tables (bfloat16 needs --update-in-backward to train)");
-    public readonly Option<bool?> QueryNorm = new("--query-bn") { Description = "Query BatchNorm on/off" };
-    public readonly Option<int?> MoeExperts = new("--moe-experts") { Description = "MoE expert count E" };
-    public readonly Option<MoeRouting?> Routing = EnumOption<MoeRouting>("--routing", "MoE routing");
-    public readonly Option<double?> Capacity = new("--capacity") { Description = "MoE capacity factor c" };
+    readonly Option<string[]> _set = new("--set") { Description = "Any config field by its JSON path, like model.peer.topK=32 or model.pkm.subKeyCount=256 (repeatable; README: Configuration); overrides --config, and the flags below override it" };
 
-    public IEnumerable<Option> All => [Preset, Config, Steps, BatchSize, LearningRate, TableState, UpdateInBackward, ExpertParallel, Seed, EvalInterval, EvalTokens, Tokenizer, Context, ModelDim, Layers, Positions, FeedForward, SparseBlocks, BlockKinds, Experts, PeerHeads, TopK, KeyDim, TableStorage, QueryNorm, MoeExperts, Routing, Capacity];
+    /// <summary>The everyday flags in the order `--help` lists them, each with the config field (JSON path) it sets.</summary>
+    readonly (Option Option, string Path)[] _flags =
+    [
+        (new Option<int?>("--steps") { Description = "Optimizer steps" }, "train.steps"),
+        (new Option<int?>("--batch-size") { Description = "Sequences per step" }, "train.batchSize"),
+        (new Option<double?>("--lr") { Description = "Peak learning rate" }, "train.learningRate"),
+        (EnumOption<TableOptimizerState>("--table-state", "Optimizer state of the expert tables"), "train.tableState"),
+        (new Option<bool?>("--update-in-backward") { Description = "Update the PEER expert tables inside the backward (docs/SPARSE_UPDATES.md)" }, "train.updateInBackward"),
+        (new Option<bool?>("--expert-parallel") { Description = "Under mpirun: shard every PEER table over the ranks by expert id (expert parallelism; docs/DISTRIBUTED.md)" }, "train.expertParallel"),
+        (new Option<long?>("--seed") { Description = "Seed of initialisation and data order" }, "train.seed"),
+        (new Option<int?>("--eval-interval") { Description = "Validate every N steps" }, "train.evalInterval"),
+        (new Option<long?>("--eval-tokens") { Description = "Validation tokens per evaluation" }, "train.evalTokens"),
+        (EnumOption<TokenizerKind>("--tokenizer", "Tokenizer"), "model.tokenizer"),
+        (new Option<int?>("--context") { Description = "Context length in tokens" }, "model.contextLength"),
+        (new Option<int?>("--d-model") { Description = "Model width" }, "model.modelDim"),
+        (new Option<int?>("--layers") { Description = "Transformer blocks" }, "model.layerCount"),
+        (EnumOption<PositionKind>("--positions", "Positions"), "model.positions"),
+        (EnumOption<FeedForwardKind>("--ffn", "Feed-forward of the sparse blocks (the others are dense)"), "model.feedForward"),
+        (new Option<string?>("--sparse-blocks") { Description = "middle, all, none or a list like 1,3" }, "model.sparseBlocks"),
+        (new Option<string?>("--block-kinds") { Description = "Feed-forward of every block, like dense,moe,peer,dense (replaces --ffn and --sparse-blocks)" }, "model.blockKinds"),
+        (new Option<long?>("--experts") { Description = "PEER expert count N (a perfect square)" }, "model.peer.subKeyCount"),
+        (new Option<int?>("--peer-heads") { Description = "PEER retrieval heads h" }, "model.peer.headCount"),
+        (new Option<int?>("--topk") { Description = "Experts per PEER head k" }, "model.peer.topK"),
+        (new Option<int?>("--key-dim") { Description = "PEER query/key width d_key" }, "model.peer.keyDim"),
+        (EnumOption<ExpertTableStorage>("--table-storage", "Element type of the PEER expert tables (bfloat16 needs --update-in-backward to train)"), "model.peer.tableStorage"),
+        (new Option<bool?>("--query-bn") { Description = "Query BatchNorm on/off" }, "model.peer.queryBatchNorm"),
+        (new Option<int?>("--moe-experts") { Description = "MoE expert count E" }, "model.moe.expertCount"),
+        (EnumOption<MoeRouting>("--routing", "MoE routing"), "model.moe.routing"),
+        (new Option<double?>("--capacity") { Description = "MoE capacity factor c" }, "model.moe.capacityFactor"),
+    ];
+
+    public IEnumerable<Option> All => [Preset, Config, _set, .. _flags.Select(f => f.Option)];
 
     /// <summary>
     /// Preset (or <paramref name="basis"/>, a resumed checkpoint's config, unless a preset is named), then the
-    /// config file, then command-line overrides.
+    /// config file, then `--set`, then the flags.
     /// </summary>
     public RunConfig Resolve(ParseResult parse, RunConfig? basis = null)
     {
@@ -50,55 +64,27 @@ sealed class RunOptions
         if (basis is not null)   // like the number of ranks, expert parallelism is this launch's choice, not the checkpoint's
             config = config with { Train = config.Train with { ExpertParallel = false } };
         if (parse.GetValue(Config) is { } file) config = RunConfig.Load(file.FullName, config);
-        var model = config.Model;
-        var peer = model.PeerOptions;
-        var tokenizer = parse.GetValue(Tokenizer) ?? model.Tokenizer;
-        var experts = parse.GetValue(Experts);
-        peer = peer with
-        {
-            SubKeyCount = experts is { } n ? ProductKeyOptions.SubKeyCountFor(n) : peer.SubKeyCount,
-            HeadCount = parse.GetValue(PeerHeads) ?? peer.HeadCount,
-            TopK = parse.GetValue(TopK) ?? peer.TopK,
-            KeyDim = parse.GetValue(KeyDim) ?? peer.KeyDim,
-            QueryBatchNorm = parse.GetValue(QueryNorm) ?? peer.QueryBatchNorm,
-            TableStorage = parse.GetValue(TableStorage) ?? peer.TableStorage,
-        };
-        var moe = model.MoeOptions with
-        {
-            ExpertCount = parse.GetValue(MoeExperts) ?? model.MoeOptions.ExpertCount,
-            Routing = parse.GetValue(Routing) ?? model.MoeOptions.Routing,
-            CapacityFactor = parse.GetValue(Capacity) ?? model.MoeOptions.CapacityFactor,
-        };
-        model = model with
-        {
-            Tokenizer = tokenizer,
-            VocabSize = tokenizer == model.Tokenizer ? model.VocabSize : Tokenizers.VocabSize(tokenizer),
-            ContextLength = parse.GetValue(Context) ?? model.ContextLength,
-            ModelDim = parse.GetValue(ModelDim) ?? model.ModelDim,
-            LayerCount = parse.GetValue(Layers) ?? model.LayerCount,
-            Positions = parse.GetValue(Positions) ?? model.Positions,
-            FeedForward = parse.GetValue(FeedForward) ?? model.FeedForward,
-            SparseBlocks = parse.GetValue(SparseBlocks) ?? model.SparseBlocks,
-            BlockKinds = parse.GetValue(BlockKinds) ?? model.BlockKinds,
-            PeerOptions = peer,
-            MoeOptions = moe,
-        };
-        var train = config.Train with
-        {
-            Steps = parse.GetValue(Steps) ?? config.Train.Steps,
-            BatchSize = parse.GetValue(BatchSize) ?? config.Train.BatchSize,
-            LearningRate = parse.GetValue(LearningRate) ?? config.Train.LearningRate,
-            TableState = parse.GetValue(TableState) ?? config.Train.TableState,
-            UpdateInBackward = parse.GetValue(UpdateInBackward) ?? config.Train.UpdateInBackward,
-            ExpertParallel = parse.GetValue(ExpertParallel) ?? config.Train.ExpertParallel,
-            Seed = parse.GetValue(Seed) ?? config.Train.Seed,
-            EvalInterval = parse.GetValue(EvalInterval) ?? config.Train.EvalInterval,
-            EvalTokens = parse.GetValue(EvalTokens) ?? config.Train.EvalTokens,
-        };
-        var resolved = new RunConfig { Model = model, Train = train };
+        if (parse.GetValue(_set) is { Length: > 0 } assignments) config = RunConfig.Overlay(config, RunConfig.Assignments(assignments), "--set", Literals);
+        var flags = new JsonObject();
+        foreach (var (option, path) in _flags)
+            if (parse.GetResult(option) is { Implicit: false } given && given.GetValueOrDefault<object?>() is { } value)
+            {
+                RunConfig.Assign(flags, path, Json(option.Name, value));
+                if (value is TokenizerKind tokenizer && tokenizer != config.Model.Tokenizer)
+                    RunConfig.Assign(flags, "model.vocabSize", Tokenizers.VocabSize(tokenizer));   // the new tokenizer's vocabulary
+            }
+        var resolved = flags.Count == 0 ? config : RunConfig.Overlay(config, flags, "the command line", Literals);
         resolved.Validate();
         return resolved;
     }
+
+    /// <summary>Values given on the command line may be NaN or Infinity: validation then names them as it names any bad value.</summary>
+    const JsonNumberHandling Literals = JsonNumberHandling.AllowNamedFloatingPointLiterals;
+
+    /// <summary>A flag's value as a config file writes its field (enums by their names); --experts N as the sub-keys n = √N.</summary>
+    static JsonNode Json(string flag, object value) => flag == "--experts"
+        ? ProductKeyOptions.SubKeyCountFor((long)value)
+        : JsonSerializer.SerializeToNode(value, value.GetType(), new JsonSerializerOptions(RunConfig.Json) { NumberHandling = Literals })!;
 
     /// <summary>
     /// An option whose values are the enum's config-file names (<see cref="EnumNames"/>), listed in its help; an

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Distributed;
 using PeerSharp.Evaluation;
@@ -37,7 +39,7 @@ static class TrainCommand
             RunConfig? resumed = null;
             if (parse.GetResult(resume) is not null)
             {
-                resumeFrom = parse.GetValue(resume) ?? TrainingRun.CheckpointPath(parse.GetValue(output) ?? Path.Combine("runs", parse.GetValue(run.Preset)!));
+                resumeFrom = parse.GetValue(resume) ?? Checkpoint.PathInFolder(parse.GetValue(output) ?? Path.Combine("runs", parse.GetValue(run.Preset)!));
                 if (root) resumed = Checkpoint.Read(resumeFrom).Config;
             }
             var config = root ? run.Resolve(parse, resumed) : null;

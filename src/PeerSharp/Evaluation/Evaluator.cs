@@ -72,8 +72,10 @@ public static class Evaluator
         model.eval();
         var retrievals = Retrievals(model);
         var trackers = retrievals.Select(p => new ExpertUsage(p.layer.ExpertCount)).ToList();
-        for (int i = 0; i < retrievals.Count; i++)
-            retrievals[i].layer.Observer = together is null ? trackers[i] : new BothObservers(trackers[i], together[i]);
+        var observing = retrievals.Select((p, i) => p.layer.Retrieval.Attach(c => c with
+        {
+            Observer = together is null ? trackers[i] : new BothObservers(trackers[i], together[i]),
+        })).ToList();
         try
         {
             double lossSum = 0;
@@ -113,7 +115,7 @@ public static class Evaluator
         }
         finally
         {
-            foreach (var (_, layer) in retrievals) layer.Observer = null;
+            foreach (var scope in observing) scope.Dispose();
             foreach (var tracker in trackers) tracker.Dispose();
             model.train(wasTraining);
         }

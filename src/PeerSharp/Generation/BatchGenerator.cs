@@ -43,7 +43,7 @@ public sealed class BatchGenerator : IDisposable
     readonly SemaphoreSlim _signal = new(0);
     readonly CancellationTokenSource _stop = new();
     readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    readonly List<IExpertRetrieval> _observed = [];
+    readonly List<IDisposable> _observed = [];   // the layers' observer scopes
     readonly Thread _thread;
     readonly int? _endOfDocument;
     int _running;          // sequences taken from the queue and not yet ended
@@ -63,8 +63,7 @@ public sealed class BatchGenerator : IDisposable
             if (module is IExpertRetrieval layer)
             {
                 var selections = new ExpertSelections(name, layer.ExpertCount);
-                layer.Observer = selections;
-                _observed.Add(layer);
+                _observed.Add(layer.Retrieval.Attach(c => c with { Observer = selections }));
                 experts.Add(selections);
             }
         Experts = experts;
@@ -140,7 +139,7 @@ public sealed class BatchGenerator : IDisposable
         lock (_lock) _accepting = false;
         _stop.Cancel();
         _thread.Join();
-        foreach (var layer in _observed) layer.Observer = null;
+        foreach (var scope in _observed) scope.Dispose();
         _signal.Dispose();
         _stop.Dispose();
     }

@@ -5,7 +5,7 @@ namespace PeerSharp.Layers;
 
 /// <summary>
 /// A layer that picks, per token, a few rows of a large table through product keys: PEER's experts and PKM's
-/// memory values. The evaluator attaches an <see cref="ISelectionObserver"/> to measure expert usage and
+/// memory values. The evaluator attaches an <see cref="ISelectionObserver"/> (<see cref="ProductKeyRetrieval.Attach"/>) to measure expert usage and
 /// unevenness (DESIGN.md "Metrics"); the optimizer factory finds the tables to update sparsely; the model adds the
 /// retrieval's balance term, if any, to the training loss.
 /// </summary>
@@ -13,9 +13,6 @@ public interface IExpertRetrieval : IAuxiliaryLoss
 {
     /// <inheritdoc />
     Tensor? IAuxiliaryLoss.AuxiliaryLoss => Retrieval.BalanceLoss;
-
-    /// <summary>When set, every forward reports its selections (ids and gates) to it.</summary>
-    ISelectionObserver? Observer { get; set; }
 
     /// <summary>N, the number of rows (experts or memory values) the layer selects from.</summary>
     long ExpertCount { get; }

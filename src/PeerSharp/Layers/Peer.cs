@@ -73,9 +73,6 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
     public PeerOptions Options { get; }
 
     /// <inheritdoc />
-    public ISelectionObserver? Observer { get; set; }
-
-    /// <inheritdoc />
     public long ExpertCount => Options.ExpertCount;
 
     /// <inheritdoc />
@@ -134,43 +131,31 @@ public sealed class Peer : nn.Module<Tensor, Tensor>, IExpertRetrieval
     public bool SparseTableGradients => UsesFusedKernel;
 
     /// <summary>
-    /// Set from above (the trainer) for an expert-parallel training: <see cref="Down"/> and <see cref="Up"/> then hold
-    /// only this rank's rows, and step 5 runs <see cref="ShardedExperts"/> with the other ranks (DESIGN.md
-    /// "Distributed training"); null: the whole tables are here.
+    /// Step 5 as the layer runs it now: what the context attaches (expert parallelism's shards, the tables' update in
+    /// the backward), else the fused kernel where it can run and the plain tensor ops otherwise.
     /// </summary>
-    public ExpertShards? Shards { get; set; }
-
-    /// <summary>
-    /// Set by the training for updates in the backward (docs/SPARSE_UPDATES.md, "Update in the backward"): the fused
-    /// backward hands the tables' coalesced gradient rows to it instead of storing them; null (the default) stores them.
-    /// </summary>
-    internal ITableUpdate? TableUpdate { get; set; }
+    ExpertStep Experts => _retrieval.Context.Experts ?? (UsesFusedKernel ? ExpertStep.Fused : ExpertStep.Plain);
 
     /// <summary>PEER forward, steps 1-5 of the paper. input: [..., d_model]; returns the same shape.</summary>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var fused = UsesFusedKernel;
         var x = input.reshape(-1, ModelDim);                                        // [M, d_model]
 
         // 1. One query per head: q = BN(W_q x).
         var queries = _retrieval.Queries(x);                                         // [M, h, d_key]
 
         // 2-3. Product-key retrieval: per half top-k, then top-k of the k² candidates; id = a·n + b.
-        var (scores, ids) = _retrieval.Retrieve(queries, fused);                     // [M, h, k] each
+        var (scores, ids) = _retrieval.Retrieve(queries);                            // [M, h, k] each
         RowReadAhead.Request(ids, Down, Up);   // tables mapped from a file: their pages are read meanwhile
 
         // 4. Gates: softmax over the k selected scores of each head.
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
         // 5. Experts: Σ_heads Σ_selected g · σ(u_id · x) · v_id.
-        var y = Shards is { } shards
-            ? ShardedExperts.Forward(x, ids, gates, Down, Up, Options.Activation, shards)   // [M, d_model], with the ranks holding the rows
-            : fused
-            ? FusedExperts.Forward(x, ids, gates, Down, Up, Options.Activation, null, TableUpdate)   // [M, d_model]
-            : PlainExperts.Forward(x, ids, gates, Down, Up, Options.Activation);    // [M, d_model]
+        var y = Experts.Forward(x, ids, gates, Down, Up, Options.Activation);       // [M, d_model]
 
-        Observer?.Observe(ids, gates);
+        _retrieval.Context.Observer?.Observe(ids, gates);
         return scope.MoveToOuter(y.view(input.shape));
     }
 

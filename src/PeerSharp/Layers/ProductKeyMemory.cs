@@ -59,9 +59,6 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
     public PkmOptions Options { get; }
 
     /// <inheritdoc />
-    public ISelectionObserver? Observer { get; set; }
-
-    /// <inheritdoc />
     public long ExpertCount => Options.ValueCount;
 
     /// <inheritdoc />
@@ -84,7 +81,7 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
 
         // One query per head, q = BN(W_q x), then product-key retrieval and softmax gates, exactly as PEER.
         var queries = _retrieval.Queries(x);                                         // [M, h, d_key]
-        var (scores, ids) = _retrieval.Retrieve(queries, _retrieval.CanRunFused);    // [M, h, k] each
+        var (scores, ids) = _retrieval.Retrieve(queries);                            // [M, h, k] each
         RowReadAhead.Request(ids, Values);   // a table mapped from a file: its pages are read meanwhile
         var gates = scores.softmax(-1);                                              // [M, h, k]
 
@@ -93,7 +90,7 @@ public sealed class ProductKeyMemory : nn.Module<Tensor, Tensor>, IExpertRetriev
         long M = x.shape[0], hk = Options.HeadCount * Options.TopK;
         var y = _values.forward(ids.view(M, hk), null!, gates.view(M, hk));         // [M, d_model]
 
-        Observer?.Observe(ids, gates);
+        _retrieval.Context.Observer?.Observe(ids, gates);
         return scope.MoveToOuter(y.view(input.shape));
     }
 

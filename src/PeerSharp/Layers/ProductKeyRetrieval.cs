@@ -13,8 +13,9 @@ namespace PeerSharp.Layers;
 /// <para>
 /// Its tensors are registered on the owning layer under the contract's flat names "query", "query_norm" and
 /// "keys" (DESIGN.md "Parameter contract"), not under a sub-module of their own, so PEER's and PKM's state
-/// dicts read as in PyTorch code. The plain tensor-op retrieval and the fused kernel are chosen by the caller,
-/// once per forward, from <see cref="CanRunFused"/>.
+/// dicts read as in PyTorch code. The plain tensor-op retrieval and the fused kernel are chosen here, from
+/// <see cref="CanRunFused"/>; what callers above attach for a while (an observer, the ranks, frozen query
+/// statistics, PEER's step 5) is one <see cref="RetrievalContext"/>, changed only through <see cref="Attach"/>.
 /// </para>
 /// </summary>
 public sealed class ProductKeyRetrieval : IDisposable
@@ -68,12 +69,32 @@ public sealed class ProductKeyRetrieval : IDisposable
     /// </summary>
     public Parameter SubKeys => _owner.get_parameter("keys")!;
 
+    /// <summary>What is attached to the layer now (<see cref="Attach"/>); <see cref="RetrievalContext.None"/> as built.</summary>
+    public RetrievalContext Context { get; private set; } = RetrievalContext.None;
+
     /// <summary>
-    /// Whether the query BatchNorm normalises with its running statistics in training too, leaving them unchanged:
-    /// set for frozen query networks (Training.FreezeConfig.Queries), which then compute the same function in
-    /// training and evaluation, the one they had learned.
+    /// Attaches <paramref name="change"/>(the current context) until the returned scope is disposed, which puts back
+    /// the settings this call changed (and only those, so scopes that end out of order keep each other's).
     /// </summary>
-    public bool QueryStatisticsFrozen { get; set; }
+    public IDisposable Attach(Func<RetrievalContext, RetrievalContext> change)
+    {
+        var before = Context;
+        var attached = change(before);
+        Context = attached;
+        return new Scope(this, before, attached);
+    }
+
+    sealed class Scope(ProductKeyRetrieval retrieval, RetrievalContext before, RetrievalContext attached) : IDisposable
+    {
+        bool _disposed;
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            retrieval.Context = attached.Undo(retrieval.Context, before);
+        }
+    }
 
     /// <summary>k, the experts each head selects.</summary>
     public int TopK => _options.TopK;
@@ -91,22 +112,15 @@ public sealed class ProductKeyRetrieval : IDisposable
         }
     }
 
-    /// <summary>
-    /// The ranks of a data-parallel run, attached from above (the trainer) for the duration of a training: the query
-    /// BatchNorm then normalises with the statistics of the whole global batch, over every rank's tokens, so P
-    /// ranks compute what one process computes on the whole batch (DESIGN.md "Distributed training").
-    /// </summary>
-    public ICommunicator? Replicas { get; set; }
-
     /// <summary>Step 1: one query per head, q = BN(W_q x); head j reads features [j·d_key, (j+1)·d_key). x: [M, d_model] → [M, h, d_key].</summary>
     public Tensor Queries(Tensor x)
     {
         using var scope = NewDisposeScope();
         var features = BatchInvariance.Linear(_query, x);                                          // [M, h·d_key]
         if (_queryNorm is not null)
-            features = QueryStatisticsFrozen
+            features = Context.QueryStatisticsFrozen
                 ? nn.functional.batch_norm(features, _queryNorm.running_mean!, _queryNorm.running_var!, _queryNorm.weight, _queryNorm.bias, training: false, eps: 1e-5)
-                : _queryNorm.training && Replicas is { Size: > 1 } replicas ? SharedBatchNorm(_queryNorm, features, replicas) : _queryNorm.forward(features);
+                : _queryNorm.training && Context.Replicas is { Size: > 1 } replicas ? SharedBatchNorm(_queryNorm, features, replicas) : _queryNorm.forward(features);
         var queries = features.view(-1, _options.HeadCount, _options.KeyDim);        // [M, h, d_key]
         if (_options.CosineKeys)
         {
@@ -147,20 +161,21 @@ public sealed class ProductKeyRetrieval : IDisposable
     /// <summary>
     /// Steps 2-3: per half top-k, then the top-k of the k² candidates. queries: [M, h, d_key] → scores and row ids
     /// a·n + b (with <see cref="ProductKeyOptions.HeadRotation"/>, rotated per head), [M, h, k] each, best first
-    /// (scores differentiable in the queries and sub-keys). In training mode it also sets <see cref="BalanceLoss"/>.
+    /// (scores differentiable in the queries and sub-keys), by the fused kernel where it <see cref="CanRunFused"/>.
+    /// In training mode it also sets <see cref="BalanceLoss"/>.
     /// </summary>
-    public (Tensor Scores, Tensor Ids) Retrieve(Tensor queries, bool fused)
+    public (Tensor Scores, Tensor Ids) Retrieve(Tensor queries)
     {
         using var scope = NewDisposeScope();
         bool reviving = _owner.training && _options.RevivalInterval > 0;
         if (reviving) Revive();
         var keys = ScoringKeys;                                                      // [2, n, d_key/2]
-        var (scores, pairs) = fused
+        var (scores, pairs) = CanRunFused
             ? FusedProductKeys.Retrieve(queries, keys, _options.TopK)
             : ProductKeys.Retrieve(queries, keys, _options.TopK);                    // [M, h, k] each
         if (reviving) Remember(queries, pairs, keys.shape[1]);
         ReplaceBalanceLoss(_owner.training && _options.Balance != RetrievalBalance.None
-            ? _options.BalanceWeight * RetrievalBalanceLoss.Of(_options.Balance, queries, keys, pairs, Replicas)
+            ? _options.BalanceWeight * RetrievalBalanceLoss.Of(_options.Balance, queries, keys, pairs, Context.Replicas)
             : null);
         var ids = _options.HeadRotation ? RotateHeads(pairs, keys.shape[1]) : pairs;
         return (scope.MoveToOuter(scores), scope.MoveToOuter(ids));
@@ -187,7 +202,7 @@ public sealed class ProductKeyRetrieval : IDisposable
     /// </summary>
     void Revive()
     {
-        if (Replicas is { Size: > 1 })
+        if (Context.Replicas is { Size: > 1 })
             throw new PeerSharpException("dead-key revival is not supported in data-parallel training yet: each rank would revive from its own queries; set revivalInterval to 0");
         using var noGrad = no_grad();
         var counts = _owner.get_buffer("revival_counts")!;

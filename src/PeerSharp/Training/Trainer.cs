@@ -1,9 +1,12 @@
 using TorchSharp;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Distributed;
 using PeerSharp.Evaluation;
-using PeerSharp.Layers;
+using PeerSharp.ExpertParallel;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -56,7 +59,7 @@ public sealed class Trainer
         config.Validate();
         if (train.TokenizerName != EnumNames.Name(config.Model.Tokenizer))
             throw new PeerSharpException($"training data was tokenized with '{train.TokenizerName}' but the model expects '{EnumNames.Name(config.Model.Tokenizer)}'");
-        MappedTables.RefuseTraining(model);
+        OptimizerFactory.RefuseMappedTables(model);
         (_config, _model, _optimizer, _train, _validation) = (config, model, optimizer, train, validation);
         (_checkpointPath, _tensorBoardFolder) = (checkpointPath, tensorBoardFolder);
     }
@@ -71,7 +74,7 @@ public sealed class Trainer
     /// Expert parallelism's sharded tables (<see cref="TrainConfig.ExpertParallel"/>); null: every rank holds whole
     /// tables. Their gradients are complete on their owners and skip the exchange; checkpoints gather them to rank 0.
     /// </summary>
-    public ExpertSharding? Sharding { get; init; }
+    public ExpertParallelism? Sharding { get; init; }
 
     /// <summary>Bytes this rank sent to the others per training step in expert parallelism's exchanges (mean over this run's steps; 0 without).</summary>
     public double ExpertParallelBytesPerStep { get; private set; }
@@ -102,21 +105,14 @@ public sealed class Trainer
         int rowsPerRank = RowsPerRank(train, Replicas);
         var schedule = new LearningRateSchedule(train.LearningRate, train.WarmupSteps, train.Steps, train.MinLearningRateRatio);
         var sampler = new BatchSampler(_train, train.BatchSize, _config.Model.ContextLength, train.Seed);
-        var parameters = _model.parameters().ToList();
-        var sharded = Sharding?.Parameters ?? [];
-        var replicated = parameters.Where(p => Sharding?.Holds(p) != true).ToList();   // all, unless expert parallel
-        var exchange = new GradientExchange(Replicas, replicated);
         var tokensPerStep = (long)train.BatchSize * _config.Model.ContextLength;
         var tensorBoard = _tensorBoardFolder is null || rank != 0 ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
         EvaluationResult? validation = null;
         string? checkpoint = null;
-        using var freeze = ParameterFreeze.Apply(_model, _optimizer, train.Freeze);
-        using var tablesInBackward = train.UpdateInBackward ? TableUpdatesInBackward.Attach(_model, _optimizer, train.GradientClip, freeze, ranks) : null;
+        using var trainStep = new TrainStep(_model, _optimizer, train, Replicas, Sharding);
         var clock = new System.Diagnostics.Stopwatch();   // optimizer steps only, not validation or checkpoints
         long step = startStep, stepsThisRun = 0;
         _model.train();
-        var retrievals = _model.Blocks.Select(b => b.FeedForward).OfType<IExpertRetrieval>().ToList();
-        foreach (var layer in retrievals) layer.Retrieval.Replicas = Replicas;   // the query BatchNorm sees the global batch
         var folder = new RunFolderWatch(Path.GetDirectoryName(Path.GetFullPath(_checkpointPath))!, watched: rank == 0);
 
         try
@@ -124,30 +120,15 @@ public sealed class Trainer
             while (step < train.Steps && !StopRequested(cancellation))
             {
                 var learningRate = schedule.At(step);
-                double loss, gradientNorm;
                 clock.Start();
                 Sharding?.ResetTraffic();
-                using (var scope = NewDisposeScope())
+                var (loss, gradientNorm) = trainStep.Run(step, learningRate, () =>
                 {
                     var (input, target) = sampler.Batch(step);                  // (B, T) each, the global batch
                     if (ranks > 1)
                         (input, target) = (input.narrow(0, rank * rowsPerRank, rowsPerRank), target.narrow(0, rank * rowsPerRank, rowsPerRank));   // (B/P, T)
-                    tablesInBackward?.BeginStep(learningRate);                  // the tables' update in the backward: this step's rate
-                    var lossTensor = _model.Loss(input, target);
-                    lossTensor.backward();
-                    exchange.Exchange();                                         // gradients: the mean over the ranks
-                    Sharding?.AverageGradients();                                // sharded tables: complete on their owner, ÷ P
-                    freeze?.BeforeStep();                                        // frozen rows leave the gradients before clipping
-                    gradientNorm = tablesInBackward?.ClipGlobalNorm(parameters)   // one rank only: replicated = parameters
-                                   ?? GradientClipping.ClipGlobalNorm(replicated, train.GradientClip, sharded, Replicas);
-                    loss = MeanOverRanks(lossTensor.ToDouble());
-                    // Checked before the update, so a diverged step never reaches the weights (or a checkpoint).
-                    if (!double.IsFinite(loss) || !double.IsFinite(gradientNorm))
-                        throw new PeerSharpException($"training diverged at step {step + 1} (loss {loss}, gradient norm {gradientNorm}); nothing from this step was saved; try a lower learning rate than {train.LearningRate}");
-                    _optimizer.Step(learningRate);
-                    freeze?.AfterStep();
-                    _optimizer.ZeroGrad();
-                }
+                    return _model.Loss(input, target);
+                });
                 clock.Stop();
                 step++;
                 stepsThisRun++;
@@ -189,10 +170,6 @@ public sealed class Trainer
         {
             throw folder.GoneError(step, e.Message);   // deleted between the check and a write, or being deleted (tensorboard/ first)
         }
-        finally
-        {
-            foreach (var layer in retrievals) layer.Retrieval.Replicas = null;
-        }
 
         folder.Check(step);
         var completed = step >= train.Steps;
@@ -231,14 +208,6 @@ public sealed class Trainer
         Span<long> requested = [cancellation.IsCancellationRequested ? 1 : 0];
         Replicas.AllReduceSum(requested);
         return requested[0] > 0;
-    }
-
-    /// <summary>The mean of the ranks' values: the loss of the global batch, as every rank's shard has the same size.</summary>
-    double MeanOverRanks(double value)
-    {
-        Span<double> sum = [value];
-        Replicas.AllReduceSum(sum);
-        return sum[0] / Replicas.Size;
     }
 
     /// <summary>Stops the run (on every rank) unless every rank holds the same parameters and buffers.</summary>

@@ -1,6 +1,10 @@
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Distributed;
+using PeerSharp.ExpertParallel;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 
 namespace PeerSharp.Training;
 
@@ -60,10 +64,10 @@ public sealed class TrainingRun : IDisposable
     readonly MetricsLog? _metrics;
     readonly TokenCorpus _corpus;
     readonly TokenCorpus? _heldOutCorpus;
-    readonly ExpertSharding? _sharding;
+    readonly ExpertParallelism? _sharding;
 
     TrainingRun(string folder, RunConfig config, TransformerLM model, IOptimizer optimizer,
-                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas, ExpertSharding? sharding)
+                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas, ExpertParallelism? sharding)
     {
         (Folder, Config, Model, Optimizer, StartStep, TokensSeen, _sharding) = (folder, config, model, optimizer, startStep, tokensSeen, sharding);
         (_corpus, _heldOutCorpus) = (corpus, heldOutCorpus);
@@ -75,7 +79,7 @@ public sealed class TrainingRun : IDisposable
         TokenWindows.Validate(ValidationCorpus, 1, config.Model.ContextLength, "validation text");
         if (replicas.Rank != 0)
         {
-            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder)) { Replicas = replicas, Sharding = sharding };
+            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, Checkpoint.PathInFolder(folder)) { Replicas = replicas, Sharding = sharding };
             return;
         }
 
@@ -89,7 +93,7 @@ public sealed class TrainingRun : IDisposable
             if (resumedFolder is not null && !SameFolder(resumedFolder, folder))
                 StartMetricsFrom(Path.Combine(resumedFolder, "metrics.jsonl"), MetricsPath);
             _metrics = new MetricsLog(MetricsPath, keepThroughStep: startStep);
-            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, CheckpointPath(folder), Path.Combine(folder, "tensorboard"))
+            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, Checkpoint.PathInFolder(folder), Path.Combine(folder, "tensorboard"))
             {
                 Metrics = _metrics,
                 Replicas = replicas,
@@ -113,7 +117,7 @@ public sealed class TrainingRun : IDisposable
         config.Validate();
         config.Model.CheckFitsInMemory(training: true);
         Trainer.RowsPerRank(config.Train, replicas);
-        if (config.Train.ExpertParallel) ExpertSharding.Check(config, replicas);
+        if (config.Train.ExpertParallel) ExpertParallelism.Check(config, replicas);
         var root = replicas.Rank == 0;
         var resumedFolder = options.ResumeFrom is { } from && root ? Path.GetDirectoryName(Path.GetFullPath(Checkpoint.SidecarPath(from)))! : null;
         var folder = options.Folder ?? resumedFolder ?? (root ? null : "")
@@ -125,7 +129,7 @@ public sealed class TrainingRun : IDisposable
         TokenCorpus? corpus = null, heldOut = null;
         TransformerLM? model = null;
         IOptimizer? optimizer = null;
-        ExpertSharding? sharding = null;
+        ExpertParallelism? sharding = null;
         try
         {
             corpus = TokenCorpus.Open(options.DataPath ?? BundledCorpus.TrainPath, tokenizer);
@@ -141,7 +145,7 @@ public sealed class TrainingRun : IDisposable
             else
                 (model, optimizer) = TrainingSetup.Create(config);
             (startStep, tokensSeen) = TakeRootState(replicas, model, optimizer, startStep, tokensSeen);
-            if (config.Train.ExpertParallel) sharding = ExpertSharding.Apply(model, optimizer, replicas);   // each rank keeps its rows
+            if (config.Train.ExpertParallel) sharding = ExpertParallelism.Apply(model, optimizer, replicas);   // each rank keeps its rows
             return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas, sharding);
         }
         catch
@@ -168,9 +172,6 @@ public sealed class TrainingRun : IDisposable
         var steps = replicas.Broadcast(new[] { startStep, tokensSeen });
         return (steps[0], steps[1]);
     }
-
-    /// <summary>The checkpoint path of a run folder (FOLDER/checkpoint → checkpoint.json and its tensor files).</summary>
-    public static string CheckpointPath(string folder) => Path.Combine(folder, "checkpoint");
 
     /// <summary>The run folder (on a rank other than 0 of a data-parallel run: the folder given, never touched; or empty).</summary>
     public string Folder { get; }
@@ -200,7 +201,7 @@ public sealed class TrainingRun : IDisposable
     public bool ValidationHeldOutFromData { get; }
 
     /// <summary>Expert parallelism's sharded tables (<see cref="TrainConfig.ExpertParallel"/>), null otherwise.</summary>
-    public ExpertSharding? Sharding => _sharding;
+    public ExpertParallelism? Sharding => _sharding;
 
     /// <summary>The training loop, for its events (progress, validations, checkpoints).</summary>
     public Trainer Trainer { get; }
@@ -247,7 +248,7 @@ public sealed class TrainingRun : IDisposable
     {
         if (File.Exists(folder)) throw new PeerSharpException($"run folder '{folder}' is a file; expected a folder (or a path that does not exist yet)");
         if (overwrite || (resumedFolder is not null && SameFolder(resumedFolder, folder))) return;
-        if (File.Exists(Checkpoint.SidecarPath(CheckpointPath(folder))) || File.Exists(Path.Combine(folder, "metrics.jsonl")))
+        if (File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))) || File.Exists(Path.Combine(folder, "metrics.jsonl")))
             throw new PeerSharpException(resumedFolder is null
                 ? $"run folder '{folder}' already holds a run; continue it with --resume, replace it with --force, or choose another --out"
                 : $"run folder '{folder}' already holds another run than the checkpoint in '{resumedFolder}'; resume in the checkpoint's folder (leave out --out), replace that run with --force, or choose another --out");

@@ -1,5 +1,7 @@
-using PeerSharp.Layers;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Training;
@@ -44,33 +46,6 @@ public static class TrainingSetup
             model.Dispose();
             throw;
         }
-    }
-
-    /// <summary>A model restored from a checkpoint, in evaluation mode.</summary>
-    public static (TransformerLM Model, Checkpoint Info) LoadModel(string checkpointPath) => LoadModel(checkpointPath, mapTables: false);
-
-    /// <summary>
-    /// A model restored from a checkpoint, in evaluation mode; with <paramref name="mapTables"/> its expert tables
-    /// are memory-mapped read-only from the checkpoint (<see cref="Checkpoint.LoadForInference"/>), never
-    /// allocated, and the model cannot be trained.
-    /// </summary>
-    public static (TransformerLM Model, Checkpoint Info) LoadModel(string checkpointPath, bool mapTables)
-    {
-        var info = mapTables ? Checkpoint.ReadWithoutHashes(checkpointPath) : Checkpoint.Read(checkpointPath);
-        if (!mapTables) info.Config.Model.CheckFitsInMemory(training: false);
-        TransformerLM model;
-        using (mapTables ? TableInit.Defer() : null) model = new TransformerLM(info.Config.Model);
-        try
-        {
-            info = Checkpoint.LoadForInference(checkpointPath, model, mapTables);   // a save since the read above moved it on
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        model.eval();
-        return (model, info);
     }
 
     static string Difference(ModelConfig saved, ModelConfig requested)

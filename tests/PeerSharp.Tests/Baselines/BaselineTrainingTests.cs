@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using PeerSharp.Config;
 using PeerSharp.Tests.Cli;
-using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Baselines;
 

@@ -1,6 +1,6 @@
+using PeerSharp.Config;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Baselines;
 

@@ -79,7 +79,7 @@ public class ProductKeyMemoryTests
         var pkm = new ProductKeyMemory(6, options);
         var x = randn(2, 6);
         using var usage = new ExpertUsage(options.ValueCount);
-        pkm.Observer = usage;
+        using var observing = pkm.Retrieval.Attach(c => c with { Observer = usage });
         pkm.forward(x).sum().backward();
         Assert.True(pkm.Values.grad!.is_sparse, "the value table's gradient should hold the rows read, not all N");
         var rowsWithGradient = pkm.Values.grad!.to_dense().abs().sum(1).gt(0).nonzero().flatten().data<long>().ToHashSet();

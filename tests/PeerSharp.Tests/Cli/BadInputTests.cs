@@ -1,6 +1,7 @@
 using System.IO.Compression;
+using PeerSharp.Checkpoints;
 using PeerSharp.Tests.Training;
-using Checkpoint = PeerSharp.Training.Checkpoint;
+using Checkpoint = PeerSharp.Checkpoints.Checkpoint;
 
 namespace PeerSharp.Tests.Cli;
 
@@ -46,6 +47,8 @@ public class BadInputTests : IDisposable
         AssertTrainFailsWithoutOutput("not a perfect square", "--experts", "1000");
         AssertTrainFailsWithoutOutput("top-k 9", "--experts", "64", "--topk", "9");
         AssertTrainFailsWithoutOutput("key dim 7", "--key-dim", "7");
+        AssertTrainFailsWithoutOutput("setting 'model.peer.topK' is not PATH=VALUE", "--set", "model.peer.topK");
+        AssertTrainFailsWithoutOutput("--set is not a valid PeerSharp config", "--set", "model.peer.topKay=3");
         AssertFailsWith("unknown preset 'huge'", "train", "--preset", "huge", "--out", Run("failed"));
     }
 

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using PeerSharp.Model;
 namespace PeerSharp.Tests.Cli;
 
 /// <summary>The commands a user runs, end to end through the real program.</summary>
@@ -15,7 +16,7 @@ public class CommandTests : IDisposable
         var train = PeerProcess.Run(_folder.Path, "train", "--preset", "tiny", "--steps", "20", "--out", run, "--sample-tokens", "20");
         Assert.True(train.ExitCode == 0, train.Error);
         Assert.Contains("bits per byte", train.Output);
-        Assert.NotNull(PeerSharp.Training.Checkpoint.Read(Path.Combine(run, "checkpoint.json")).OptimizerFile);
+        Assert.NotNull(PeerSharp.Checkpoints.Checkpoint.Read(Path.Combine(run, "checkpoint.json")).OptimizerFile);
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard"), "*", SearchOption.AllDirectories));
 
         var eval = PeerProcess.Run(_folder.Path, "eval", "--checkpoint", Path.Combine(run, "checkpoint.json"), "--tokens", "4096");
@@ -68,6 +69,18 @@ public class CommandTests : IDisposable
             Assert.Matches($@"\| {Regex.Escape(kernel)} \| 32² \|.*\| \*\*[\d.]+×\*\* \|", text);
     }
 
+    /// --set reaches any field, PKM's included, by its JSON path; the flags are applied after it, so they win.
+    [Fact]
+    public void SetAssignsAnyFieldAndTheFlagsOverrideIt()
+    {
+        var folder = Path.Combine(_folder.Path, "set");
+        var init = PeerProcess.Run(_folder.Path, "init", "--preset", "tiny", "--set", "model.pkm.subKeyCount=16", "--set", "model.peer.headCount=4",
+                                   "--set", "model.feedForward=pkm", "--set", "model.peer.topK=1", "--topk", "3", "--out", folder);
+        Assert.True(init.ExitCode == 0, init.Error);
+        var model = PeerSharp.Checkpoints.Checkpoint.Read(Path.Combine(folder, "checkpoint.json")).Config.Model;
+        Assert.Equal((16, 4, 3, FeedForwardKind.Pkm), (model.PkmOptions.SubKeyCount, model.PeerOptions.HeadCount, model.PeerOptions.TopK, model.FeedForward));
+    }
+
     [Fact]
     public void InitWritesAModelThatGeneratesFromMappedTablesAndBenchTimesIt()
     {
@@ -76,7 +89,7 @@ public class CommandTests : IDisposable
         Assert.True(init.ExitCode == 0, init.Error);
         Assert.Contains("written 100 %", init.Output);
         var checkpoint = Path.Combine(folder, "checkpoint.json");
-        Assert.Equal(0, PeerSharp.Training.Checkpoint.Read(checkpoint).Step);
+        Assert.Equal(0, PeerSharp.Checkpoints.Checkpoint.Read(checkpoint).Step);
 
         var again = PeerProcess.Run(_folder.Path, "init", "--preset", "tiny", "--out", folder);
         Assert.Equal(1, again.ExitCode);

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using PeerSharp.Checkpoints;
 using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Cli;

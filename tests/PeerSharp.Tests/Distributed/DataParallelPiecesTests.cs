@@ -64,7 +64,7 @@ public class DataParallelPiecesTests
             layer.to(ScalarType.Float64);
             layer.load_state_dict(state);
             layer.train();
-            layer.Retrieval.Replicas = ranks;
+            layer.Retrieval.Attach(c => c with { Replicas = ranks });   // for the layer's lifetime
             var rows = x.narrow(0, 4 * ranks.Rank, 4).clone().requires_grad_();
             (layer.forward(rows) * weights.narrow(0, 4 * ranks.Rank, 4)).sum().backward();
             return (Layer: layer, Rows: rows);

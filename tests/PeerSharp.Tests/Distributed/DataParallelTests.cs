@@ -1,3 +1,4 @@
+using PeerSharp.Checkpoints;
 using PeerSharp.Tests.Cli;
 using PeerSharp.Training;
 using static TorchSharp.torch;
@@ -151,8 +152,8 @@ public class DataParallelTests : IDisposable
     /// </summary>
     static void AssertSameParameters(string a, string b)
     {
-        var (one, _) = TrainingSetup.LoadModel(Path.Combine(a, "checkpoint"));
-        var (two, _) = TrainingSetup.LoadModel(Path.Combine(b, "checkpoint"));
+        var (one, _) = Checkpoint.LoadModel(Path.Combine(a, "checkpoint"));
+        var (two, _) = Checkpoint.LoadModel(Path.Combine(b, "checkpoint"));
         using (one)
         using (two)
         {

@@ -55,7 +55,7 @@ public class ExpertUsageTests
         var peer = PeerTesting.Float64Layer(options, modelDim: 8);
         using var usage = new ExpertUsage(options.ExpertCount);
         peer.eval();
-        peer.Observer = usage;
+        using var observing = peer.Retrieval.Attach(c => c with { Observer = usage });
         var x = randn(3, peer.ModelDim, dtype: ScalarType.Float64);   // 18 picks: some experts stay unused
 
         peer.forward(x);

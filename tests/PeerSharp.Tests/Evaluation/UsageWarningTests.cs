@@ -1,7 +1,7 @@
+using PeerSharp.Config;
 using PeerSharp.Evaluation;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Evaluation;
 

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using PeerSharp.Config;
 using PeerSharp.Experiments;
 using PeerSharp.Tests.Cli;
-using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Experiments;
 

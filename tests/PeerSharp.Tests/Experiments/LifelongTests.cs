@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
+using PeerSharp.Config;
 using PeerSharp.Experiments;
+using PeerSharp.Growth;
 using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Experiments;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using PeerSharp.Config;
 using PeerSharp.Experiments;
 using PeerSharp.Model;
 using PeerSharp.Training;

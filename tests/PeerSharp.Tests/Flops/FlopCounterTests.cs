@@ -56,7 +56,7 @@ public class FlopCounterTests
         using var model = new TransformerLM(config);
         var layer = model.Blocks[0].FeedForward;
         using var usage = layer is IExpertRetrieval retrieval ? new ExpertUsage(retrieval.ExpertCount) : null;
-        if (layer is IExpertRetrieval r) r.Observer = usage;
+        using var observing = layer is IExpertRetrieval r ? r.Retrieval.Attach(c => c with { Observer = usage }) : null;
         layer.train();
         layer.forward(randn(Batch, Length, config.ModelDim));
 

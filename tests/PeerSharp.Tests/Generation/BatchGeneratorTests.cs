@@ -1,8 +1,8 @@
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Generation;
 using PeerSharp.Model;
-using PeerSharp.Training;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Tests.Generation;

@@ -1,6 +1,7 @@
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
 using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;

@@ -1,6 +1,7 @@
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
-using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -166,9 +167,7 @@ public unsafe class BFloat16TablesTests
             attached.ClipGlobalNorm(layer.parameters());
             optimizer.Step(0.5);
         }
-        narrow.Observer = new Recorder(touched);
-        Step(narrow);
-        narrow.Observer = null;
+        using (narrow.Retrieval.Attach(c => c with { Observer = new Recorder(touched) })) Step(narrow);
         Step(wide);
 
         var rows = tensor(touched.Distinct().Order().ToArray());

@@ -1,5 +1,7 @@
 using PeerSharp.Benchmarks;
+using PeerSharp.Config;
 using PeerSharp.Layers;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -22,17 +24,11 @@ public class StepMemoryTests
         var layer = new Peer(256, new PeerOptions { SubKeyCount = subKeys, HeadCount = 4, TopK = 4, KeyDim = 32, Kernel = kernel });
         // What a training run builds: sparse AdamW on the tables with the fused kernel, dense AdamW with the plain one.
         using var optimizer = OptimizerFactory.Create(layer, new TrainConfig());
+        using var trainStep = new TrainStep(layer, optimizer, new TrainConfig());
         var g = new Generator(1);
         var x = randn(128, 256, generator: g);
         var r = randn(128, 256, generator: g);
-        void Step()
-        {
-            using var step = NewDisposeScope();
-            (layer.forward(x) * r).sum().backward();
-            GradientClipping.ClipGlobalNorm(layer.parameters(), 1.0);
-            optimizer.Step(1e-3);
-            optimizer.ZeroGrad();
-        }
+        void Step() => trainStep.Run(0, 1e-3, () => (layer.forward(x) * r).sum());
         Step();
         Step();
         GC.Collect();

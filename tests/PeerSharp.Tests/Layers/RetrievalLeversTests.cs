@@ -126,7 +126,7 @@ public class RetrievalLeversTests
         using (no_grad()) peer.state_dict()["score_scale"].fill_(2.5);
         var x = randn(4, PeerTesting.SmallModelDim, dtype: ScalarType.Float64);
 
-        var (scores, ids) = peer.Retrieval.Retrieve(peer.Retrieval.Queries(x), fused: false);
+        var (scores, ids) = peer.Retrieval.Retrieve(peer.Retrieval.Queries(x));
 
         var raw = peer.Retrieval.Queries(x) / 2.5;   // unit halves
         var (keyFirst, keySecond) = (subKeyUnit(peer, 0), subKeyUnit(peer, 1));
@@ -160,7 +160,7 @@ public class RetrievalLeversTests
         var queries = peer.Retrieval.Queries(x);
         var (_, pairs) = ProductKeys.Retrieve(queries, peer.Retrieval.SubKeys, 2);
 
-        var (_, ids) = peer.Retrieval.Retrieve(queries, fused: false);
+        var (_, ids) = peer.Retrieval.Retrieve(queries);
 
         const int n = 6, delta = 2;
         var expected = pairs.data<long>().ToArray().Select((id, i) =>

@@ -1,5 +1,5 @@
+using PeerSharp.Config;
 using PeerSharp.Model;
-using PeerSharp.Training;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Tests.Model;

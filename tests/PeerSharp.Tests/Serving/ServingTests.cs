@@ -6,10 +6,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using OpenAI;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Model;
 using PeerSharp.Serving;
-using PeerSharp.Training;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Tests.Serving;

@@ -1,6 +1,9 @@
 using System.Buffers.Binary;
 using System.Text;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
@@ -109,7 +112,7 @@ public class CheckpointCompatibilityTests : IDisposable
         File.WriteAllBytes(modelFile, bytes);
         CheckpointEdits.Rehash(sidecar);
 
-        var error = Assert.Throws<PeerSharpException>(() => TrainingSetup.LoadModel(sidecar));
+        var error = Assert.Throws<PeerSharpException>(() => Checkpoint.LoadModel(sidecar));
         Assert.Equal($"tensor 'tok_emb.weight' in '{modelFile}' ends at byte 40000000000 of the data, past its end at 64; the file is truncated or corrupt", error.Message);
     }
 

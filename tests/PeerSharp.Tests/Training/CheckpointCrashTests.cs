@@ -1,5 +1,8 @@
 using System.Diagnostics;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 

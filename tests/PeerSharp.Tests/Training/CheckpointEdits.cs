@@ -1,8 +1,10 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Model;
-using PeerSharp.Training;
+using PeerSharp.Optimizers;
 using TorchSharp.PyBridge;
 
 namespace PeerSharp.Tests.Training;

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Training;
@@ -106,7 +108,7 @@ public class CheckpointSidecarTests : IDisposable
         CheckpointEdits.Edit(_sidecar, root => root["sha256"]![_saved.ModelFile!] = new string('0', 64));
         var error = Refused(() => Checkpoint.Read(_sidecar));
         Assert.Equal($"checkpoint file '{_folder.File(_saved.ModelFile!)}' is corrupt or truncated: its SHA-256 does not match the sidecar", error.Message);
-        Refused(() => TrainingSetup.LoadModel(_sidecar));
+        Refused(() => Checkpoint.LoadModel(_sidecar));
     }
 
     [Fact]
@@ -159,7 +161,7 @@ public class CheckpointSidecarTests : IDisposable
             root["sha256"]!.AsObject().Remove(root["optimizerFile"]!.GetValue<string>());
             root["optimizerFile"] = null;
         });
-        var (model, info) = TrainingSetup.LoadModel(_sidecar);
+        var (model, info) = Checkpoint.LoadModel(_sidecar);
         model.Dispose();
         Assert.Null(info.OptimizerFile);
         Assert.Equal($"checkpoint '{_sidecar}' has no optimizer state; cannot resume training from it", Refused(() => TrainingSetup.Resume(_sidecar)).Message);
@@ -188,7 +190,7 @@ public class CheckpointSidecarTests : IDisposable
     /// <summary>Reading and loading both refuse the sidecar with one line that names it and the problem.</summary>
     void AssertRefused(string expected)
     {
-        foreach (var attempt in new Action[] { () => Checkpoint.Read(_sidecar), () => TrainingSetup.Resume(_sidecar), () => TrainingSetup.LoadModel(_sidecar) })
+        foreach (var attempt in new Action[] { () => Checkpoint.Read(_sidecar), () => TrainingSetup.Resume(_sidecar), () => Checkpoint.LoadModel(_sidecar) })
         {
             var error = Refused(attempt);
             Assert.Contains(expected, error.Message);

@@ -1,3 +1,6 @@
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 

@@ -1,6 +1,10 @@
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Evaluation;
+using PeerSharp.Growth;
 using PeerSharp.Layers;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 
@@ -103,13 +107,13 @@ public class ExpertGrowthTests
         using (var run = TrainingRun.Open(new TrainingRunOptions { Config = config, Folder = folder.File("a") }))
             Assert.True(run.Run().Completed);
 
-        var sidecar = ExpertGrowth.GrowCheckpoint(Checkpoint.SidecarPath(TrainingRun.CheckpointPath(folder.File("a"))), folder.File("b"), new GrowthOptions { SubKeyCount = NewN });
+        var sidecar = ExpertGrowth.GrowCheckpoint(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder.File("a"))), folder.File("b"), new GrowthOptions { SubKeyCount = NewN });
         var info = Checkpoint.Read(sidecar);
         Assert.Equal(NewN, info.Config.Model.PeerOptions.SubKeyCount);
         Assert.Equal(6, info.Step);
         Assert.True(File.Exists(Path.Combine(folder.File("b"), "config.json")));
 
-        var (model, _) = TrainingSetup.LoadModel(sidecar);
+        var (model, _) = Checkpoint.LoadModel(sidecar);
         using (model)
         {
             using var validation = TinyRuns.Validation();

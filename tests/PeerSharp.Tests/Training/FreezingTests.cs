@@ -1,6 +1,6 @@
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
-using PeerSharp.Model;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 

@@ -1,3 +1,5 @@
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Model;
 using PeerSharp.Training;
@@ -42,7 +44,7 @@ public class FreshCheckpointTests
         var fractions = new List<double>();
         var sidecar = FreshCheckpoint.Write(config, folder.Path, new Reports(fractions));
 
-        var (written, info) = TrainingSetup.LoadModel(sidecar);   // checks the SHA-256 and every shape
+        var (written, info) = Checkpoint.LoadModel(sidecar);   // checks the SHA-256 and every shape
         using var _ = written;
         var (fresh, optimizer) = TrainingSetup.Create(config);
         using var __ = fresh;

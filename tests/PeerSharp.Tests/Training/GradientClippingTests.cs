@@ -1,4 +1,4 @@
-using PeerSharp.Training;
+using PeerSharp.Optimizers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

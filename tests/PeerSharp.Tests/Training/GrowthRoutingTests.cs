@@ -1,7 +1,8 @@
 using System.Text;
+using PeerSharp.Config;
 using PeerSharp.Data;
+using PeerSharp.Growth;
 using PeerSharp.Layers;
-using PeerSharp.Model;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 

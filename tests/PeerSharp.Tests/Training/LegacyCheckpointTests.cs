@@ -1,3 +1,5 @@
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Model;
@@ -18,7 +20,7 @@ public class LegacyCheckpointTests
     [Fact]
     public void LoadsAndScoresWhatItScoredWhenWritten()
     {
-        var (model, info) = TrainingSetup.LoadModel(Fixture);
+        var (model, info) = Checkpoint.LoadModel(Fixture);
         using var _ = model;
         Assert.Equal(10, info.Step);
         Assert.Equal(FeedForwardKind.Peer, info.Config.Model.FeedForward);   // written as "sparseKind": "peer"

@@ -1,9 +1,11 @@
 using System.Runtime.InteropServices;
+using PeerSharp.Checkpoints;
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
 using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 
@@ -46,9 +48,9 @@ public unsafe partial class MappedTablesTests
         using var validation = TinyRuns.Validation();
         var sampling = new SamplingOptions(40, 0.8, 10, 7);
 
-        var (loaded, info) = TrainingSetup.LoadModel(checkpoint);
+        var (loaded, info) = Checkpoint.LoadModel(checkpoint);
         using var _ = loaded;
-        var (mapped, _) = TrainingSetup.LoadModel(checkpoint, mapTables: true);
+        var (mapped, _) = Checkpoint.LoadModel(checkpoint, mapTables: true);
         using var __ = mapped;
 
         foreach (var (name, tensor) in mapped.state_dict())
@@ -69,7 +71,7 @@ public unsafe partial class MappedTablesTests
     {
         using var folder = new TempFolder();
         var checkpoint = TrainedCheckpoint(folder, FeedForwardKind.Peer);
-        var (mapped, info) = TrainingSetup.LoadModel(checkpoint, mapTables: true);
+        var (mapped, info) = Checkpoint.LoadModel(checkpoint, mapTables: true);
         using var _ = mapped;
         var error = Assert.Throws<PeerSharpException>(() => OptimizerFactory.Create(mapped, info.Config.Train));
         Assert.Matches(@"^expert table 'blocks\.\d+\.ffn\.down\.weight' is memory-mapped read-only from a checkpoint; load the checkpoint without mapping its tables to train it$", error.Message);
@@ -82,7 +84,7 @@ public unsafe partial class MappedTablesTests
         var checkpoint = TrainedCheckpoint(folder, FeedForwardKind.Peer);
         var file = Path.Combine(folder.Path, Checkpoint.Read(checkpoint).ModelFile!);
         using (var stream = new FileStream(file, FileMode.Open)) stream.SetLength(stream.Length - 100);
-        var error = Assert.Throws<PeerSharpException>(() => TrainingSetup.LoadModel(checkpoint, mapTables: true));
+        var error = Assert.Throws<PeerSharpException>(() => Checkpoint.LoadModel(checkpoint, mapTables: true));
         Assert.Contains("truncated", error.Message);
     }
 
@@ -99,7 +101,7 @@ public unsafe partial class MappedTablesTests
         var shape = table.Index + table.Length - "64,32]".Length;
         bytes[8 + shape] = (byte)'9';   // [94, 32]: more rows than its bytes hold
         File.WriteAllBytes(file, bytes);
-        var error = Assert.Throws<PeerSharpException>(() => TrainingSetup.LoadModel(checkpoint, mapTables: true));
+        var error = Assert.Throws<PeerSharpException>(() => Checkpoint.LoadModel(checkpoint, mapTables: true));
         Assert.Contains(table.Groups[1].Value, error.Message);
     }
 
@@ -109,7 +111,7 @@ public unsafe partial class MappedTablesTests
         using var folder = new TempFolder();
         var checkpoint = TrainedCheckpoint(folder, FeedForwardKind.Peer);
         var file = Path.Combine(folder.Path, Checkpoint.Read(checkpoint).ModelFile!);
-        var (mapped, _) = TrainingSetup.LoadModel(checkpoint, mapTables: true);
+        var (mapped, _) = Checkpoint.LoadModel(checkpoint, mapTables: true);
         Assert.Contains(file, File.ReadAllText("/proc/self/maps"));
         mapped.Dispose();
         Assert.DoesNotContain(file, File.ReadAllText("/proc/self/maps"));
@@ -134,7 +136,7 @@ public unsafe partial class MappedTablesTests
     {
         using var folder = new TempFolder();
         var checkpoint = TrainedCheckpoint(folder, FeedForwardKind.Peer);
-        var (mapped, _) = TrainingSetup.LoadModel(checkpoint, mapTables: true);
+        var (mapped, _) = Checkpoint.LoadModel(checkpoint, mapTables: true);
         using var __ = mapped;
         var peer = mapped.modules().OfType<Peer>().First();
         long start = (long)TensorMemory.Bytes(peer.Down).Start, rowBytes = peer.Down.shape[1] * sizeof(float);

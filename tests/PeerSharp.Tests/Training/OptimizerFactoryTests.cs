@@ -1,6 +1,7 @@
+using PeerSharp.Config;
 using PeerSharp.Layers;
 using PeerSharp.Model;
-using PeerSharp.Training;
+using PeerSharp.Optimizers;
 using static TorchSharp.torch;
 
 namespace PeerSharp.Tests.Training;

@@ -1,4 +1,5 @@
-using PeerSharp.Training;
+using PeerSharp.Config;
+using PeerSharp.Optimizers;
 using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;

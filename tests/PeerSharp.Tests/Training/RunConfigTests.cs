@@ -1,6 +1,6 @@
+using PeerSharp.Config;
 using PeerSharp.Model;
 using PeerSharp.Layers;
-using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Training;
 

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
-using PeerSharp.Training;
+using PeerSharp.Checkpoints;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
+using PeerSharp.Config;
 using PeerSharp.Kernels;
 using PeerSharp.Layers;
-using PeerSharp.Training;
+using PeerSharp.Optimizers;
 using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
+using PeerSharp.Config;
 using PeerSharp.Model;
-using PeerSharp.Training;
 
 namespace PeerSharp.Tests.Training;
 

@@ -1,5 +1,6 @@
+using PeerSharp.Config;
 using PeerSharp.Layers;
-using PeerSharp.Model;
+using PeerSharp.Optimizers;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 
@@ -45,7 +46,7 @@ public class UpdateInBackwardTests
         var layer = new Peer(ModelDim, Options);
         var optimizer = OptimizerFactory.Create(layer, config with { UpdateInBackward = inBackward });
         var counter = new HitCounter();
-        layer.Observer = counter;
+        var observing = layer.Retrieval.Attach(c => c with { Observer = counter });
         using var frozen = freeze is null ? null : ParameterFreeze.Apply(layer, optimizer, freeze);
         using var attached = inBackward ? TableUpdatesInBackward.Attach(layer, optimizer, config.GradientClip, frozen, 1) : null;
         var parameters = layer.parameters().ToList();
@@ -84,7 +85,7 @@ public class UpdateInBackwardTests
             frozen?.AfterStep();
             optimizer.ZeroGrad();
         }
-        layer.Observer = null;
+        observing.Dispose();
         return (layer, optimizer, norms, counter.Hits);
     }
 

@@ -109,7 +109,7 @@ internal sealed unsafe class RowGroups : IDisposable
     /// <paramref name="update"/>, each row is reduced into a scratch row and applied at once, and rows is unused.
     /// </summary>
     public void Reduce(int slots, int dim, float* coefficient, float* source, float* rows, int threads,
-                                  int? sourceStride = null, TableRowUpdate? update = null)
+                                  int? sourceStride = null, IRowConsumer? update = null)
     {
         long stride = sourceStride ?? dim;
         KernelThreads.For(RowCount, RowBlock, threads, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>

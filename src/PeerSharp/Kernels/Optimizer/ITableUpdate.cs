@@ -5,7 +5,7 @@ namespace PeerSharp.Kernels;
 /// <summary>
 /// The hook through which a fused backward hands a table's coalesced gradient rows to its optimizer instead of
 /// storing them (docs/SPARSE_UPDATES.md, "Update in the backward"). A layer holds one, set from above by the
-/// training (Training/TableUpdatesInBackward.cs), since kernels and layers import nothing of the optimizers.
+/// training (Optimizers/TableUpdatesInBackward.cs), since kernels and layers import nothing of the optimizers.
 /// Both calls run inside libtorch's backward, where an exception would end the process: they must not throw.
 /// </summary>
 internal interface ITableUpdate

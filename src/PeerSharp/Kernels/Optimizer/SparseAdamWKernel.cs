@@ -5,7 +5,7 @@ namespace PeerSharp.Kernels;
 
 /// <summary>
 /// The row update of lazy AdamW over raw float32 memory: for each touched row, in the order of the dense
-/// reference (Training/AdamW.cs, which is also its oracle in the tests),
+/// reference (Optimizers/AdamW.cs, which is also its oracle in the tests),
 ///   p ← p·(1 − lr·λ);  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²;  p ← p − lr/(1 − β1^t) · m / (√(v/(1 − β2^t)) + ε).
 /// Rows are independent, so threads split them freely and results do not depend on the thread count.
 /// </summary>

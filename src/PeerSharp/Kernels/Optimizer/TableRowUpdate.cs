@@ -13,7 +13,7 @@ namespace PeerSharp.Kernels;
 /// may apply them in any order; the sums of squares are kept per row and added in row order by
 /// <see cref="SumOfSquares"/>, so the norm does not depend on the thread count.
 /// </summary>
-internal sealed unsafe class TableRowUpdate : IDisposable
+internal sealed unsafe class TableRowUpdate : IRowConsumer, IDisposable
 {
     readonly SparseAdamWKernel.Rule _rule;
     readonly float _gradientScale;

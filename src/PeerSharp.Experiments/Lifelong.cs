@@ -1,0 +1,135 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using PeerSharp.Checkpoints;
+using PeerSharp.Config;
+using PeerSharp.Growth;
+using PeerSharp.Model;
+
+namespace PeerSharp.Experiments;
+
+/// <summary>
+/// Runs a <see cref="LifelongSpec"/> with the sweep's machinery (<see cref="Sweep"/>: one results line per finished
+/// run, finished runs skipped, an interrupted one resumed): phase 1 of each model on domain A, then each arm's phase
+/// 2 on domain B from the phase-1 checkpoint, grown first (<see cref="ExpertGrowth"/>, once per model and seed) where
+/// the arm asks. Phase-2 runs score A's validation beside B's at every validation and where they start.
+/// </summary>
+public static class Lifelong
+{
+    /// <summary>Id of a phase-1 run ("peer/A#1337") and of a phase-2 arm ("peer-grown/B#1337").</summary>
+    public static string Phase1Id(string run, long seed) => $"{run}/A#{seed}";
+
+    /// <inheritdoc cref="Phase1Id"/>
+    public static string Phase2Id(string arm, long seed) => $"{arm}/B#{seed}";
+
+    /// <summary>The items in order: every phase-1 run at every seed, then every arm at every seed.</summary>
+    public static IReadOnlyList<SweepItem> Plan(LifelongSpec spec, string specFolder, string runsFolder)
+    {
+        var basis = RunConfig.Overlay(Presets.Get(spec.Preset), spec.Base, $"lifelong '{spec.Name}' base");
+        var items = new List<SweepItem>();
+        var phase1 = new Dictionary<(string, long), SweepItem>();
+        foreach (var run in spec.Phase1)
+            foreach (var seed in spec.Seeds)
+            {
+                var config = RunConfig.Overlay(basis, run.Config, $"lifelong '{spec.Name}' run '{run.Name}'");
+                config = config with { Train = Settle(config.Train, seed, spec.Phase1Steps, spec.EvalInterval) };
+                var item = Item(Phase1Id(run.Name, seed), run, seed, config, startStep: 0);
+                items.Add(item);
+                phase1[(run.Name, seed)] = item;
+            }
+        foreach (var arm in spec.Arms)
+            foreach (var seed in spec.Seeds)
+            {
+                var from = phase1[(arm.From, seed)];
+                var start = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");
+                var model = from.Config;
+                if (arm.Grow)
+                {
+                    var growth = spec.GrowthOf(arm, specFolder);
+                    model = ExpertGrowth.GrownConfig(model, growth.SubKeyCount);
+                    start = Path.Combine(GrownFolder(growth, runsFolder, spec, from), "checkpoint.json");
+                }
+                var config = RunConfig.Overlay(model, new JsonObject { ["train"] = spec.Phase2.DeepClone() }, $"lifelong '{spec.Name}' phase 2");
+                config = config with { Train = Settle(config.Train, seed, spec.Phase1Steps + spec.Phase2Steps, spec.EvalInterval) with { Freeze = arm.Freeze } };
+                var run = new SweepRun { Name = arm.Name, Method = arm.Name };
+                items.Add(Item(Phase2Id(arm.Name, seed), run, seed, config, spec.Phase1Steps) with
+                {
+                    StartFrom = start,
+                    AlsoScored = [("A", spec.DomainA.Resolved(specFolder).Validation)],
+                });
+            }
+        return items;
+    }
+
+    /// <summary>
+    /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, growing the phase-1
+    /// checkpoints the grown arms start from when they are not there yet. Stops after the current step when cancelled.
+    /// </summary>
+    public static IReadOnlyList<SweepResult> Run(LifelongSpec spec, string specFolder, string resultsPath, string runsFolder,
+                                                 ISweepObserver? observer = null, CancellationToken cancellation = default)
+    {
+        var items = Plan(spec, specFolder, runsFolder);
+        var phase1 = items.Where(i => i.StartFrom is null).ToDictionary(i => (i.Run.Name, i.Seed));
+        return Sweep.RunAll(items, resultsPath, observer, cancellation, (item, started) =>
+        {
+            var domain = (item.StartFrom is null ? spec.DomainA : spec.DomainB).Resolved(specFolder);
+            var folder = Path.Combine(runsFolder, spec.Name, item.FolderName);
+            if (item.StartFrom is not null && !File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))))
+                Prepare(spec, specFolder, runsFolder, item, phase1);
+            var result = Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
+            var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
+            return result is null || arm is not { Grow: true } ? result
+                : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
+        });
+    }
+
+    /// <summary>
+    /// Where each domain's validation tokens go in a grown arm, at growth and at the end of phase 2
+    /// (<see cref="GrowthRouting.Measure"/> over the validation length of the run).
+    /// </summary>
+    static IReadOnlyList<RoutingScore> Routing(LifelongSpec spec, string specFolder, SweepItem item, ModelConfig before, string folder)
+    {
+        var scores = new List<RoutingScore>();
+        foreach (var (when, checkpoint) in new[] { ("grown", item.StartFrom!), ("end", Checkpoint.PathInFolder(folder)) })
+        {
+            var (model, info) = Checkpoint.LoadModel(checkpoint);
+            using var _ = model;
+            foreach (var (text, path) in new[] { ("A", spec.DomainA.Resolved(specFolder).Validation), ("B", spec.DomainB.Resolved(specFolder).Validation) })
+            {
+                using var corpus = Data.TokenCorpus.Open(path ?? Data.BundledCorpus.ValidationPath, info.Config.Model.Tokenizer);
+                scores.Add(new RoutingScore(text, when, GrowthRouting.Measure(model, before, corpus, item.Config.Train.BatchSize, item.Config.Train.EvalTokens)));
+            }
+        }
+        return scores;
+    }
+
+    /// <summary>Makes sure a phase-2 item's start checkpoint exists: the phase-1 checkpoint, grown if the arm grows.</summary>
+    static void Prepare(LifelongSpec spec, string specFolder, string runsFolder, SweepItem item, Dictionary<(string, long), SweepItem> phase1)
+    {
+        var arm = spec.Arms.Single(a => a.Name == item.Run.Name);
+        var from = phase1[(arm.From, item.Seed)];
+        var source = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");
+        if (!File.Exists(source))
+            throw new PeerSharpException($"phase-1 checkpoint '{source}' of {from.Id} is missing (its results line is there but its run folder is not); remove that line to train it again");
+        if (arm.Grow && !File.Exists(item.StartFrom))
+        {
+            var growth = spec.GrowthOf(arm, specFolder);
+            ExpertGrowth.GrowCheckpoint(source, GrownFolder(growth, runsFolder, spec, from), growth);
+        }
+    }
+
+    /// <summary>The folder of a phase-1 checkpoint grown one way: one per growth, shared by the arms that grow alike.</summary>
+    static string GrownFolder(GrowthOptions growth, string runsFolder, LifelongSpec spec, SweepItem from) =>
+        Path.Combine(runsFolder, spec.Name, $"{from.FolderName}_grown-{growth.SubKeyCount}" +
+            (growth.Placement == KeyPlacement.Queries ? string.Create(CultureInfo.InvariantCulture, $"-queries-leak{growth.GateLeak}") : ""));
+
+    static TrainConfig Settle(TrainConfig train, long seed, int steps, int evalInterval) =>
+        train with { Steps = steps, Seed = seed, EvalInterval = evalInterval, CheckpointInterval = evalInterval };
+
+    static SweepItem Item(string id, SweepRun run, long seed, RunConfig config, long startStep)
+    {
+        config.Validate();
+        var flops = FlopCounter.Of(config.Model);
+        var budget = flops.TrainingFlopsPerStep(config.Train.BatchSize) * (config.Train.Steps - startStep);
+        return new SweepItem(id, run, budget, seed, config, flops) { StartStep = startStep };
+    }
+}
