@@ -1,6 +1,7 @@
 using PeerSharp.Data;
 using PeerSharp.Evaluation;
 using PeerSharp.Model;
+using PeerSharp.Config;
 using PeerSharp.Training;
 using static TorchSharp.torch;
 
