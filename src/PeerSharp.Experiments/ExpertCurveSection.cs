@@ -11,8 +11,8 @@ static class ExpertCurveSection
 {
     public static void Write(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, string name)
     {
-        var sorted = points.OrderBy(SubKeys).ToList();
-        var xs = sorted.Select(p => Math.Log2(ExpertCount(p))).ToArray();
+        var sorted = points.OrderBy(p => p.SubKeyCount).ToList();
+        var xs = sorted.Select(p => Math.Log2(p.ExpertCount)).ToArray();
         var plot = new Plot();
         foreach (var (label, score, i) in new (string, Func<SweepResult, double>, int)[]
                  { ("validation", r => r.Validation.BitsPerByte, 0), ("test", r => r.Test?.BitsPerByte ?? double.NaN, 1) })
@@ -26,7 +26,7 @@ static class ExpertCurveSection
             var bars = plot.Add.ErrorBar(xs, estimates.Select(e => e.Mean).ToArray(), estimates.Select(e => e.Count > 1 ? e.Deviation : 0).ToArray());
             bars.Color = line.Color;
         }
-        ReportFigures.Log2Axis(plot.Axes.Bottom, sorted.Select(ExpertCount), n => $"{Math.Round(Math.Sqrt(n))}²");
+        ReportFigures.Log2Axis(plot.Axes.Bottom, sorted.Select(p => p.ExpertCount), n => $"{Math.Round(Math.Sqrt(n))}²");
         plot.Title("PEER: bits per byte against the number of experts N (h·k fixed; bars: sd over seeds)");
         plot.XLabel("experts N = n² (log scale)");
         plot.YLabel("bits per byte, whole split");
@@ -37,8 +37,8 @@ static class ExpertCurveSection
         markdown.Table(["N", "parameters", "steps", "training tokens", "tokens per expert", "validation bpb", "test bpb", .. domains.Header, "usage", "unevenness (nats)", "first choices per head", "seeds"],
             "lrrrrrr" + domains.Align + "rrrr",
             sorted.Select(p => (IReadOnlyList<string>)[
-                ReportFormat.ExpertCount(SubKeys(p)), ReportFormat.Si(p.First.Parameters), p.First.Steps.ToString("N0"), ReportFormat.Si(p.First.Tokens),
-                ReportFormat.Number(p.First.Tokens / ExpertCount(p), "F1"),
+                ReportFormat.ExpertCount(p.SubKeyCount), ReportFormat.Si(p.First.Parameters), p.First.Steps.ToString("N0"), ReportFormat.Si(p.First.Tokens),
+                ReportFormat.Number(p.First.Tokens / p.ExpertCount, "F1"),
                 p.Of(r => r.Validation.BitsPerByte).Format("F3"), p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"), .. domains.Cells(p),
                 p.Of(r => ResultPoint.Usage(r.Validation.Layers)).Percent(), p.Of(r => ResultPoint.Unevenness(r.Validation.Layers)).Format("F2"),
                 p.Of(r => r.Validation.Layers.Any(l => l.FirstChoices > 0) ? r.Validation.Layers.Average(l => l.FirstChoices) : double.NaN).Format("F0"), p.Seeds.Count.ToString()]));
@@ -56,12 +56,9 @@ static class ExpertCurveSection
             var verdict = from.Count < 2 || to.Count < 2 ? "one seed at one end: no spread to compare with"
                 : Math.Abs(change) > from.Deviation + to.Deviation ? (change < 0 ? "falls beyond the seed spread" : "rises beyond the seed spread")
                 : "within the seed spread (tied)";
-            yield return $"{ReportFormat.ExpertCount(SubKeys(sorted[i - 1]))} → {ReportFormat.ExpertCount(SubKeys(sorted[i]))}: " +
+            yield return $"{ReportFormat.ExpertCount(sorted[i - 1].SubKeyCount)} → {ReportFormat.ExpertCount(sorted[i].SubKeyCount)}: " +
                          $"{ReportFormat.Number(change, "+0.000;-0.000")} bits per byte, {verdict}.";
         }
     }
 
-    static int SubKeys(ResultPoint point) => point.First.Config.Model.PeerOptions.SubKeyCount;
-
-    static double ExpertCount(ResultPoint point) => (double)SubKeys(point) * SubKeys(point);
 }

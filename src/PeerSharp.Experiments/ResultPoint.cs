@@ -59,6 +59,12 @@ sealed class ResultPoint
     /// <summary>Mean final validation bits per byte: what compute-optimal means here.</summary>
     public double ValidationBitsPerByte => Of(r => r.Validation.BitsPerByte).Mean;
 
+    /// <summary>n of the run's PEER layer.</summary>
+    public int SubKeyCount => First.Config.Model.PeerOptions.SubKeyCount;
+
+    /// <summary>N = n² of the run's PEER layer.</summary>
+    public double ExpertCount => (double)SubKeyCount * SubKeyCount;
+
     /// <summary>Groups results by experiment, run and budget; points come out ordered by budget, method and parameters.</summary>
     public static IReadOnlyList<ResultPoint> Group(IEnumerable<SweepResult> results) =>
         [.. results.GroupBy(r => (r.Experiment, r.Run, r.Budget))
