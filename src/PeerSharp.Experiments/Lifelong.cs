@@ -49,12 +49,16 @@ public static class Lifelong
                     start = Path.Combine(GrownFolder(growth, runsFolder, spec, from), "checkpoint.json");
                 }
                 var config = RunConfig.Overlay(model, new JsonObject { ["train"] = spec.Phase2.DeepClone() }, $"lifelong '{spec.Name}' phase 2");
+                config = RunConfig.Overlay(config, new JsonObject { ["train"] = arm.Train.DeepClone() }, $"lifelong '{spec.Name}' arm '{arm.Name}'");
                 config = config with { Train = Settle(config.Train, seed, spec.Phase1Steps + spec.Phase2Steps, spec.EvalInterval) with { Freeze = arm.Freeze } };
                 var run = new SweepRun { Name = arm.Name, Method = arm.Name };
+                var domainA = spec.DomainA.Resolved(specFolder);
                 items.Add(Item(Phase2Id(arm.Name, seed), run, seed, config, spec.Phase1Steps) with
                 {
                     StartFrom = start,
-                    AlsoScored = [("A", spec.DomainA.Resolved(specFolder).Validation)],
+                    AlsoScored = [("A", domainA.Validation)],
+                    ReplayFrom = config.Train.ReplayFraction > 0 ? domainA.Train ?? Data.BundledCorpus.TrainPath : null,
+                    AnchorFrom = config.Train.AnchorPull > 0 ? start : null,   // where phase 2 starts: A's model
                 });
             }
         return items;

@@ -17,6 +17,15 @@ public sealed record LifelongOutcome(SweepResult Result, double AStart, double A
     /// <summary>Learning: the fall of B's bits per byte over phase 2.</summary>
     public double Learning => BStart - BEnd;
 
+    /// <summary>The average over the domains seen (A and B) at the end of phase 2, the continual-learning literature's average loss.</summary>
+    public double AverageEnd => (AEnd + BEnd) / 2;
+
+    /// <summary>
+    /// Backward transfer (Lopez-Paz and Ranzato 2017) in bits per byte: how much training on B lowered A's loss,
+    /// AStart − AEnd, so that, as in the accuracy form, a negative value is forgetting.
+    /// </summary>
+    public double BackwardTransfer => AStart - AEnd;
+
     /// <summary>The outcomes of the phase-2 lines of a results file (those with an "A" curve), in file order.</summary>
     public static IReadOnlyList<LifelongOutcome> Of(IEnumerable<SweepResult> results) =>
         [.. results.Where(r => r.Curve.Any(p => p.Text == "A")).Select(r =>
@@ -51,6 +60,20 @@ public static class LifelongReport
                 o.AStart.ToString("F3"), o.AEnd.ToString("F3"), o.Forgetting.ToString("+0.000;-0.000"),
                 o.BStart.ToString("F3"), o.BEnd.ToString("F3"), o.Learning.ToString("+0.000;-0.000"),
                 o.Result.Steps.ToString("N0"), ReportFormat.Budget(o.Result.TrainingFlops), o.Result.Seed.ToString()]));
+        if (outcomes.Count > 0)
+        {
+            markdown.Paragraph("The continual-learning measures per arm, over its seeds (a ± b: mean and sample standard deviation, where an arm has two seeds or more): " +
+                               "the average of A's and B's bits per byte at the end of phase 2 (the domains seen), backward transfer (A at the start minus A at the end: negative is forgetting), " +
+                               "and learning on B. Forward transfer (B before its training against a model that never saw A) is not measured: every arm starts phase 2 from a model trained on A.");
+            markdown.Table(["arm", "seeds", "A end", "B end", "average of A and B", "backward transfer", "learning on B", "phase 2 trains by", "parameters"], "lrrrrrrlr",
+                outcomes.GroupBy(o => o.Result.Run).Select(g =>
+                {
+                    string Of(Func<LifelongOutcome, double> value, string format) => Estimate.Of(g.Select(value)).Format(format);
+                    return (IReadOnlyList<string>)[g.Key, g.Count().ToString(),
+                        Of(o => o.AEnd, "F3"), Of(o => o.BEnd, "F3"), Of(o => o.AverageEnd, "F3"),
+                        Of(o => o.BackwardTransfer, "+0.000;-0.000"), Of(o => o.Learning, "+0.000;-0.000"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)];
+                }));
+        }
         var routed = outcomes.Where(o => o.Result.Routing is { Count: > 0 }).ToList();
         if (routed.Count > 0)
         {
@@ -100,6 +123,16 @@ public static class LifelongReport
         plot.XLabel("phase-2 step (training on B)");
         plot.YLabel("validation bits per byte");
         plot.ShowLegend(Edge.Right);
+    }
+
+    /// <summary>The continual-learning baseline an arm runs besides plain fine-tuning: replay, an anchor pull, or neither.</summary>
+    static string Baseline(SweepResult r)
+    {
+        var t = r.Config.Train;
+        List<string> parts = [];
+        if (t.ReplayFraction > 0) parts.Add($"replay {ReportFormat.Percent(t.ReplayFraction)} of A" + (t.ReplayTokens is { } n ? $" ({ReportFormat.Si(n)} tokens)" : " (all)"));
+        if (t.AnchorPull > 0) parts.Add($"L2 pull λ = {t.AnchorPull:G3}");
+        return parts.Count == 0 ? "fine-tuning" : string.Join(", ", parts);
     }
 
     static string Experts(SweepResult r) =>

@@ -19,6 +19,14 @@ public sealed record LifelongArm
     /// <summary>What stays untouched in phase 2.</summary>
     public FreezeConfig Freeze { get; init; } = new();
 
+    /// <summary>
+    /// JSON overlay on this arm's phase-2 training settings, over the spec's <see cref="LifelongSpec.Phase2"/>: its own
+    /// learning rate, or a continual-learning baseline, experience replay of A (<see cref="TrainConfig.ReplayFraction"/>,
+    /// <see cref="TrainConfig.ReplayTokens"/>: the replay text is domain A's training text) or an L2 pull toward the
+    /// phase-2 start (<see cref="TrainConfig.AnchorPull"/>).
+    /// </summary>
+    public JsonObject Train { get; init; } = [];
+
     /// <summary>How this arm grows, where it differs from the spec's <see cref="LifelongSpec.Growth"/> (null: the spec's).</summary>
     public GrowthOptions? Growth { get; init; }
 }

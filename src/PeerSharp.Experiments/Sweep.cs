@@ -24,6 +24,12 @@ public sealed record SweepItem(string Id, SweepRun Run, double Budget, long Seed
     /// <summary>The step of <see cref="StartFrom"/>: the item trains from it to the config's steps (0 from scratch).</summary>
     public long StartStep { get; init; }
 
+    /// <summary>The replay text of an item that replays an earlier domain (<see cref="TrainConfig.ReplayFraction"/>); null: none.</summary>
+    public string? ReplayFrom { get; init; }
+
+    /// <summary>The checkpoint an item with an <see cref="TrainConfig.AnchorPull"/> is pulled toward; null: none.</summary>
+    public string? AnchorFrom { get; init; }
+
     /// <summary>Validation texts scored besides the run's own at each validation (name, path; a null path: the bundled validation book).</summary>
     public IReadOnlyList<(string Name, string? Path)> AlsoScored { get; init; } = [];
 
@@ -260,6 +266,8 @@ public static class Sweep
             DataPath = data.Train,
             ValidationPath = data.Validation,
             ResumeFrom = resume ? checkpoint : item.StartFrom,
+            ReplayPath = item.ReplayFrom,
+            AnchorPath = item.AnchorFrom,
             Overwrite = !resume,   // a folder without a checkpoint holds nothing worth keeping
         });
         var also = item.AlsoScored.Select(t => (t.Name, Corpus: TokenCorpus.Open(t.Path ?? BundledCorpus.ValidationPath, item.Config.Model.Tokenizer))).ToList();

@@ -55,6 +55,24 @@ public sealed record TrainConfig
     /// </summary>
     public bool UpdateInBackward { get; init; }
 
+    /// <summary>
+    /// Experience replay (a continual-learning baseline, docs/LIFELONG.md): this fraction of every batch's sequences,
+    /// rounded to whole sequences, is drawn from the replay text (TrainingRunOptions.ReplayPath:
+    /// an earlier domain) instead of the training text; 0: none.
+    /// </summary>
+    public double ReplayFraction { get; init; }
+
+    /// <summary>The replay buffer: only the first this many tokens of the replay text are replayed; null: all of it.</summary>
+    public long? ReplayTokens { get; init; }
+
+    /// <summary>
+    /// An L2 pull toward the anchor weights θ₀ (the run's TrainingRunOptions.AnchorPath: the model an
+    /// earlier phase ended with; a continual-learning baseline, docs/LIFELONG.md): after each optimizer step every
+    /// parameter moves θ ← θ − η·λ·(θ − θ₀), the decoupled form of a penalty (λ/2)·‖θ − θ₀‖², as AdamW decouples weight
+    /// decay; 0: none.
+    /// </summary>
+    public double AnchorPull { get; init; }
+
     /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; init; } = 50;
 
@@ -91,6 +109,9 @@ public sealed record TrainConfig
     /// <summary>Most tokens in one step's batch (batch size × context length): 16M, far beyond what a CPU trains, small enough that no index overflows.</summary>
     public const long MaxTokensPerStep = 1 << 24;
 
+    /// <summary>Sequences of each batch drawn from the replay text: <see cref="ReplayFraction"/> of the batch, rounded.</summary>
+    public int ReplayRows() => (int)Math.Round(ReplayFraction * BatchSize, MidpointRounding.AwayFromZero);
+
     /// <summary>Throws a <see cref="PeerSharpException"/> naming the first impossible setting.</summary>
     public void Validate()
     {
@@ -103,6 +124,12 @@ public sealed record TrainConfig
             throw new PeerSharpException($"key learning rate scale {keyScale} must be a positive finite number (or left out to follow the schedule)");
         if (!Enum.IsDefined(TableState))
             throw new PeerSharpException($"table optimizer state {(int)TableState} is not known; expected {string.Join(", ", EnumNames.All<TableOptimizerState>())}");
+        if (!(ReplayFraction >= 0 && ReplayFraction < 1)) throw new PeerSharpException($"replay fraction {ReplayFraction} must be at least 0 and below 1 (the share of each batch drawn from the replay text)");
+        if (ReplayTokens is { } replayTokens && replayTokens <= 0) throw new PeerSharpException($"replay tokens {replayTokens} must be positive (or left out to replay the whole text)");
+        if (ReplayFraction > 0 && ReplayRows() == 0) throw new PeerSharpException($"replay fraction {ReplayFraction} of a batch of {BatchSize} rounds to no sequence; expected at least 1/(2·{BatchSize})");
+        if (ReplayFraction > 0 && ReplayRows() == BatchSize) throw new PeerSharpException($"replay fraction {ReplayFraction} of a batch of {BatchSize} leaves no sequence of the training text");
+        if (!(AnchorPull >= 0) || !double.IsFinite(AnchorPull)) throw new PeerSharpException($"anchor pull {AnchorPull} must be a finite number of at least 0 (0: off)");
+        if (AnchorPull * LearningRate >= 1) throw new PeerSharpException($"anchor pull {AnchorPull} times the learning rate {LearningRate} must be below 1, or a step would overshoot the anchor");
         if (WarmupSteps < 0) throw new PeerSharpException($"warm-up steps {WarmupSteps} must not be negative");
         if (!(MinLearningRateRatio >= 0 && MinLearningRateRatio <= 1))
             throw new PeerSharpException($"minimum learning rate ratio {MinLearningRateRatio} must be between 0 and 1 (a fraction of the peak rate)");

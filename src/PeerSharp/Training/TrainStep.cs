@@ -30,7 +30,7 @@ public enum TrainStage
 /// caller's loss), the backward (with <see cref="TrainConfig.UpdateInBackward"/>, the expert tables' update runs in
 /// it), the gradient exchange over the ranks (data parallelism; expert parallelism's tables are averaged on their
 /// owners), frozen rows out of the gradients, clipping to the global norm, the divergence check, the optimizer's
-/// step, frozen rows put back, gradients cleared. The trainer, the benchmarks, the sample and the tests all train
+/// step, the pull toward anchor weights (<see cref="TrainConfig.AnchorPull"/>), frozen rows put back, gradients cleared. The trainer, the benchmarks, the sample and the tests all train
 /// through it.
 /// <para>
 /// For its lifetime it attaches what the stages need to the model's product-key layers (the ranks to the query
@@ -48,15 +48,19 @@ public sealed class TrainStep : IDisposable
     readonly GradientExchange _exchange;
     readonly ParameterFreeze? _freeze;
     readonly TableUpdatesInBackward? _tablesInBackward;
+    readonly AnchorPull? _anchorPull;
     readonly List<IDisposable> _replicaScopes;
 
     /// <summary>
     /// Steps of <paramref name="model"/> by <paramref name="optimizer"/> (built by <see cref="OptimizerFactory.Create"/>
     /// with the same <paramref name="train"/>), on the ranks of <paramref name="replicas"/> (one process by default),
-    /// with <paramref name="sharding"/>'s tables split over them in expert parallelism.
+    /// with <paramref name="sharding"/>'s tables split over them in expert parallelism; <paramref name="anchor"/> holds
+    /// the weights (by parameter name) that <see cref="TrainConfig.AnchorPull"/> pulls toward.
     /// </summary>
-    public TrainStep(nn.Module model, IOptimizer optimizer, TrainConfig train, ICommunicator? replicas = null, ExpertParallelism? sharding = null)
+    public TrainStep(nn.Module model, IOptimizer optimizer, TrainConfig train, ICommunicator? replicas = null, ExpertParallelism? sharding = null,
+                     IReadOnlyDictionary<string, Tensor>? anchor = null)
     {
+        if (train.AnchorPull > 0 && sharding is not null) throw new PeerSharpException("the anchor pull does not run with expert parallelism (each rank holds only its rows); expected one or the other");
         (_optimizer, _train, _replicas, _sharding) = (optimizer, train, replicas ?? SingleProcess.Instance, sharding);
         _parameters = model.parameters().ToList();
         _sharded = sharding?.Parameters ?? [];
@@ -66,9 +70,11 @@ public sealed class TrainStep : IDisposable
         try
         {
             _tablesInBackward = train.UpdateInBackward ? TableUpdatesInBackward.Attach(model, optimizer, train.GradientClip, _freeze, _replicas.Size) : null;
+            _anchorPull = AnchorPull.Create(model, anchor, train.AnchorPull);   // after the freeze: frozen parameters are not pulled
         }
         catch
         {
+            _tablesInBackward?.Dispose();
             _freeze?.Dispose();
             throw;
         }
@@ -103,6 +109,7 @@ public sealed class TrainStep : IDisposable
         if (!double.IsFinite(lossValue) || !double.IsFinite(gradientNorm))
             throw new PeerSharpException($"training diverged at step {step + 1} (loss {lossValue}, gradient norm {gradientNorm}); nothing from this step was saved; try a lower learning rate than {_train.LearningRate}");
         _optimizer.Step(learningRate);
+        _anchorPull?.Step(learningRate);                              // θ toward θ₀, decoupled like weight decay
         _freeze?.AfterStep();
         _optimizer.ZeroGrad();
         StageCompleted?.Invoke(TrainStage.Update);

@@ -76,6 +76,15 @@ public sealed class Trainer
     /// </summary>
     public ExpertParallelism? Sharding { get; init; }
 
+    /// <summary>
+    /// The replay text of <see cref="TrainConfig.ReplayFraction"/> (an earlier domain; only its first
+    /// <see cref="TrainConfig.ReplayTokens"/> are replayed), owned by the caller; null: no replay.
+    /// </summary>
+    public TokenCorpus? Replay { get; init; }
+
+    /// <summary>The weights (by parameter name) <see cref="TrainConfig.AnchorPull"/> pulls toward, owned by the caller; null: none.</summary>
+    public IReadOnlyDictionary<string, Tensor>? Anchor { get; init; }
+
     /// <summary>Bytes this rank sent to the others per training step in expert parallelism's exchanges (mean over this run's steps; 0 without).</summary>
     public double ExpertParallelBytesPerStep { get; private set; }
 
@@ -104,12 +113,12 @@ public sealed class Trainer
         int ranks = Replicas.Size, rank = Replicas.Rank;
         int rowsPerRank = RowsPerRank(train, Replicas);
         var schedule = new LearningRateSchedule(train.LearningRate, train.WarmupSteps, train.Steps, train.MinLearningRateRatio);
-        var sampler = new BatchSampler(_train, train.BatchSize, _config.Model.ContextLength, train.Seed);
+        var batches = TrainingBatches.Create(train, _config.Model.ContextLength, _train, Replay);
         var tokensPerStep = (long)train.BatchSize * _config.Model.ContextLength;
         var tensorBoard = _tensorBoardFolder is null || rank != 0 ? null : TorchSharp.torch.utils.tensorboard.SummaryWriter(_tensorBoardFolder);
         EvaluationResult? validation = null;
         string? checkpoint = null;
-        using var trainStep = new TrainStep(_model, _optimizer, train, Replicas, Sharding);
+        using var trainStep = new TrainStep(_model, _optimizer, train, Replicas, Sharding, Anchor);
         var clock = new System.Diagnostics.Stopwatch();   // optimizer steps only, not validation or checkpoints
         long step = startStep, stepsThisRun = 0;
         _model.train();
@@ -124,7 +133,7 @@ public sealed class Trainer
                 Sharding?.ResetTraffic();
                 var (loss, gradientNorm) = trainStep.Run(step, learningRate, () =>
                 {
-                    var (input, target) = sampler.Batch(step);                  // (B, T) each, the global batch
+                    var (input, target) = batches(step);                        // (B, T) each, the global batch
                     if (ranks > 1)
                         (input, target) = (input.narrow(0, rank * rowsPerRank, rowsPerRank), target.narrow(0, rank * rowsPerRank, rowsPerRank));   // (B/P, T)
                     return _model.Loss(input, target);

@@ -33,6 +33,12 @@ public sealed record TrainingRunOptions
     /// </summary>
     public bool RequireStepsLeft { get; init; }
 
+    /// <summary>The replay text of <see cref="TrainConfig.ReplayFraction"/> (an earlier domain's training text); needed exactly when that fraction is above 0.</summary>
+    public string? ReplayPath { get; init; }
+
+    /// <summary>The checkpoint whose weights <see cref="TrainConfig.AnchorPull"/> pulls toward (where an earlier phase ended); needed exactly when the pull is on.</summary>
+    public string? AnchorPath { get; init; }
+
     /// <summary>Start a fresh run even in a folder that already holds one (its checkpoint and logs are replaced).</summary>
     public bool Overwrite { get; init; }
 
@@ -65,12 +71,16 @@ public sealed class TrainingRun : IDisposable
     readonly TokenCorpus _corpus;
     readonly TokenCorpus? _heldOutCorpus;
     readonly ExpertParallelism? _sharding;
+    readonly TokenCorpus? _replay;
+    readonly TransformerLM? _anchor;
 
     TrainingRun(string folder, RunConfig config, TransformerLM model, IOptimizer optimizer,
-                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas, ExpertParallelism? sharding)
+                long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas, ExpertParallelism? sharding,
+                TokenCorpus? replay, TransformerLM? anchor)
     {
         (Folder, Config, Model, Optimizer, StartStep, TokensSeen, _sharding) = (folder, config, model, optimizer, startStep, tokensSeen, sharding);
-        (_corpus, _heldOutCorpus) = (corpus, heldOutCorpus);
+        (_corpus, _heldOutCorpus, _replay, _anchor) = (corpus, heldOutCorpus, replay, anchor);
+        var anchorWeights = anchor?.named_parameters().ToDictionary(p => p.name, p => (TorchSharp.torch.Tensor)p.parameter);
         ValidationHeldOutFromData = heldOutCorpus is null;
         (TrainCorpus, ValidationCorpus) = heldOutCorpus is null
             ? corpus.HoldOut(HeldOutFraction, 8L * (config.Model.ContextLength + 1))
@@ -79,7 +89,10 @@ public sealed class TrainingRun : IDisposable
         TokenWindows.Validate(ValidationCorpus, 1, config.Model.ContextLength, "validation text");
         if (replicas.Rank != 0)
         {
-            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, Checkpoint.PathInFolder(folder)) { Replicas = replicas, Sharding = sharding };
+            Trainer = new Trainer(config, model, optimizer, TrainCorpus, ValidationCorpus, Checkpoint.PathInFolder(folder))
+            {
+                Replicas = replicas, Sharding = sharding, Replay = replay, Anchor = anchorWeights,
+            };
             return;
         }
 
@@ -98,6 +111,8 @@ public sealed class TrainingRun : IDisposable
                 Metrics = _metrics,
                 Replicas = replicas,
                 Sharding = sharding,
+                Replay = replay,
+                Anchor = anchorWeights,
             };
         }
         catch
@@ -126,14 +141,24 @@ public sealed class TrainingRun : IDisposable
 
         var tokenizer = config.Model.Tokenizer;
         var validationPath = options.ValidationPath ?? (options.DataPath is null ? BundledCorpus.ValidationPath : null);
-        TokenCorpus? corpus = null, heldOut = null;
-        TransformerLM? model = null;
+        if ((config.Train.ReplayFraction > 0) != (options.ReplayPath is not null))
+            throw new PeerSharpException(options.ReplayPath is null
+                ? $"replay fraction {config.Train.ReplayFraction} needs a replay text (an earlier domain's training text); none was given"
+                : $"a replay text ('{options.ReplayPath}') was given but the replay fraction is 0; expected a fraction above 0 or no replay text");
+        if ((config.Train.AnchorPull > 0) != (options.AnchorPath is not null))
+            throw new PeerSharpException(options.AnchorPath is null
+                ? $"anchor pull {config.Train.AnchorPull} needs anchor weights (the checkpoint an earlier phase ended with); none was given"
+                : $"anchor weights ('{options.AnchorPath}') were given but the anchor pull is 0; expected a pull above 0 or no anchor");
+        TokenCorpus? corpus = null, heldOut = null, replay = null;
+        TransformerLM? model = null, anchor = null;
         IOptimizer? optimizer = null;
         ExpertParallelism? sharding = null;
         try
         {
             corpus = TokenCorpus.Open(options.DataPath ?? BundledCorpus.TrainPath, tokenizer);
             heldOut = validationPath is null ? null : TokenCorpus.Open(validationPath, tokenizer);
+            replay = options.ReplayPath is null ? null : TokenCorpus.Open(options.ReplayPath, tokenizer);
+            if (options.AnchorPath is { } anchorPath) (anchor, _) = Checkpoint.LoadModel(anchorPath);
             long startStep = 0, tokensSeen = 0;
             if (options.ResumeFrom is { } checkpoint && root)
             {
@@ -144,12 +169,16 @@ public sealed class TrainingRun : IDisposable
             }
             else
                 (model, optimizer) = TrainingSetup.Create(config);
+            if (anchor is not null)   // the anchor fits the model, checked before the folder is taken
+                AnchorPull.Create(model, anchor.named_parameters().ToDictionary(p => p.name, p => (TorchSharp.torch.Tensor)p.parameter), config.Train.AnchorPull);
             (startStep, tokensSeen) = TakeRootState(replicas, model, optimizer, startStep, tokensSeen);
             if (config.Train.ExpertParallel) sharding = ExpertParallelism.Apply(model, optimizer, replicas);   // each rank keeps its rows
-            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas, sharding);
+            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas, sharding, replay, anchor);
         }
         catch
         {
+            anchor?.Dispose();
+            replay?.Dispose();
             sharding?.Dispose();
             optimizer?.Dispose();
             model?.Dispose();
@@ -283,6 +312,8 @@ public sealed class TrainingRun : IDisposable
         _sharding?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
+        _anchor?.Dispose();
+        _replay?.Dispose();
         _heldOutCorpus?.Dispose();
         _corpus.Dispose();
         _lock?.Dispose();

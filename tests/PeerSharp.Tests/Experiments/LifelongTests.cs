@@ -32,6 +32,8 @@ public class LifelongTests
             new LifelongArm { Name = "peer-grown-old-frozen", From = "peer", Grow = true, Freeze = new FreezeConfig { OldSubKeyCount = 8 } },
             new LifelongArm { Name = "peer-grown-new-and-queries", From = "peer", Grow = true, Freeze = new FreezeConfig { OldSubKeyCount = 8, SubKeys = true, Backbone = true } },
             new LifelongArm { Name = "peer-grown-routed", From = "peer", Grow = true, Growth = new GrowthOptions { SubKeyCount = 16, Placement = KeyPlacement.Queries, GateLeak = 0.01, PlacementTokens = 4096 } },
+            new LifelongArm { Name = "peer-replay", From = "peer", Train = JsonNode.Parse("""{ "replayFraction": 0.25, "replayTokens": 65536 }""")!.AsObject() },
+            new LifelongArm { Name = "peer-anchored", From = "peer", Train = JsonNode.Parse("""{ "anchorPull": 500 }""")!.AsObject() },
         ],
     };
 
@@ -49,10 +51,11 @@ public class LifelongTests
 
         var finished = Lifelong.Run(spec, folder.Path, results, runs);
 
-        Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337", "peer-grown-routed/B#1337"],
+        Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337", "peer-grown-routed/B#1337",
+                      "peer-replay/B#1337", "peer-anchored/B#1337"],
                      finished.Select(r => r.Id));
         var outcomes = LifelongOutcome.Of(finished);
-        Assert.Equal(5, outcomes.Count);
+        Assert.Equal(7, outcomes.Count);
         foreach (var o in outcomes)
         {
             Assert.Equal(6, o.Result.Steps);
@@ -71,11 +74,25 @@ public class LifelongTests
         Assert.Equal(["A grown", "B grown", "A end", "B end"], routed.Routing!.Select(r => $"{r.Text} {r.When}"));
         Assert.Single(Directory.GetDirectories(Path.Combine(runs, spec.Name)), d => d.EndsWith("_grown-16-queries-leak0.01", StringComparison.Ordinal));   // a growth of its own
 
+        // The baselines: replay reads A's training text, the pull pulls toward where phase 2 started (A's model), so
+        // the anchored arm ends nearer its start than the plain fine-tuning from the same model: at η·λ = 0.5 a step
+        // halves the distance, so it stays near two steps' worth of updates where fine-tuning goes six.
+        var plan = Lifelong.Plan(spec, folder.Path, runs);
+        Assert.Equal(PeerSharp.Data.BundledCorpus.TrainPath, plan.Single(i => i.Id == "peer-replay/B#1337").ReplayFrom);
+        var anchoredItem = plan.Single(i => i.Id == "peer-anchored/B#1337");
+        Assert.Equal(anchoredItem.StartFrom, anchoredItem.AnchorFrom);
+        Assert.Null(plan.Single(i => i.Id == "peer-continued/B#1337").AnchorFrom);
+        Assert.True(DistanceFromStart(runs, plan.Single(i => i.Id == "peer-anchored/B#1337")) < 0.5 * DistanceFromStart(runs, plan.Single(i => i.Id == "peer-continued/B#1337")),
+                    $"anchored {DistanceFromStart(runs, plan.Single(i => i.Id == "peer-anchored/B#1337"))} against fine-tuned {DistanceFromStart(runs, plan.Single(i => i.Id == "peer-continued/B#1337"))}");
+
         var report = folder.File("report/RESULTS.md");
         LifelongReport.Write(results, report, folder.File("report"));
         var text = File.ReadAllText(report);
         Assert.Contains("| peer-grown-old-frozen | 256 (16²) | old experts (8²) |", text);
         Assert.Contains("Routing to the grown experts", text);
+        Assert.Contains("| peer-replay | 1 |", text);
+        Assert.Contains("replay 25.0% of A (65.5K tokens)", text);
+        Assert.Contains("L2 pull λ = 500", text);
         Assert.Contains("| peer-grown-routed | 1337 | B | end |", text);
         Assert.True(File.Exists(folder.File("report/lifelong-peer-grown-old-frozen-s1337.png")));
         Assert.True(File.Exists(folder.File("report/lifelong-all-A.png")));
@@ -84,6 +101,18 @@ public class LifelongTests
         var again = Lifelong.Run(spec, folder.Path, results, runs, observer);
         Assert.Equal(finished.Select(r => r.Id), again.Select(r => r.Id));
         Assert.Empty(observer.Started);
+    }
+
+    /// <summary>The L2 distance of an arm's final weights from those it started phase 2 with.</summary>
+    static double DistanceFromStart(string runsFolder, SweepItem item)
+    {
+        var (start, _) = PeerSharp.Checkpoints.Checkpoint.LoadModel(item.StartFrom!);
+        var (end, _) = PeerSharp.Checkpoints.Checkpoint.LoadModel(Path.Combine(runsFolder, "tiny-lifelong", item.FolderName, "checkpoint.json"));
+        using (start) using (end)
+        {
+            var before = start.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            return Math.Sqrt(end.named_parameters().Sum(p => (p.parameter - before[p.name]).square().sum().item<float>()));
+        }
     }
 
     [Fact]
