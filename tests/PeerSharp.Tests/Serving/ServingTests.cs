@@ -217,13 +217,40 @@ public class ServingTests
     }
 
     [Fact]
-    public async Task TheOfficialOpenAiClientListsTheModel()
+    public async Task TheOfficialOpenAiClientListsTheModelAndCompletesThroughItsPipelineWithItsKey()
     {
-        await using var running = await Start();
+        await using var running = await Start(o => o with { ApiKey = "sk-peer-test" });
         var options = new OpenAIClientOptions { Endpoint = new Uri(running.Server.Address, "/v1") };
-        var client = new OpenAIClient(new ApiKeyCredential("unused"), options);
+        var client = new OpenAIClient(new ApiKeyCredential("sk-peer-test"), options);
         var models = await client.GetOpenAIModelClient().GetModelsAsync();
         Assert.Contains(models.Value, m => m.Id == "tiny");
-        // OpenAI 2.15.0 keeps its legacy completions client internal: completions are checked in the API's shape over HttpClient above.
+
+        // OpenAI 2.15.0 keeps its legacy completions client internal (OpenAI.LegacyCompletions.LegacyCompletionClient),
+        // so completions go through the SDK's public protocol layer: the client's own pipeline, which adds its
+        // Authorization header, retries and reads the response as it does for every call.
+        var pipeline = client.GetOpenAIModelClient().Pipeline;
+        using var message = pipeline.CreateMessage();
+        message.Request.Method = "POST";
+        message.Request.Uri = new Uri(running.Server.Address, "/v1/completions");
+        message.Request.Headers.Set("Content-Type", "application/json");
+        message.Request.Content = BinaryContent.Create(BinaryData.FromString("""{ "model": "tiny", "prompt": "It was", "max_tokens": 6, "seed": 3 }"""));
+        await pipeline.SendAsync(message);
+        Assert.Equal(200, message.Response!.Status);
+        var body = JsonNode.Parse(message.Response.Content.ToString())!.AsObject();
+        Assert.Equal("text_completion", (string)body["object"]!);
+        Assert.Equal(6, (int)body["usage"]!["completion_tokens"]!);
+        var viaHttp = await Complete(Authorized(running.Client, "sk-peer-test"), """{ "model": "tiny", "prompt": "It was", "max_tokens": 6, "seed": 3 }""");
+        Assert.Equal((string)viaHttp["choices"]![0]!["text"]!, (string)body["choices"]![0]!["text"]!);
+
+        // A wrong key: the SDK turns the 401 and its OpenAI-style error body into its own exception.
+        var stranger = new OpenAIClient(new ApiKeyCredential("sk-wrong"), options);
+        var e = await Assert.ThrowsAsync<ClientResultException>(() => stranger.GetOpenAIModelClient().GetModelsAsync());
+        Assert.Equal(401, e.Status);
+    }
+
+    static HttpClient Authorized(HttpClient client, string key)
+    {
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client;
     }
 }
