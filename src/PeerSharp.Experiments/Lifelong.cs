@@ -11,7 +11,8 @@ namespace PeerSharp.Experiments;
 /// Runs a <see cref="LifelongSpec"/> with the sweep's machinery (<see cref="Sweep"/>: one results line per finished
 /// run, finished runs skipped, an interrupted one resumed): phase 1 of each model on domain A, then each arm's phase
 /// 2 on domain B from the phase-1 checkpoint, grown first (<see cref="ExpertGrowth"/>, once per model and seed) where
-/// the arm asks. Phase-2 runs score A's validation beside B's at every validation and where they start.
+/// the arm asks, then the phase-3 arms on domain C from their phase-2 arm's end. Phase-2 runs score A's validation
+/// beside B's at every validation and where they start; phase-3 runs score A's and B's beside C's.
 /// </summary>
 public static class Lifelong
 {
@@ -21,7 +22,13 @@ public static class Lifelong
     /// <inheritdoc cref="Phase1Id"/>
     public static string Phase2Id(string arm, long seed) => $"{arm}/B#{seed}";
 
-    /// <summary>The items in order: every phase-1 run at every seed, then every arm at every seed.</summary>
+    /// <summary>Id of a phase-3 arm ("peer-then-c/C#1337").</summary>
+    public static string Phase3Id(string arm, long seed) => $"{arm}/C#{seed}";
+
+    /// <summary>
+    /// The items in order: every phase-1 run at every seed, then every phase-2 arm at every seed, then every phase-3
+    /// arm (one that continues a phase-2 arm on domain C) at every seed.
+    /// </summary>
     public static IReadOnlyList<SweepItem> Plan(LifelongSpec spec, string specFolder, string runsFolder)
     {
         var basis = RunConfig.Overlay(Presets.Get(spec.Preset), spec.Base, $"lifelong '{spec.Name}' base");
@@ -36,7 +43,8 @@ public static class Lifelong
                 items.Add(item);
                 phase1[(run.Name, seed)] = item;
             }
-        foreach (var arm in spec.Arms)
+        var phase2 = new Dictionary<(string, long), SweepItem>();
+        foreach (var arm in spec.Arms.Where(a => !spec.InPhase3(a)))
             foreach (var seed in spec.Seeds)
             {
                 var from = phase1[(arm.From, seed)];
@@ -48,17 +56,35 @@ public static class Lifelong
                     model = ExpertGrowth.GrownConfig(model, growth.SubKeyCount);
                     start = Path.Combine(GrownFolder(growth, runsFolder, spec, from), "checkpoint.json");
                 }
-                var config = RunConfig.Overlay(model, new JsonObject { ["train"] = spec.Phase2.DeepClone() }, $"lifelong '{spec.Name}' phase 2");
-                config = RunConfig.Overlay(config, new JsonObject { ["train"] = arm.Train.DeepClone() }, $"lifelong '{spec.Name}' arm '{arm.Name}'");
-                config = config with { Train = Settle(config.Train, seed, spec.Phase1Steps + spec.Phase2Steps, spec.EvalInterval) with { Freeze = arm.Freeze } };
+                var config = Phase2Config(spec, arm, model, seed, spec.Phase1Steps + spec.Phase2Steps);
                 var run = new SweepRun { Name = arm.Name, Method = arm.Name };
                 var domainA = spec.DomainA.Resolved(specFolder);
-                items.Add(Item(Phase2Id(arm.Name, seed), run, seed, config, spec.Phase1Steps) with
+                var item = Item(Phase2Id(arm.Name, seed), run, seed, config, spec.Phase1Steps) with
                 {
                     StartFrom = start,
                     AlsoScored = [("A", domainA.Validation)],
                     ReplayFrom = config.Train.ReplayFraction > 0 ? domainA.Train ?? Data.BundledCorpus.TrainPath : null,
                     AnchorFrom = config.Train.AnchorPull > 0 ? start : null,   // where phase 2 starts: A's model
+                };
+                items.Add(item);
+                phase2[(arm.Name, seed)] = item;
+            }
+        foreach (var arm in spec.Arms.Where(spec.InPhase3))
+            foreach (var seed in spec.Seeds)
+            {
+                var from = phase2[(arm.From, seed)];
+                var start = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");
+                // The phase-1 run's settings, not the phase-2 arm's: what that arm did in phase 2 (a replay, a pull) is not inherited.
+                var first = phase1[(spec.Arms.Single(a => a.Name == arm.From).From, seed)].Config with { Model = from.Config.Model };
+                var config = Phase2Config(spec, arm, first, seed, spec.Phase1Steps + spec.Phase2Steps + spec.Phase3Steps);
+                if (config.Train.ReplayFraction > 0)
+                    throw new PeerSharpException($"lifelong '{spec.Name}': phase-3 arm '{arm.Name}' replays; replay in phase 3 is not built (it would need both earlier domains)");
+                var run = new SweepRun { Name = arm.Name, Method = arm.Name };
+                items.Add(Item(Phase3Id(arm.Name, seed), run, seed, config, spec.Phase1Steps + spec.Phase2Steps) with
+                {
+                    StartFrom = start,
+                    AlsoScored = [("A", spec.DomainA.Resolved(specFolder).Validation), ("B", spec.DomainB.Resolved(specFolder).Validation)],
+                    AnchorFrom = config.Train.AnchorPull > 0 ? start : null,   // where phase 3 starts: the model after B
                 });
             }
         return items;
@@ -75,14 +101,15 @@ public static class Lifelong
         var phase1 = items.Where(i => i.StartFrom is null).ToDictionary(i => (i.Run.Name, i.Seed));
         return Sweep.RunAll(items, resultsPath, observer, cancellation, (item, started) =>
         {
-            var domain = (item.StartFrom is null ? spec.DomainA : spec.DomainB).Resolved(specFolder);
+            var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
+            var domain = (arm is null ? spec.DomainA : spec.InPhase3(arm) ? spec.DomainC! : spec.DomainB).Resolved(specFolder);
             var folder = Path.Combine(runsFolder, spec.Name, item.FolderName);
             if (item.StartFrom is not null && !File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))))
                 Prepare(spec, specFolder, runsFolder, item, phase1);
             var result = Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
-            var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
-            return result is null || arm is not { Grow: true } ? result
-                : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
+            if (result is null || arm is null) return result;
+            result = result with { ContinuesFrom = spec.InPhase3(arm) ? Phase2Id(arm.From, item.Seed) : Phase1Id(arm.From, item.Seed) };
+            return !arm.Grow ? result : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
         });
     }
 
@@ -110,6 +137,12 @@ public static class Lifelong
     static void Prepare(LifelongSpec spec, string specFolder, string runsFolder, SweepItem item, Dictionary<(string, long), SweepItem> phase1)
     {
         var arm = spec.Arms.Single(a => a.Name == item.Run.Name);
+        if (spec.InPhase3(arm))
+        {
+            if (!File.Exists(item.StartFrom))   // the phase-2 arm before it runs first, in the plan's order
+                throw new PeerSharpException($"phase-2 checkpoint '{item.StartFrom}' that {item.Id} continues is missing (its results line is there but its run folder is not); remove that line to train it again");
+            return;
+        }
         var from = phase1[(arm.From, item.Seed)];
         var source = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");
         if (!File.Exists(source))
@@ -125,6 +158,17 @@ public static class Lifelong
     static string GrownFolder(GrowthOptions growth, string runsFolder, LifelongSpec spec, SweepItem from) =>
         Path.Combine(runsFolder, spec.Name, $"{from.FolderName}_grown-{growth.SubKeyCount}" +
             (growth.Placement == KeyPlacement.Queries ? string.Create(CultureInfo.InvariantCulture, $"-queries-leak{growth.GateLeak}") : ""));
+
+    /// <summary>
+    /// The settings of an arm of a later phase: <paramref name="model"/> (the phase-1 run's settings with the model the
+    /// arm continues, grown or not), the spec's phase-2 training overlay, then the arm's own, to <paramref name="steps"/> in all.
+    /// </summary>
+    static RunConfig Phase2Config(LifelongSpec spec, LifelongArm arm, RunConfig model, long seed, int steps)
+    {
+        var config = RunConfig.Overlay(model, new JsonObject { ["train"] = spec.Phase2.DeepClone() }, $"lifelong '{spec.Name}' phase 2");
+        config = RunConfig.Overlay(config, new JsonObject { ["train"] = arm.Train.DeepClone() }, $"lifelong '{spec.Name}' arm '{arm.Name}'");
+        return config with { Train = Settle(config.Train, seed, steps, spec.EvalInterval) with { Freeze = arm.Freeze } };
+    }
 
     static TrainConfig Settle(TrainConfig train, long seed, int steps, int evalInterval) =>
         train with { Steps = steps, Seed = seed, EvalInterval = evalInterval, CheckpointInterval = evalInterval };

@@ -26,13 +26,50 @@ public sealed record LifelongOutcome(SweepResult Result, double AStart, double A
     /// </summary>
     public double BackwardTransfer => AStart - AEnd;
 
-    /// <summary>The outcomes of the phase-2 lines of a results file (those with an "A" curve), in file order.</summary>
+    /// <summary>The outcomes of the phase-2 lines of a results file (those with an "A" curve and no "B" one), in file order.</summary>
     public static IReadOnlyList<LifelongOutcome> Of(IEnumerable<SweepResult> results) =>
-        [.. results.Where(r => r.Curve.Any(p => p.Text == "A")).Select(r =>
+        [.. results.Where(r => r.Curve.Any(p => p.Text == "A") && r.Curve.All(p => p.Text != "B")).Select(r =>
         {
             var a = r.Curve.Where(p => p.Text == "A").ToList();
             var b = r.Curve.Where(p => p.Text is null).ToList();
             return new LifelongOutcome(r, a[0].BitsPerByte, a[^1].BitsPerByte, b[0].BitsPerByte, b[^1].BitsPerByte);
+        })];
+}
+
+/// <summary>
+/// One phase-3 arm's outcome: bits per byte on A, B and C where phase 3 starts and where it ends, with the phase-2 arm
+/// it continues (for what each domain scored right after its own phase).
+/// </summary>
+/// <param name="Result">The arm's results line.</param>
+/// <param name="Before">The phase-2 arm it continues.</param>
+/// <param name="AEnd">A's validation bits per byte at the end of phase 3.</param>
+/// <param name="BStart">B's at the start of phase 3, right after training on B.</param>
+/// <param name="BEnd">B's at the end of phase 3.</param>
+/// <param name="CStart">C's at the start of phase 3.</param>
+/// <param name="CEnd">C's at the end of phase 3.</param>
+public sealed record Phase3Outcome(SweepResult Result, LifelongOutcome Before, double AEnd, double BStart, double BEnd, double CStart, double CEnd)
+{
+    /// <summary>The average over the three domains seen at the end.</summary>
+    public double AverageEnd => (AEnd + BEnd + CEnd) / 3;
+
+    /// <summary>
+    /// Backward transfer over A and B (Lopez-Paz and Ranzato 2017) in bits per byte: the mean over the earlier domains
+    /// of the score right after its own phase minus the score at the end; negative is forgetting.
+    /// </summary>
+    public double BackwardTransfer => ((Before.AStart - AEnd) + (BStart - BEnd)) / 2;
+
+    /// <summary>Learning: the fall of C's bits per byte over phase 3.</summary>
+    public double Learning => CStart - CEnd;
+
+    /// <summary>The outcomes of the phase-3 lines of a results file (those with a "B" curve), each with the phase-2 arm it continued.</summary>
+    public static IReadOnlyList<Phase3Outcome> Of(IEnumerable<SweepResult> results, IReadOnlyList<LifelongOutcome> phase2) =>
+        [.. results.Where(r => r.Curve.Any(p => p.Text == "B")).Select(r =>
+        {
+            double First(string? text) => r.Curve.First(p => p.Text == text).BitsPerByte;
+            double Last(string? text) => r.Curve.Last(p => p.Text == text).BitsPerByte;
+            var before = phase2.SingleOrDefault(o => o.Result.Id == r.ContinuesFrom)
+                ?? throw new PeerSharpException($"phase-3 result {r.Id} continues '{r.ContinuesFrom}', which the results file does not hold");
+            return new Phase3Outcome(r, before, Last("A"), First("B"), Last("B"), First(null), Last(null));
         })];
 }
 
@@ -74,6 +111,21 @@ public static class LifelongReport
                         Of(o => o.BackwardTransfer, "+0.000;-0.000"), Of(o => o.Learning, "+0.000;-0.000"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)];
                 }));
         }
+        var phase3 = Phase3Outcome.Of(lines, outcomes);
+        if (phase3.Count > 0)
+        {
+            markdown.Paragraph("Phase 3: arms that continue a phase-2 arm on domain C, over their seeds. Backward transfer is the mean over A and B of " +
+                               "each domain's bits per byte right after its own phase (A: the start of phase 2; B: the start of phase 3) minus at the end of phase 3; negative is forgetting.");
+            markdown.Table(["arm", "continues", "seeds", "A end", "B start", "B end", "C start", "C end", "average of A, B and C", "backward transfer", "learning on C", "phase 3 trains by", "frozen"], "llrrrrrrrrrll",
+                phase3.GroupBy(o => o.Result.Run).Select(g =>
+                {
+                    string Of(Func<Phase3Outcome, double> value, string format) => Estimate.Of(g.Select(value)).Format(format);
+                    return (IReadOnlyList<string>)[g.Key, g.First().Before.Result.Run, g.Count().ToString(),
+                        Of(o => o.AEnd, "F3"), Of(o => o.BStart, "F3"), Of(o => o.BEnd, "F3"), Of(o => o.CStart, "F3"), Of(o => o.CEnd, "F3"),
+                        Of(o => o.AverageEnd, "F3"), Of(o => o.BackwardTransfer, "+0.000;-0.000"), Of(o => o.Learning, "+0.000;-0.000"),
+                        Baseline(g.First().Result), Frozen(g.First().Result)];
+                }));
+        }
         var routed = outcomes.Where(o => o.Result.Routing is { Count: > 0 }).ToList();
         if (routed.Count > 0)
         {
@@ -88,20 +140,28 @@ public static class LifelongReport
         if (phase1.Count > 0)
             markdown.Paragraph("Phase 1 on A: " + string.Join("; ", phase1.Select(r => $"{r.Run} {r.Validation.BitsPerByte:F3} bits per byte after {r.Steps:N0} steps")) + ".");
 
-        foreach (var (o, i) in outcomes.Select((o, i) => (o, i)))
+        foreach (var o in outcomes)
         {
             var plot = new Plot();
             foreach (var (text, label, color) in new[] { ("A", "A (forgetting)", 0), ((string?)null, "B (learning)", 1) })
-                Line(plot, o, text, label, ReportFigures.SeriesColor(color));
-            Decorate(plot, $"{o.Result.Run}: validation bits per byte in phase 2");
+                Line(plot, o.Result, text, label, ReportFigures.SeriesColor(color));
+            Decorate(plot, $"{o.Result.Run}: validation bits per byte in phase 2", "phase-2 step (training on B)");
             figures.Add(markdown, plot, $"lifelong-{o.Result.Run}-s{o.Result.Seed}", $"A and B validation bits per byte over phase 2, arm {o.Result.Run}");
+        }
+        foreach (var o in phase3)
+        {
+            var plot = new Plot();
+            foreach (var (text, label, color) in new[] { ("A", "A", 0), ("B", "B", 1), ((string?)null, "C (learning)", 2) })
+                Line(plot, o.Result, text, label, ReportFigures.SeriesColor(color));
+            Decorate(plot, $"{o.Result.Run}: validation bits per byte in phase 3", "phase-3 step (training on C)");
+            figures.Add(markdown, plot, $"lifelong-{o.Result.Run}-s{o.Result.Seed}", $"A, B and C validation bits per byte over phase 3, arm {o.Result.Run}");
         }
         foreach (var (text, title) in new[] { ("A", "domain A (forgetting)"), ((string?)null, "domain B (learning)") })
         {
             var plot = new Plot();
             foreach (var (o, i) in outcomes.Select((o, i) => (o, i)))
-                Line(plot, o, text, o.Result.Run, ReportFigures.SeriesColor(i));
-            Decorate(plot, $"all arms: {title}");
+                Line(plot, o.Result, text, o.Result.Run, ReportFigures.SeriesColor(i));
+            Decorate(plot, $"all arms: {title}", "phase-2 step (training on B)");
             figures.Add(markdown, plot, $"lifelong-all-{text ?? "B"}", $"validation bits per byte on {title}, every arm");
         }
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(markdownPath))!);
@@ -109,18 +169,18 @@ public static class LifelongReport
         return outcomes;
     }
 
-    static void Line(Plot plot, LifelongOutcome o, string? text, string label, Color color)
+    static void Line(Plot plot, SweepResult r, string? text, string label, Color color)
     {
-        var start = o.Result.Curve.Min(p => p.Step);
-        var points = o.Result.Curve.Where(p => p.Text == text).ToList();
+        var start = r.Curve.Min(p => p.Step);
+        var points = r.Curve.Where(p => p.Text == text).ToList();
         var scatter = plot.Add.ScatterLine(points.Select(p => (double)(p.Step - start)).ToArray(), points.Select(p => p.BitsPerByte).ToArray());
         (scatter.LegendText, scatter.Color, scatter.LineWidth, scatter.MarkerSize) = (label, color, 2, 5);
     }
 
-    static void Decorate(Plot plot, string title)
+    static void Decorate(Plot plot, string title, string steps)
     {
         plot.Title(title);
-        plot.XLabel("phase-2 step (training on B)");
+        plot.XLabel(steps);
         plot.YLabel("validation bits per byte");
         plot.ShowLegend(Edge.Right);
     }

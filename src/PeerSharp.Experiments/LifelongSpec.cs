@@ -10,7 +10,10 @@ public sealed record LifelongArm
     /// <summary>Unique name among the spec's runs and arms, such as "peer-grown-frozen".</summary>
     public required string Name { get; init; }
 
-    /// <summary>The phase-1 run it continues (<see cref="LifelongSpec.Phase1"/>).</summary>
+    /// <summary>
+    /// The run it continues: a phase-1 run (<see cref="LifelongSpec.Phase1"/>), and the arm trains phase 2 on domain B;
+    /// or a phase-2 arm, and it trains phase 3 on domain C (<see cref="LifelongSpec.DomainC"/>).
+    /// </summary>
     public required string From { get; init; }
 
     /// <summary>Whether the phase-1 model is grown (<see cref="LifelongSpec.Growth"/>) before phase 2.</summary>
@@ -56,13 +59,19 @@ public sealed record LifelongSpec
     /// <summary>Domain B, trained in phase 2.</summary>
     public SweepData DomainB { get; init; } = new();
 
+    /// <summary>Domain C, trained in phase 3 by the arms that continue a phase-2 arm; null: no phase 3.</summary>
+    public SweepData? DomainC { get; init; }
+
     /// <summary>Steps of phase 1.</summary>
     public int Phase1Steps { get; init; } = 1000;
 
     /// <summary>Steps of phase 2, the same in every arm.</summary>
     public int Phase2Steps { get; init; } = 500;
 
-    /// <summary>JSON overlay on the training settings of phase 2 (its learning rate, say).</summary>
+    /// <summary>Steps of phase 3, the same in every arm that has one.</summary>
+    public int Phase3Steps { get; init; } = 500;
+
+    /// <summary>JSON overlay on the training settings of phase 2 and phase 3 (their learning rate, say).</summary>
     public JsonObject Phase2 { get; init; } = [];
 
     /// <summary>Validate (both domains in phase 2) every this many steps.</summary>
@@ -88,8 +97,11 @@ public sealed record LifelongSpec
         };
     }
 
-    /// <summary>The phase-2 arms.</summary>
+    /// <summary>The arms of phase 2 and phase 3.</summary>
     public LifelongArm[] Arms { get; init; } = [];
+
+    /// <summary>Whether <paramref name="arm"/> trains phase 3 on domain C: it continues a phase-2 arm.</summary>
+    public bool InPhase3(LifelongArm arm) => Arms.Any(a => a.Name == arm.From);
 
     /// <summary>Reads a spec file; a <see cref="PeerSharpException"/> names what is wrong.</summary>
     public static LifelongSpec Load(string path)
@@ -112,10 +124,20 @@ public sealed record LifelongSpec
         if (Phase1.Length == 0 || Arms.Length == 0) throw new PeerSharpException($"lifelong spec '{path}' needs phase-1 runs and phase-2 arms");
         var duplicate = Phase1.Select(r => r.Name).Concat(Arms.Select(a => a.Name)).GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new PeerSharpException($"lifelong spec '{path}' names '{duplicate.Key}' twice");
+        if (Phase3Steps < 1) throw new PeerSharpException($"lifelong spec '{path}': phase-3 steps {Phase3Steps} must be positive");
+        DomainC?.Validate($"lifelong spec '{path}' domain C");
         foreach (var arm in Arms)
         {
+            if (InPhase3(arm))
+            {
+                var from = Arms.Single(a => a.Name == arm.From);
+                if (DomainC is null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues arm '{arm.From}' on domain C, but the spec has no domainC");
+                if (InPhase3(from)) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues '{arm.From}', itself a phase-3 arm; expected a phase-2 arm (there is no phase 4)");
+                if (arm.Grow) throw new PeerSharpException($"lifelong spec '{path}': phase-3 arm '{arm.Name}' grows; growth before phase 3 is not built (grow before phase 2)");
+                continue;
+            }
             if (Phase1.All(r => r.Name != arm.From))
-                throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues '{arm.From}', which is not a phase-1 run");
+                throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues '{arm.From}', which is neither a phase-1 run nor an arm");
             if (arm.Grow && (arm.Growth ?? Growth) is null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' grows but neither it nor the spec has growth settings");
         }
     }

@@ -127,6 +127,10 @@ public sealed record SweepResult
     /// <summary>A grown lifelong arm's routing to its grown experts per domain, at growth and at the end (null otherwise).</summary>
     public IReadOnlyList<RoutingScore>? Routing { get; init; }
 
+    /// <summary>The id of the run whose checkpoint this one continued (a lifelong arm's phase-1 run or phase-2 arm); null: from scratch, or not recorded.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ContinuesFrom { get; init; }
+
     /// <summary>When the run finished (UTC).</summary>
     public DateTime FinishedAt { get; init; }
 }

@@ -13,7 +13,7 @@ static class LifelongCommand
         var results = new Option<string?>("--results") { Description = "Results file to append to (default: SPEC's folder/NAME.results.jsonl)" };
         var runs = new Option<string>("--runs") { Description = "Folder of the runs' checkpoints and logs", DefaultValueFactory = _ => Path.Combine("runs", "lifelong") };
         var report = new Option<string>("--report") { Description = "Markdown report to write (its figures go beside it, in FOLDER/lifelong/)", DefaultValueFactory = _ => Path.Combine("docs", "lifelong", "RESULTS.md") };
-        var command = new Command("lifelong", "Phase 1 on domain A, then each arm (grown or not, parts frozen) on domain B; scores forgetting and learning.") { spec, results, runs, report };
+        var command = new Command("lifelong", "Phase 1 on domain A, then each arm (grown or not, parts frozen, replaying or pulled) on domain B, and the arms that continue an arm on domain C; scores forgetting and learning.") { spec, results, runs, report };
         command.SetAction(parse =>
         {
             var specFile = parse.GetValue(spec)!;

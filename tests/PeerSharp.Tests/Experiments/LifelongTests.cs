@@ -15,7 +15,9 @@ public class LifelongTests
         Preset = "tiny",
         Base = JsonNode.Parse("""{ "train": { "evalTokens": 1024, "warmupSteps": 2 } }""")!.AsObject(),
         DomainB = new SweepData { Train = "b-train.txt", Validation = "b-validation.txt" },
+        DomainC = new SweepData { Train = "c-train.txt", Validation = "c-validation.txt" },
         Phase1Steps = 12,
+        Phase3Steps = 3,
         Phase2Steps = 6,
         EvalInterval = 3,
         Phase2 = JsonNode.Parse("""{ "learningRate": 0.001, "minLearningRateRatio": 1 }""")!.AsObject(),
@@ -34,6 +36,7 @@ public class LifelongTests
             new LifelongArm { Name = "peer-grown-routed", From = "peer", Grow = true, Growth = new GrowthOptions { SubKeyCount = 16, Placement = KeyPlacement.Queries, GateLeak = 0.01, PlacementTokens = 4096 } },
             new LifelongArm { Name = "peer-replay", From = "peer", Train = JsonNode.Parse("""{ "replayFraction": 0.25, "replayTokens": 65536 }""")!.AsObject() },
             new LifelongArm { Name = "peer-anchored", From = "peer", Train = JsonNode.Parse("""{ "anchorPull": 500 }""")!.AsObject() },
+            new LifelongArm { Name = "peer-then-c", From = "peer-continued" },
         ],
     };
 
@@ -45,6 +48,10 @@ public class LifelongTests
         var lines = Enumerable.Range(0, 3000).Select(i => $"Item {i}: receipts {i * 37 % 1000} dollars, expenditures {i * 91 % 1000} dollars.");
         folder.Write("b-train.txt", string.Join("\n", lines.Take(2500)));
         folder.Write("b-validation.txt", string.Join("\n", lines.Skip(2500)));
+        // Domain C: a third kind of text, lists of dates and places.
+        var c = Enumerable.Range(0, 3000).Select(i => $"On day {i % 28 + 1} of month {i % 12 + 1} we reached station {i * 13 % 97}, {(i % 2 == 0 ? "north" : "south")} of the river.");
+        folder.Write("c-train.txt", string.Join("\n", c.Take(2500)));
+        folder.Write("c-validation.txt", string.Join("\n", c.Skip(2500)));
         var spec = TinySpec();
         var results = folder.File("tiny-lifelong.results.jsonl");
         var runs = folder.File("runs");
@@ -52,7 +59,7 @@ public class LifelongTests
         var finished = Lifelong.Run(spec, folder.Path, results, runs);
 
         Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337", "peer-grown-routed/B#1337",
-                      "peer-replay/B#1337", "peer-anchored/B#1337"],
+                      "peer-replay/B#1337", "peer-anchored/B#1337", "peer-then-c/C#1337"],
                      finished.Select(r => r.Id));
         var outcomes = LifelongOutcome.Of(finished);
         Assert.Equal(7, outcomes.Count);
@@ -85,6 +92,19 @@ public class LifelongTests
         Assert.True(DistanceFromStart(runs, plan.Single(i => i.Id == "peer-anchored/B#1337")) < 0.5 * DistanceFromStart(runs, plan.Single(i => i.Id == "peer-continued/B#1337")),
                     $"anchored {DistanceFromStart(runs, plan.Single(i => i.Id == "peer-anchored/B#1337"))} against fine-tuned {DistanceFromStart(runs, plan.Single(i => i.Id == "peer-continued/B#1337"))}");
 
+        // Phase 3 continues the phase-2 arm's end on C and scores all three domains; where it starts, A and B score
+        // what the phase-2 arm ended with (the same model on the same tokens).
+        var third = finished.Single(r => r.Id == "peer-then-c/C#1337");
+        Assert.Equal("peer-continued/B#1337", third.ContinuesFrom);
+        Assert.Equal(3, third.Steps);
+        foreach (var domain in new[] { "A", "B", null })
+            Assert.Equal([18L, 21], third.Curve.Where(p => p.Text == domain).Select(p => p.Step));
+        Assert.Equal(continued.AEnd, third.Curve.First(p => p.Text == "A").BitsPerByte, 9);
+        Assert.Equal(continued.BEnd, third.Curve.First(p => p.Text == "B").BitsPerByte, 9);
+        var phase3 = Assert.Single(Phase3Outcome.Of(finished, outcomes));
+        Assert.Same(continued, phase3.Before);
+        Assert.True(phase3.Learning > 0, "the model should learn domain C");
+
         var report = folder.File("report/RESULTS.md");
         LifelongReport.Write(results, report, folder.File("report"));
         var text = File.ReadAllText(report);
@@ -93,6 +113,8 @@ public class LifelongTests
         Assert.Contains("| peer-replay | 1 |", text);
         Assert.Contains("replay 25.0% of A (65.5K tokens)", text);
         Assert.Contains("L2 pull λ = 500", text);
+        Assert.Contains("| peer-then-c | peer-continued | 1 |", text);
+        Assert.True(File.Exists(folder.File("report/lifelong-peer-then-c-s1337.png")));
         Assert.Contains("| peer-grown-routed | 1337 | B | end |", text);
         Assert.True(File.Exists(folder.File("report/lifelong-peer-grown-old-frozen-s1337.png")));
         Assert.True(File.Exists(folder.File("report/lifelong-all-A.png")));
@@ -121,7 +143,7 @@ public class LifelongTests
         using var folder = new TempFolder();
         var path = folder.Write("bad.json", """{ "name": "bad", "phase1": [ { "name": "peer", "method": "peer" } ], "arms": [ { "name": "x", "from": "dense" } ] }""");
         var e = Assert.Throws<PeerSharpException>(() => LifelongSpec.Load(path));
-        Assert.Contains("arm 'x' continues 'dense', which is not a phase-1 run", e.Message);
+        Assert.Contains("arm 'x' continues 'dense', which is neither a phase-1 run nor an arm", e.Message);
     }
 
     sealed class Recorder : ISweepObserver
