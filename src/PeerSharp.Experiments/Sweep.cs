@@ -62,15 +62,17 @@ public interface ISweepObserver
 public static class Sweep
 {
     /// <summary>
-    /// The items of a spec's grid, in order: each seed, and at each seed the runs as listed, each at its budgets
-    /// (ascending). Seeds come outermost so that a sweep stopped part-way has the whole grid at its first seeds
-    /// rather than every seed of its first runs.
+    /// The items of a spec's grid, in order: each seed, at each seed the budgets (ascending), and at each budget the
+    /// runs as listed. Seeds come outermost so that a sweep stopped part-way has the whole grid at its first seeds
+    /// rather than every seed of its first runs, and budgets next so that it has whole isoFLOP curves of the small
+    /// budgets (every method and size) rather than every budget of its first methods.
     /// </summary>
     public static IReadOnlyList<SweepItem> Plan(SweepSpec spec)
     {
         var basis = Basis(spec);
-        return [.. spec.Seeds.SelectMany(seed => spec.Runs.SelectMany(run => Budgets(spec, basis, run)
-                                .Select(budget => Item(spec, basis, run, budget, seed))))];
+        return [.. spec.Seeds.SelectMany(seed => spec.Runs.SelectMany(run => Budgets(spec, basis, run).Select(budget => (run, budget)))
+                                                          .OrderBy(point => point.budget)   // stable: the runs' order within a budget
+                                                          .Select(point => Item(spec, basis, point.run, point.budget, seed)))];
     }
 
     /// <summary>

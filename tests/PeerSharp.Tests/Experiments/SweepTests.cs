@@ -64,6 +64,14 @@ public class SweepTests
         Assert.Equal(["dense@1e9#1", "peer@1e9#1", "dense@1e9#2", "peer@1e9#2"], Sweep.Plan(spec).Select(i => i.Id));
     }
 
+    /// … and within a seed, each budget's whole isoFLOP curve before the next budget's.
+    [Fact]
+    public void WithinASeedThePlanRunsEveryRunAtTheSmallestBudgetFirst()
+    {
+        var spec = TinySpec() with { Budgets = [3e9, 1e9] };
+        Assert.Equal(["dense@1e9#1337", "peer@1e9#1337", "dense@3e9#1337", "peer@3e9#1337"], Sweep.Plan(spec).Select(i => i.Id));
+    }
+
     [Fact]
     public void ABudgetTooSmallForTheValidationsIsAnError()
     {
