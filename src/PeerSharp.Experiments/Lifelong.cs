@@ -56,6 +56,11 @@ public static class Lifelong
                     model = ExpertGrowth.GrownConfig(model, growth.SubKeyCount);
                     start = Path.Combine(GrownFolder(growth, runsFolder, spec, from), "checkpoint.json");
                 }
+                if (arm.GrowHidden is { } multiplier)
+                {
+                    model = HiddenGrowth.GrownConfig(model, multiplier);
+                    start = Path.Combine(HiddenGrownFolder(multiplier, runsFolder, spec, from), "checkpoint.json");
+                }
                 var config = Phase2Config(spec, arm, model, seed, spec.Phase1Steps + spec.Phase2Steps);
                 var run = new SweepRun { Name = arm.Name, Method = arm.Name };
                 var domainA = spec.DomainA.Resolved(specFolder);
@@ -152,6 +157,8 @@ public static class Lifelong
             var growth = spec.GrowthOf(arm, specFolder);
             ExpertGrowth.GrowCheckpoint(source, GrownFolder(growth, runsFolder, spec, from), growth);
         }
+        if (arm.GrowHidden is { } multiplier && !File.Exists(item.StartFrom))
+            HiddenGrowth.GrowCheckpoint(source, HiddenGrownFolder(multiplier, runsFolder, spec, from), multiplier);
     }
 
     /// <summary>The folder of a phase-1 checkpoint grown one way: one per growth, shared by the arms that grow alike.</summary>
@@ -169,6 +176,10 @@ public static class Lifelong
         config = RunConfig.Overlay(config, new JsonObject { ["train"] = arm.Train.DeepClone() }, $"lifelong '{spec.Name}' arm '{arm.Name}'");
         return config with { Train = Settle(config.Train, seed, steps, spec.EvalInterval) with { Freeze = arm.Freeze } };
     }
+
+    /// <summary>The folder of a phase-1 checkpoint whose dense feed-forwards grew to <paramref name="multiplier"/>·d_model hidden units.</summary>
+    static string HiddenGrownFolder(int multiplier, string runsFolder, LifelongSpec spec, SweepItem from) =>
+        Path.Combine(runsFolder, spec.Name, $"{from.FolderName}_hidden-x{multiplier}");
 
     static TrainConfig Settle(TrainConfig train, long seed, int steps, int evalInterval) =>
         train with { Steps = steps, Seed = seed, EvalInterval = evalInterval, CheckpointInterval = evalInterval };

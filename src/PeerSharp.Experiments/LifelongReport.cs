@@ -196,13 +196,15 @@ public static class LifelongReport
     }
 
     static string Experts(SweepResult r) =>
-        r.Config.Model.FeedForwardKinds().Contains(FeedForwardKind.Peer) ? ReportFormat.ExpertCount(r.Config.Model.PeerOptions.SubKeyCount) : "dense";
+        r.Config.Model.FeedForwardKinds().Contains(FeedForwardKind.Peer) ? ReportFormat.ExpertCount(r.Config.Model.PeerOptions.SubKeyCount)
+            : $"dense ({r.Config.Model.HiddenDim} hidden)";
 
     static string Frozen(SweepResult r)
     {
         var f = r.Config.Train.Freeze;
         List<string> parts = [];
         if (f.OldSubKeyCount is { } old) parts.Add($"old experts ({old}²)");
+        if (f.OldHiddenUnits is { } units) parts.Add($"old hidden units ({units})");
         if (f.SubKeys) parts.Add("sub-keys");
         if (f.Queries) parts.Add("queries");
         if (f.Backbone) parts.Add("backbone");

@@ -19,6 +19,13 @@ public sealed record LifelongArm
     /// <summary>Whether the phase-1 model is grown (<see cref="LifelongSpec.Growth"/>) before phase 2.</summary>
     public bool Grow { get; init; }
 
+    /// <summary>
+    /// The dense baseline of growth: grow every dense feed-forward to this multiplier of d_model hidden units
+    /// (<see cref="HiddenGrowth"/>) before phase 2; null: no such growth. Freeze the old units with
+    /// <see cref="FreezeConfig.OldHiddenUnits"/>.
+    /// </summary>
+    public int? GrowHidden { get; init; }
+
     /// <summary>What stays untouched in phase 2.</summary>
     public FreezeConfig Freeze { get; init; } = new();
 
@@ -133,11 +140,12 @@ public sealed record LifelongSpec
                 var from = Arms.Single(a => a.Name == arm.From);
                 if (DomainC is null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues arm '{arm.From}' on domain C, but the spec has no domainC");
                 if (InPhase3(from)) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues '{arm.From}', itself a phase-3 arm; expected a phase-2 arm (there is no phase 4)");
-                if (arm.Grow) throw new PeerSharpException($"lifelong spec '{path}': phase-3 arm '{arm.Name}' grows; growth before phase 3 is not built (grow before phase 2)");
+                if (arm.Grow || arm.GrowHidden is not null) throw new PeerSharpException($"lifelong spec '{path}': phase-3 arm '{arm.Name}' grows; growth before phase 3 is not built (grow before phase 2)");
                 continue;
             }
             if (Phase1.All(r => r.Name != arm.From))
                 throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues '{arm.From}', which is neither a phase-1 run nor an arm");
+            if (arm.Grow && arm.GrowHidden is not null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' grows both its experts and its hidden units; expected one");
             if (arm.Grow && (arm.Growth ?? Growth) is null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' grows but neither it nor the spec has growth settings");
         }
     }

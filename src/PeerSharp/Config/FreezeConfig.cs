@@ -15,6 +15,13 @@ public sealed record FreezeConfig
     /// </summary>
     public int? OldSubKeyCount { get; init; }
 
+    /// <summary>
+    /// H before a growth of the dense feed-forwards (Growth/HiddenGrowth.cs): hidden units 0…H−1 of every dense
+    /// feed-forward (rows of fc.weight and fc.bias, columns of proj.weight) and its proj.bias get no updates, so only
+    /// the new units learn there; null: none.
+    /// </summary>
+    public int? OldHiddenUnits { get; init; }
+
     /// <summary>The product keys (all sub-keys) of every PEER and PKM layer.</summary>
     public bool SubKeys { get; init; }
 
@@ -28,11 +35,18 @@ public sealed record FreezeConfig
     public bool Backbone { get; init; }
 
     /// <summary>Whether anything is frozen.</summary>
-    public bool Any => OldSubKeyCount is not null || SubKeys || Queries || Backbone;
+    public bool Any => OldSubKeyCount is not null || OldHiddenUnits is not null || SubKeys || Queries || Backbone;
 
     /// <summary>Throws a <see cref="PeerSharpException"/> when the old sub-key count does not fit the model's PEER and PKM layers.</summary>
     public void Validate(ModelConfig model)
     {
+        if (OldHiddenUnits is { } units)
+        {
+            if (!model.FeedForwardKinds().Contains(FeedForwardKind.Dense))
+                throw new PeerSharpException($"frozen old hidden units {units} need a dense feed-forward; the model has none");
+            if (units < 1 || units > model.HiddenDim)
+                throw new PeerSharpException($"frozen old hidden units {units} must be between 1 and the feed-forward's hidden width {model.HiddenDim}");
+        }
         if (OldSubKeyCount is not { } old) return;
         var counts = SubKeyCounts(model);
         if (counts.Count == 0) throw new PeerSharpException($"frozen old sub-key count {old} needs a PEER or PKM layer; the model has none");

@@ -175,18 +175,22 @@ public static class ExpertGrowth
     /// <summary>The PEER and PKM layers, in block order.</summary>
     static IEnumerable<IExpertRetrieval> Layers(TransformerLM model) => model.Blocks.Select(b => b.FeedForward).OfType<IExpertRetrieval>();
 
-    static Dictionary<string, Tensor> ModelTensors(TransformerLM model) =>
+    internal static Dictionary<string, Tensor> ModelTensors(TransformerLM model) =>
         model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Concat(model.named_buffers())
              .GroupBy(p => p.Item1).ToDictionary(g => g.Key, g => g.First().Item2);
 
     /// <summary>The parameter an optimizer tensor belongs to: "exp_avg.NAME" → NAME ("step" → itself).</summary>
-    static string StateParameterName(string name)
+    internal static string StateParameterName(string name)
     {
         var dot = name.IndexOf('.');
         return dot < 0 ? name : name[(dot + 1)..];
     }
 
-    static void CopyAll(IReadOnlyDictionary<string, Tensor> from, IReadOnlyDictionary<string, Tensor> to,
+    /// <summary>
+    /// Copies every tensor of <paramref name="from"/> into its namesake in <paramref name="to"/>: through the plan of its
+    /// parameter (<paramref name="parameterOf"/> its name) where there is one, else whole, which needs the same shape.
+    /// </summary>
+    internal static void CopyAll(IReadOnlyDictionary<string, Tensor> from, IReadOnlyDictionary<string, Tensor> to,
                         Dictionary<string, Action<Tensor, Tensor>> plans, Func<string, string> parameterOf)
     {
         foreach (var (name, destination) in to)

@@ -16,13 +16,17 @@ namespace PeerSharp.Optimizers;
 /// </summary>
 sealed class ParameterFreeze : IDisposable
 {
-    /// <summary>One table with frozen rows: its full parameter name, the mask [N] and the frozen row ids [F].</summary>
-    sealed record FrozenRows(string Name, Parameter Table, Tensor Mask, Tensor Ids);
+    /// <summary>
+    /// One parameter with frozen slices along <paramref name="Dim"/>: its full name, the mask over that dimension and
+    /// the frozen ids [F]. Expert tables (<paramref name="Expert"/>) freeze rows (dim 0); a grown dense feed-forward
+    /// freezes its old units, rows of fc and columns (dim 1) of proj.
+    /// </summary>
+    sealed record FrozenRows(string Name, Parameter Table, Tensor Mask, Tensor Ids, long Dim = 0, bool Expert = true);
 
     readonly IOptimizer _optimizer;
     readonly List<FrozenRows> _tables;
     readonly List<IDisposable> _frozenStatistics;   // the query BatchNorms' scopes
-    readonly List<(Tensor Destination, Tensor Ids, Tensor Saved)> _saved = [];
+    readonly List<(Tensor Destination, Tensor Ids, long Dim, Tensor Saved)> _saved = [];
 
     ParameterFreeze(IOptimizer optimizer, List<FrozenRows> tables, List<IDisposable> frozenStatistics) =>
         (_optimizer, _tables, _frozenStatistics) = (optimizer, tables, frozenStatistics);
@@ -57,11 +61,23 @@ sealed class ParameterFreeze : IDisposable
                 foreach (var (name, table) in layer.Tables)
                     tables.Add(new FrozenRows(RetrievalLayers.Prefixed(prefix, name), table, mask.clone(), mask.nonzero().view(-1)));
             }
+        if (freeze.OldHiddenUnits is { } units)
+            foreach (var (name, module) in model.named_modules())
+            {
+                if (module is not DenseFeedForward) continue;
+                var owned = module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+                long hidden = owned["fc.weight"].shape[0];
+                using var ids = arange(hidden, dtype: ScalarType.Int64);
+                using var mask = ids < units;                                                       // [H2]: the old units
+                foreach (var (local, dim) in new[] { ("fc.weight", 0L), ("fc.bias", 0L), ("proj.weight", 1L) })
+                    tables.Add(new FrozenRows($"{name}.{local}", owned[local], mask.clone(), mask.nonzero().view(-1), dim, Expert: false));
+                owned["proj.bias"].requires_grad_(false);                                           // the old output's bias
+            }
         return new ParameterFreeze(optimizer, tables, scopes);
     }
 
-    /// <summary>The tables with frozen rows and their masks [N] (true: frozen), for updates in the backward.</summary>
-    internal IEnumerable<(Parameter Table, Tensor Mask)> FrozenTables => _tables.Select(t => (t.Table, t.Mask));
+    /// <summary>The expert tables with frozen rows and their masks [N] (true: frozen), for updates in the backward.</summary>
+    internal IEnumerable<(Parameter Table, Tensor Mask)> FrozenTables => _tables.Where(t => t.Expert).Select(t => (t.Table, t.Mask));
 
     /// <summary>
     /// Before clipping and the optimizer step: drops the frozen rows from row-sparse gradients; zeroes them in
@@ -83,12 +99,12 @@ sealed class ParameterFreeze : IDisposable
                 t.Table.grad = sparse_coo_tensor(rows.index_select(0, kept).unsqueeze(0), merged.SparseValues.index_select(0, kept), t.Table.shape);
                 continue;
             }
-            grad.index_fill_(0, t.Ids, 0);
-            Remember(t.Table, t.Ids);
+            grad.index_fill_(t.Dim, t.Ids, 0);
+            Remember(t.Table, t.Ids, t.Dim);
             state ??= _optimizer.StateDict();
             foreach (var (name, tensor) in state)
-                if (name.EndsWith("." + t.Name, StringComparison.Ordinal) && tensor.dim() > 0 && tensor.shape[0] == t.Table.shape[0])
-                    Remember(tensor, t.Ids);
+                if (name.EndsWith("." + t.Name, StringComparison.Ordinal) && tensor.dim() > t.Dim && tensor.shape[t.Dim] == t.Table.shape[t.Dim])
+                    Remember(tensor, t.Ids, t.Dim);
         }
     }
 
@@ -96,15 +112,15 @@ sealed class ParameterFreeze : IDisposable
     public void AfterStep()
     {
         using var noGrad = no_grad();
-        foreach (var (destination, ids, saved) in _saved)
+        foreach (var (destination, ids, dim, saved) in _saved)
         {
-            destination.index_copy_(0, ids, saved);
+            destination.index_copy_(dim, ids, saved);
             saved.Dispose();
         }
         _saved.Clear();
     }
 
-    void Remember(Tensor tensor, Tensor ids) => _saved.Add((tensor, ids, tensor.index_select(0, ids)));
+    void Remember(Tensor tensor, Tensor ids, long dim) => _saved.Add((tensor, ids, dim, tensor.index_select(dim, ids)));
 
     /// <inheritdoc />
     public void Dispose()

@@ -36,6 +36,7 @@ public class LifelongTests
             new LifelongArm { Name = "peer-grown-routed", From = "peer", Grow = true, Growth = new GrowthOptions { SubKeyCount = 16, Placement = KeyPlacement.Queries, GateLeak = 0.01, PlacementTokens = 4096 } },
             new LifelongArm { Name = "peer-replay", From = "peer", Train = JsonNode.Parse("""{ "replayFraction": 0.25, "replayTokens": 65536 }""")!.AsObject() },
             new LifelongArm { Name = "peer-anchored", From = "peer", Train = JsonNode.Parse("""{ "anchorPull": 500 }""")!.AsObject() },
+            new LifelongArm { Name = "dense-grown-hidden", From = "dense", GrowHidden = 6, Freeze = new FreezeConfig { OldHiddenUnits = 128 } },
             new LifelongArm { Name = "peer-then-c", From = "peer-continued" },
         ],
     };
@@ -59,10 +60,10 @@ public class LifelongTests
         var finished = Lifelong.Run(spec, folder.Path, results, runs);
 
         Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337", "peer-grown-routed/B#1337",
-                      "peer-replay/B#1337", "peer-anchored/B#1337", "peer-then-c/C#1337"],
+                      "peer-replay/B#1337", "peer-anchored/B#1337", "dense-grown-hidden/B#1337", "peer-then-c/C#1337"],
                      finished.Select(r => r.Id));
         var outcomes = LifelongOutcome.Of(finished);
-        Assert.Equal(7, outcomes.Count);
+        Assert.Equal(8, outcomes.Count);
         foreach (var o in outcomes)
         {
             Assert.Equal(6, o.Result.Steps);
@@ -114,6 +115,7 @@ public class LifelongTests
         Assert.Contains("replay 25.0% of A (65.5K tokens)", text);
         Assert.Contains("L2 pull λ = 500", text);
         Assert.Contains("| peer-then-c | peer-continued | 1 |", text);
+        Assert.Contains("| dense-grown-hidden | dense (192 hidden) | old hidden units (128) |", text);   // 6 · d_model 32
         Assert.True(File.Exists(folder.File("report/lifelong-peer-then-c-s1337.png")));
         Assert.Contains("| peer-grown-routed | 1337 | B | end |", text);
         Assert.True(File.Exists(folder.File("report/lifelong-peer-grown-old-frozen-s1337.png")));
