@@ -24,7 +24,7 @@ public sealed record LifelongOutcome(SweepResult Result, double AStart, double A
     /// Backward transfer (Lopez-Paz and Ranzato 2017) in bits per byte: how much training on B lowered A's loss,
     /// AStart − AEnd, so that, as in the accuracy form, a negative value is forgetting.
     /// </summary>
-    public double BackwardTransfer => AStart - AEnd;
+    public double BackwardTransfer => -Forgetting;
 
     /// <summary>The outcomes of the phase-2 lines of a results file (those with an "A" curve and no "B" one), in file order.</summary>
     public static IReadOnlyList<LifelongOutcome> Of(IEnumerable<SweepResult> results) =>

@@ -25,9 +25,11 @@ static class TrainCommand
         var output = new Option<string?>("--out") { Description = "Run folder for checkpoints and logs (default: runs/PRESET; when resuming, the checkpoint's folder)" };
         var resume = new Option<string?>("--resume") { Description = "Continue from a checkpoint (default: the run folder's)", Arity = ArgumentArity.ZeroOrOne };
         var force = new Option<bool>("--force") { Description = "Start a fresh run even in a folder that already holds one, replacing it" };
+        var replay = new Option<string?>("--replay") { Description = "Replay text for --set train.replayFraction=F (an earlier domain's training text; docs/LIFELONG.md)" };
+        var anchor = new Option<string?>("--anchor") { Description = "Checkpoint whose weights --set train.anchorPull=λ pulls toward (where an earlier phase ended; docs/LIFELONG.md)" };
         var sample = new Option<int>("--sample-tokens") { Description = "Tokens of text to generate at the end", DefaultValueFactory = _ => 300 };
         var command = new Command("train", "Train a PEER language model.");
-        foreach (var option in run.All.Concat<Option>([data, validation, output, resume, force, sample])) command.Options.Add(option);
+        foreach (var option in run.All.Concat<Option>([data, validation, replay, anchor, output, resume, force, sample])) command.Options.Add(option);
 
         command.SetAction(parse =>
         {
@@ -52,6 +54,8 @@ static class TrainCommand
                 Folder = parse.GetValue(output) ?? (resumeFrom is null ? Path.Combine("runs", parse.GetValue(run.Preset)!) : null),
                 DataPath = parse.GetValue(data),
                 ValidationPath = parse.GetValue(validation),
+                ReplayPath = parse.GetValue(replay),
+                AnchorPath = parse.GetValue(anchor),
                 ResumeFrom = resumeFrom,
                 RequireStepsLeft = true,
                 Overwrite = parse.GetValue(force),

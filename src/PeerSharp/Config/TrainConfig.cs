@@ -129,6 +129,7 @@ public sealed record TrainConfig
         if (ReplayFraction > 0 && ReplayRows() == 0) throw new PeerSharpException($"replay fraction {ReplayFraction} of a batch of {BatchSize} rounds to no sequence; expected at least 1/(2·{BatchSize})");
         if (ReplayFraction > 0 && ReplayRows() == BatchSize) throw new PeerSharpException($"replay fraction {ReplayFraction} of a batch of {BatchSize} leaves no sequence of the training text");
         if (!(AnchorPull >= 0) || !double.IsFinite(AnchorPull)) throw new PeerSharpException($"anchor pull {AnchorPull} must be a finite number of at least 0 (0: off)");
+        if (AnchorPull > 0 && ExpertParallel) throw new PeerSharpException("the anchor pull does not run with expert parallelism (each rank holds only its rows of the tables); expected one or the other");
         if (AnchorPull * LearningRate >= 1) throw new PeerSharpException($"anchor pull {AnchorPull} times the learning rate {LearningRate} must be below 1, or a step would overshoot the anchor");
         if (WarmupSteps < 0) throw new PeerSharpException($"warm-up steps {WarmupSteps} must not be negative");
         if (!(MinLearningRateRatio >= 0 && MinLearningRateRatio <= 1))

@@ -133,11 +133,7 @@ public static class ExpertGrowth
                 foreach (var (name, table) in grownLayer.Tables)
                     if (name != "down.weight") table.zero_();                                   // v = 0 (PKM values 0); u keeps its fresh draw
             }
-            CopyAll(ModelTensors(model), ModelTensors(grown), plans, name => name);
-            var grownState = grownOptimizer.StateDict();
-            foreach (var tensor in grownState.Values) tensor.zero_();                            // moments of new rows and keys start at zero
-            CopyAll(optimizer.StateDict(), grownState, plans, StateParameterName);
-            grownOptimizer.LoadStateDict(grownState);
+            CopyInto(model, optimizer, grown, grownOptimizer, plans);                              // moments of new rows and keys start at zero
             return (grown, grownOptimizer, grownConfig);
         }
         catch
@@ -165,22 +161,41 @@ public static class ExpertGrowth
         var (grown, grownOptimizer, config) = Grow(model, optimizer, info.Config, options);
         using var ___ = grown;
         using var ____ = grownOptimizer;
+        return SaveGrown(folder, grown, grownOptimizer, config, info);
+    }
+
+    /// <summary>Saves a grown model and optimizer into <paramref name="folder"/> at the step of <paramref name="from"/>, with its config.json; returns the sidecar's path.</summary>
+    internal static string SaveGrown(string folder, TransformerLM grown, IOptimizer optimizer, RunConfig config, Checkpoint from)
+    {
         config.Model.CheckFitsInMemory(training: true);
-        var sidecar = Checkpoint.Save(Checkpoint.PathInFolder(folder), grown, grownOptimizer,
-                                      new Checkpoint { Config = config, Step = info.Step, TokensSeen = info.TokensSeen });
+        var sidecar = Checkpoint.Save(Checkpoint.PathInFolder(folder), grown, optimizer,
+                                      new Checkpoint { Config = config, Step = from.Step, TokensSeen = from.TokensSeen });
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
         return sidecar;
+    }
+
+    /// <summary>
+    /// Copies a model and its optimizer state into the grown ones, each tensor through its parameter's plan in
+    /// <paramref name="plans"/> or whole; the grown optimizer's moments start at zero wherever no old value lands.
+    /// </summary>
+    internal static void CopyInto(TransformerLM model, IOptimizer optimizer, TransformerLM grown, IOptimizer grownOptimizer, Dictionary<string, Action<Tensor, Tensor>> plans)
+    {
+        CopyAll(ModelTensors(model), ModelTensors(grown), plans, name => name);
+        var grownState = grownOptimizer.StateDict();
+        foreach (var tensor in grownState.Values) tensor.zero_();
+        CopyAll(optimizer.StateDict(), grownState, plans, StateParameterName);
+        grownOptimizer.LoadStateDict(grownState);
     }
 
     /// <summary>The PEER and PKM layers, in block order.</summary>
     static IEnumerable<IExpertRetrieval> Layers(TransformerLM model) => model.Blocks.Select(b => b.FeedForward).OfType<IExpertRetrieval>();
 
-    internal static Dictionary<string, Tensor> ModelTensors(TransformerLM model) =>
+    static Dictionary<string, Tensor> ModelTensors(TransformerLM model) =>
         model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Concat(model.named_buffers())
              .GroupBy(p => p.Item1).ToDictionary(g => g.Key, g => g.First().Item2);
 
     /// <summary>The parameter an optimizer tensor belongs to: "exp_avg.NAME" → NAME ("step" → itself).</summary>
-    internal static string StateParameterName(string name)
+    static string StateParameterName(string name)
     {
         var dot = name.IndexOf('.');
         return dot < 0 ? name : name[(dot + 1)..];
@@ -190,7 +205,7 @@ public static class ExpertGrowth
     /// Copies every tensor of <paramref name="from"/> into its namesake in <paramref name="to"/>: through the plan of its
     /// parameter (<paramref name="parameterOf"/> its name) where there is one, else whole, which needs the same shape.
     /// </summary>
-    internal static void CopyAll(IReadOnlyDictionary<string, Tensor> from, IReadOnlyDictionary<string, Tensor> to,
+    static void CopyAll(IReadOnlyDictionary<string, Tensor> from, IReadOnlyDictionary<string, Tensor> to,
                         Dictionary<string, Action<Tensor, Tensor>> plans, Func<string, string> parameterOf)
     {
         foreach (var (name, destination) in to)

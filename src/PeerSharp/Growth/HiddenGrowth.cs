@@ -1,4 +1,3 @@
-using PeerSharp.Checkpoints;
 using PeerSharp.Layers;
 using PeerSharp.Model;
 using PeerSharp.Training;
@@ -58,16 +57,8 @@ public static class HiddenGrowth
                     to.narrow(1, 0, hidden).copy_(from);
                 };
             }
-            ExpertGrowth.CopyAll(ExpertGrowth.ModelTensors(model), ExpertGrowth.ModelTensors(grown), plans, n => n);
-            var grownState = grownOptimizer.StateDict();
-            foreach (var tensor in grownState.Values) tensor.zero_();                                 // moments of new units start at zero
-            ExpertGrowth.CopyAll(optimizer.StateDict(), grownState, plans, ExpertGrowth.StateParameterName);
-            grownOptimizer.LoadStateDict(grownState);
+            ExpertGrowth.CopyInto(model, optimizer, grown, grownOptimizer, plans);                    // moments of new units start at zero
         }
-        grownConfig.Model.CheckFitsInMemory(training: true);
-        var sidecar = Checkpoint.Save(Checkpoint.PathInFolder(folder), grown, grownOptimizer,
-                                      new Checkpoint { Config = grownConfig, Step = info.Step, TokensSeen = info.TokensSeen });
-        File.WriteAllText(Path.Combine(folder, "config.json"), grownConfig.ToJson());
-        return sidecar;
+        return ExpertGrowth.SaveGrown(folder, grown, grownOptimizer, grownConfig, info);
     }
 }

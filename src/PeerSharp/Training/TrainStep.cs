@@ -60,7 +60,6 @@ public sealed class TrainStep : IDisposable
     public TrainStep(nn.Module model, IOptimizer optimizer, TrainConfig train, ICommunicator? replicas = null, ExpertParallelism? sharding = null,
                      IReadOnlyDictionary<string, Tensor>? anchor = null)
     {
-        if (train.AnchorPull > 0 && sharding is not null) throw new PeerSharpException("the anchor pull does not run with expert parallelism (each rank holds only its rows); expected one or the other");
         (_optimizer, _train, _replicas, _sharding) = (optimizer, train, replicas ?? SingleProcess.Instance, sharding);
         _parameters = model.parameters().ToList();
         _sharded = sharding?.Parameters ?? [];

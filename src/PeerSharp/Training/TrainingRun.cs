@@ -76,11 +76,10 @@ public sealed class TrainingRun : IDisposable
 
     TrainingRun(string folder, RunConfig config, TransformerLM model, IOptimizer optimizer,
                 long startStep, long tokensSeen, TokenCorpus corpus, TokenCorpus? heldOutCorpus, string? resumedFolder, ICommunicator replicas, ExpertParallelism? sharding,
-                TokenCorpus? replay, TransformerLM? anchor)
+                TokenCorpus? replay, TransformerLM? anchor, IReadOnlyDictionary<string, TorchSharp.torch.Tensor>? anchorWeights)
     {
         (Folder, Config, Model, Optimizer, StartStep, TokensSeen, _sharding) = (folder, config, model, optimizer, startStep, tokensSeen, sharding);
         (_corpus, _heldOutCorpus, _replay, _anchor) = (corpus, heldOutCorpus, replay, anchor);
-        var anchorWeights = anchor?.named_parameters().ToDictionary(p => p.name, p => (TorchSharp.torch.Tensor)p.parameter);
         ValidationHeldOutFromData = heldOutCorpus is null;
         (TrainCorpus, ValidationCorpus) = heldOutCorpus is null
             ? corpus.HoldOut(HeldOutFraction, 8L * (config.Model.ContextLength + 1))
@@ -143,11 +142,11 @@ public sealed class TrainingRun : IDisposable
         var validationPath = options.ValidationPath ?? (options.DataPath is null ? BundledCorpus.ValidationPath : null);
         if ((config.Train.ReplayFraction > 0) != (options.ReplayPath is not null))
             throw new PeerSharpException(options.ReplayPath is null
-                ? $"replay fraction {config.Train.ReplayFraction} needs a replay text (an earlier domain's training text); none was given"
+                ? $"replay fraction {config.Train.ReplayFraction} needs a replay text (an earlier domain's training text, --replay); none was given"
                 : $"a replay text ('{options.ReplayPath}') was given but the replay fraction is 0; expected a fraction above 0 or no replay text");
         if ((config.Train.AnchorPull > 0) != (options.AnchorPath is not null))
             throw new PeerSharpException(options.AnchorPath is null
-                ? $"anchor pull {config.Train.AnchorPull} needs anchor weights (the checkpoint an earlier phase ended with); none was given"
+                ? $"anchor pull {config.Train.AnchorPull} needs anchor weights (the checkpoint an earlier phase ended with, --anchor); none was given"
                 : $"anchor weights ('{options.AnchorPath}') were given but the anchor pull is 0; expected a pull above 0 or no anchor");
         TokenCorpus? corpus = null, heldOut = null, replay = null;
         TransformerLM? model = null, anchor = null;
@@ -169,11 +168,11 @@ public sealed class TrainingRun : IDisposable
             }
             else
                 (model, optimizer) = TrainingSetup.Create(config);
-            if (anchor is not null)   // the anchor fits the model, checked before the folder is taken
-                AnchorPull.Create(model, anchor.named_parameters().ToDictionary(p => p.name, p => (TorchSharp.torch.Tensor)p.parameter), config.Train.AnchorPull);
+            var anchorWeights = anchor?.named_parameters().ToDictionary(p => p.name, p => (TorchSharp.torch.Tensor)p.parameter);
+            if (anchorWeights is not null) AnchorPull.Create(model, anchorWeights, config.Train.AnchorPull);   // the anchor fits the model, checked before the folder is taken
             (startStep, tokensSeen) = TakeRootState(replicas, model, optimizer, startStep, tokensSeen);
             if (config.Train.ExpertParallel) sharding = ExpertParallelism.Apply(model, optimizer, replicas);   // each rank keeps its rows
-            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas, sharding, replay, anchor);
+            return new TrainingRun(folder, config, model, optimizer, startStep, tokensSeen, corpus, heldOut, resumedFolder, replicas, sharding, replay, anchor, anchorWeights);
         }
         catch
         {

@@ -74,9 +74,11 @@ public class HiddenGrowthTests
         var (before, grown) = TrainAndGrow(folder);
         int hidden = before.Model.HiddenDim;
         var config = grown.Config with { Train = grown.Config.Train with { Steps = 12, Freeze = new FreezeConfig { OldHiddenUnits = hidden } } };
-        var (atGrowth, _) = Checkpoint.LoadModel(Sidecar(folder, "b"));
+        var (atGrowth, optimizerAtGrowth, _) = TrainingSetup.Resume(Sidecar(folder, "b"));
         var grownStart = atGrowth.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        var momentsAtGrowth = optimizerAtGrowth.StateDict().ToDictionary(e => e.Key, e => e.Value.clone());
         atGrowth.Dispose();
+        optimizerAtGrowth.Dispose();
         using (var run = TrainingRun.Open(new TrainingRunOptions { Config = config, ResumeFrom = Sidecar(folder, "b") }))
             Assert.True(run.Run().Completed);
         var (start, _) = Checkpoint.LoadModel(Sidecar(folder, "a"));
@@ -103,10 +105,26 @@ public class HiddenGrowthTests
                     Assert.False(ExpertGrowthTests.Same(was[name], parameter), "the backbone is not frozen and should train");
             }
         }
+        // The old units' optimizer moments are put back as well, along the same dimension as their weights.
+        var (_, optimizerAtEnd, _) = TrainingSetup.Resume(Sidecar(folder, "b"));
+        using (optimizerAtEnd)
+        {
+            var checkedMoments = 0;
+            foreach (var (key, after) in optimizerAtEnd.StateDict())
+            {
+                long? dim = key.EndsWith(".ffn.fc.weight", StringComparison.Ordinal) || key.EndsWith(".ffn.fc.bias", StringComparison.Ordinal) ? 0
+                          : key.EndsWith(".ffn.proj.weight", StringComparison.Ordinal) ? 1 : null;
+                if (dim is not { } d || !key.StartsWith("exp_avg", StringComparison.Ordinal)) continue;
+                Assert.True(ExpertGrowthTests.Same(momentsAtGrowth[key].narrow(d, 0, hidden), after.narrow(d, 0, hidden)), $"{key}: the old units' moments moved");
+                Assert.False(ExpertGrowthTests.Same(momentsAtGrowth[key], after), $"{key}: the new units' moments should move");
+                checkedMoments++;
+            }
+            Assert.True(checkedMoments >= 6, $"only {checkedMoments} moments of the dense feed-forwards were found");
+        }
     }
 
     [Fact]
-    public void GrowingAModelWithoutADenseFeedForwardOrToFewerUnitsIsAUserError()
+    public void GrowingToFewerUnitsOrFreezingMoreThanTheWidthIsAUserError()
     {
         using var folder = new TempFolder();
         TrainAndGrow(folder);
