@@ -67,6 +67,7 @@ public static class Lifelong
                 var item = Item(Phase2Id(arm.Name, seed), run, seed, config, spec.Phase1Steps) with
                 {
                     StartFrom = start,
+                    ContinuesFrom = from.Id,
                     AlsoScored = [("A", domainA.Validation)],
                     ReplayFrom = config.Train.ReplayFraction > 0 ? domainA.Train ?? Data.BundledCorpus.TrainPath : null,
                     AnchorFrom = config.Train.AnchorPull > 0 ? start : null,   // where phase 2 starts: A's model
@@ -88,6 +89,7 @@ public static class Lifelong
                 items.Add(Item(Phase3Id(arm.Name, seed), run, seed, config, spec.Phase1Steps + spec.Phase2Steps) with
                 {
                     StartFrom = start,
+                    ContinuesFrom = from.Id,
                     AlsoScored = [("A", spec.DomainA.Resolved(specFolder).Validation), ("B", spec.DomainB.Resolved(specFolder).Validation)],
                     AnchorFrom = config.Train.AnchorPull > 0 ? start : null,   // where phase 3 starts: the model after B
                 });
@@ -113,7 +115,7 @@ public static class Lifelong
                 Prepare(spec, specFolder, runsFolder, item, phase1);
             var result = Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
             if (result is null || arm is null) return result;
-            result = result with { ContinuesFrom = spec.InPhase3(arm) ? Phase2Id(arm.From, item.Seed) : Phase1Id(arm.From, item.Seed) };
+            result = result with { ContinuesFrom = item.ContinuesFrom };
             return !arm.Grow ? result : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
         });
     }

@@ -24,6 +24,9 @@ public sealed record SweepItem(string Id, SweepRun Run, double Budget, long Seed
     /// <summary>The step of <see cref="StartFrom"/>: the item trains from it to the config's steps (0 from scratch).</summary>
     public long StartStep { get; init; }
 
+    /// <summary>The id of the run whose checkpoint the item continues (a lifelong arm's phase-1 run or phase-2 arm); null: none.</summary>
+    public string? ContinuesFrom { get; init; }
+
     /// <summary>The replay text of an item that replays an earlier domain (<see cref="TrainConfig.ReplayFraction"/>); null: none.</summary>
     public string? ReplayFrom { get; init; }
 
@@ -193,6 +196,8 @@ public static class Sweep
             {
                 if (JsonSerializer.Serialize(existing.Config, Compact) != JsonSerializer.Serialize(item.Config, Compact))
                     throw new PeerSharpException($"results file '{resultsPath}' holds {item.Id} trained with other settings than the spec now gives; rename the run in the spec, or remove its line to train it again");
+                if (existing.ContinuesFrom is { } before && item.ContinuesFrom is { } now && before != now)   // same settings, another start (a phase-3 arm's from)
+                    throw new PeerSharpException($"results file '{resultsPath}' holds {item.Id} continued from {before}, but the spec now continues it from {now}; rename the run in the spec, or remove its line to train it again");
                 results.Add(existing);
                 observer?.RunFinished(i, count, item, existing, skipped: true);
                 continue;

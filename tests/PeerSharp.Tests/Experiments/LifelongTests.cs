@@ -125,6 +125,11 @@ public class LifelongTests
         var again = Lifelong.Run(spec, folder.Path, results, runs, observer);
         Assert.Equal(finished.Select(r => r.Id), again.Select(r => r.Id));
         Assert.Empty(observer.Started);
+
+        // A phase-3 arm whose from changes has the same settings but another start: refused, not skipped as done.
+        var moved = spec with { Arms = [.. spec.Arms.Select(a => a.Name == "peer-then-c" ? a with { From = "peer-replay" } : a)] };
+        var e = Assert.Throws<PeerSharpException>(() => Lifelong.Run(moved, folder.Path, results, runs));
+        Assert.Contains("continued from peer-continued/B#1337, but the spec now continues it from peer-replay/B#1337", e.Message);
     }
 
     /// <summary>The L2 distance of an arm's final weights from those it started phase 2 with.</summary>
