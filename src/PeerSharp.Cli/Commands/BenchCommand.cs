@@ -20,11 +20,13 @@ static class BenchCommand
         var distributed = new Option<bool>("--distributed") { Description = "Only print the bytes per step and rank of the expert tables' exchange (dense all-reduce, row exchange, expert parallel) for the --sizes and --tokens" };
         var generation = new Option<string?>("--generation") { Description = "Comma list of checkpoints (smallest N first, e.g. written by peer init) to time text generation from, tables memory-mapped (the first also loaded)" };
         var generationOnly = new Option<bool>("--generation-only") { Description = "Only the generation benchmark of --generation" };
-        var serve = new Option<string?>("--serve") { Description = "Comma list of checkpoints to load-test `peer serve` with (1, 4, 16, 64 concurrent streaming clients × 128 tokens); a checkpoint ending in :mapped is served with --map-tables. Writes the table to --output if given" };
+        var serve = new Option<string?>("--serve") { Description = "Comma list of checkpoints to load-test `peer serve` with (1, 4, 16, 64 concurrent streaming clients × 128 tokens, --serve-rounds times each); a checkpoint ending in :mapped is served with --map-tables. Writes the table to --output if given" };
+        var serveRounds = new Option<int>("--serve-rounds") { Description = "With --serve: rounds of each load level (tokens/s is the median round's)", DefaultValueFactory = _ => 3 };
+        var serveQueue = new Option<int>("--serve-queue") { Description = "With --serve: the server's --max-queue; at 64 clients and --max-batch 16 the default 32 leaves 16 clients a 429 each round", DefaultValueFactory = _ => 32 };
         var runCase = new Option<string?>(BenchRunner.RunCaseOption) { Description = "Internal: run one configuration given as JSON and print its result", Hidden = true };
         var command = new Command("bench", "Time PEER (fused and tensor ops) against dense feed-forwards, each kernel against its reference, and write docs/PERFORMANCE.md")
         {
-            sizes, large, quick, tokens, steps, warmup, threads, noModel, output, distributed, generation, generationOnly, serve, runCase,
+            sizes, large, quick, tokens, steps, warmup, threads, noModel, output, distributed, generation, generationOnly, serve, serveRounds, serveQueue, runCase,
         };
         command.SetAction(parse =>
         {
@@ -32,7 +34,8 @@ static class BenchCommand
             if (parse.GetValue(serve) is { } served)
             {
                 var results = served.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-                    .SelectMany(c => ServeBenchmark.Run(c.EndsWith(":mapped") ? c[..^7] : c, c.EndsWith(":mapped"), [1, 4, 16, 64], parse.GetValue(tokens) ?? 128, maxBatch: 16))
+                    .SelectMany(c => ServeBenchmark.Run(c.EndsWith(":mapped") ? c[..^7] : c, c.EndsWith(":mapped"), [1, 4, 16, 64], parse.GetValue(tokens) ?? 128,
+                                                      maxBatch: 16, maxQueue: parse.GetValue(serveQueue), rounds: parse.GetValue(serveRounds)))
                     .ToList();
                 var table = ServeBenchmark.Table(results);
                 Console.Write(table);
