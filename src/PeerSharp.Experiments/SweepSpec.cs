@@ -157,6 +157,20 @@ public sealed record SweepSpec
         }
     }
 
+    /// <summary>
+    /// The spec cut to the runs named (every seed and budget of each), for `peer sweep --only`: a few runs added to a
+    /// long spec can run before the rest. Without confirmation seeds, since those pick each method's best run of the
+    /// whole grid, which a part of it cannot tell. A name the spec lacks is an error that lists its runs.
+    /// </summary>
+    public SweepSpec Only(IReadOnlyCollection<string> runNames)
+    {
+        if (runNames.Count == 0) throw new PeerSharpException($"sweep '{Name}': no run named to keep");
+        var unknown = runNames.Where(name => Runs.All(r => r.Name != name)).ToList();
+        if (unknown.Count > 0)
+            throw new PeerSharpException($"sweep '{Name}' has no run {string.Join(", ", unknown.Select(n => $"'{SafetensorsFile.Printable(n)}'"))}; its runs: {string.Join(", ", Runs.Select(r => r.Name))}");
+        return this with { Runs = [.. Runs.Where(r => runNames.Contains(r.Name))], ConfirmationSeeds = [] };
+    }
+
     /// <summary>Throws unless <paramref name="name"/>, which names a folder of its own, is a plain file name that is not blank (<see cref="FileNames.IsPlain"/>).</summary>
     internal static void CheckPlainName(string name, string where, string what)
     {

@@ -19,11 +19,13 @@ static class SweepCommand
             Description = "Instead of training, time each configuration alone for a few steps (on an idle machine) and append to SPEC's folder/NAME.timings.jsonl; peer report then compares methods at equal idle-machine training time",
         };
         var timeAgain = new Option<bool>("--time-again") { Description = "With --time: measure every configuration again, even those already timed" };
-        var command = new Command("sweep", "Train every run of a sweep spec to its FLOP budget; finished runs are skipped, an interrupted one resumes.") { spec, results, runs, plan, time, timeAgain };
+        var only = new Option<string?>("--only") { Description = "Comma list of the spec's run names: train (or plan) only those, every seed and budget of each, and no confirmation seeds" };
+        var command = new Command("sweep", "Train every run of a sweep spec to its FLOP budget; finished runs are skipped, an interrupted one resumes.") { spec, results, runs, plan, time, timeAgain, only };
         command.SetAction(parse =>
         {
             var specFile = parse.GetValue(spec)!;
             var sweep = SweepSpec.Load(specFile.FullName);
+            if (parse.GetValue(only) is { } names) sweep = sweep.Only(names.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
             var folder = specFile.DirectoryName!;
             var resultsPath = parse.GetValue(results) ?? Path.Combine(folder, $"{sweep.Name}.results.jsonl");
             if (parse.GetValue(plan)) return PrintPlan(sweep, resultsPath);

@@ -72,6 +72,22 @@ public class SweepTests
         Assert.Equal(["dense@1e9#1337", "peer@1e9#1337", "dense@3e9#1337", "peer@3e9#1337"], Sweep.Plan(spec).Select(i => i.Id));
     }
 
+    /// `peer sweep --only`: the named runs at every seed and budget, the same items (ids, settings) as in the whole
+    /// plan, no confirmations; a name the spec lacks is an error naming the spec's runs.
+    [Fact]
+    public void OnlyKeepsTheNamedRunsAsTheWholePlanHasThem()
+    {
+        var spec = TinySpec() with { Seeds = [1, 2], Budgets = [3e9, 1e9], ConfirmationSeeds = [7] };
+        var part = spec.Only(["peer"]);
+        Assert.Equal(["peer@1e9#1", "peer@3e9#1", "peer@1e9#2", "peer@3e9#2"], Sweep.Plan(part).Select(i => i.Id));
+        var whole = Sweep.Plan(spec).ToDictionary(i => i.Id);
+        Assert.All(Sweep.Plan(part), item => Assert.Equal(JsonSerializer.Serialize(whole[item.Id].Config), JsonSerializer.Serialize(item.Config)));
+        Assert.Empty(part.ConfirmationSeeds);
+        var error = Assert.Throws<PeerSharpException>(() => spec.Only(["peer", "moe"])).Message;
+        Assert.Contains("'moe'", error);
+        Assert.Contains("dense, peer", error);
+    }
+
     [Fact]
     public void ABudgetTooSmallForTheValidationsIsAnError()
     {
