@@ -48,6 +48,12 @@ public static class Lifelong
             foreach (var seed in spec.Seeds)
             {
                 var from = phase1[(arm.From, seed)];
+                if (arm.FromScratch)
+                {
+                    phase2[(arm.Name, seed)] = Scratch(spec, specFolder, arm, from, seed);
+                    items.Add(phase2[(arm.Name, seed)]);
+                    continue;
+                }
                 var start = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");
                 var model = from.Config;
                 if (arm.Grow)
@@ -98,6 +104,23 @@ public static class Lifelong
     }
 
     /// <summary>
+    /// A <see cref="LifelongArm.FromScratch"/> arm: the phase-1 run's model, freshly initialised, trained on B for the
+    /// phase-2 steps with the phase-2 settings (its warm-up included, since it starts from nothing), A scored beside B.
+    /// </summary>
+    static SweepItem Scratch(LifelongSpec spec, string specFolder, LifelongArm arm, SweepItem from, long seed)
+    {
+        var config = Phase2Config(spec, arm, from.Config, seed, spec.Phase2Steps);
+        if (config.Train.AnchorPull > 0)
+            throw new PeerSharpException($"lifelong '{spec.Name}': arm '{arm.Name}' trains from scratch with an L2 pull; a fresh model has no earlier weights to be pulled toward");
+        var domainA = spec.DomainA.Resolved(specFolder);
+        return Item(Phase2Id(arm.Name, seed), new SweepRun { Name = arm.Name, Method = arm.Name }, seed, config, startStep: 0) with
+        {
+            AlsoScored = [("A", domainA.Validation)],
+            ReplayFrom = config.Train.ReplayFraction > 0 ? domainA.Train ?? Data.BundledCorpus.TrainPath : null,
+        };
+    }
+
+    /// <summary>
     /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, growing the phase-1
     /// checkpoints the grown arms start from when they are not there yet. Stops after the current step when cancelled.
     /// </summary>
@@ -105,7 +128,7 @@ public static class Lifelong
                                                  ISweepObserver? observer = null, CancellationToken cancellation = default)
     {
         var items = Plan(spec, specFolder, runsFolder);
-        var phase1 = items.Where(i => i.StartFrom is null).ToDictionary(i => (i.Run.Name, i.Seed));
+        var phase1 = items.Where(i => i.Id == Phase1Id(i.Run.Name, i.Seed)).ToDictionary(i => (i.Run.Name, i.Seed));
         return Sweep.RunAll(items, resultsPath, observer, cancellation, (item, started) =>
         {
             var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
@@ -115,7 +138,7 @@ public static class Lifelong
                 Prepare(spec, specFolder, runsFolder, item, phase1);
             var result = Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
             if (result is null || arm is null) return result;
-            result = result with { ContinuesFrom = item.ContinuesFrom };
+            result = result with { ContinuesFrom = item.ContinuesFrom, ScratchOf = arm.FromScratch ? phase1[(arm.From, item.Seed)].Id : null };
             return !arm.Grow ? result : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
         });
     }

@@ -83,7 +83,12 @@ public static class LifelongReport
     public static IReadOnlyList<LifelongOutcome> Write(string resultsPath, string markdownPath, string figuresFolder)
     {
         var lines = ResultsFile.Read(resultsPath).Select(l => l.Result).ToList();
-        var outcomes = LifelongOutcome.Of(lines);
+        var all = LifelongOutcome.Of(lines);
+        // Arms trained on B from a fresh model are forward transfer's reference, not arms that continue A's model.
+        var outcomes = all.Where(o => o.Result.ScratchOf is null).ToList();
+        var scratch = all.Where(o => o.Result.ScratchOf is not null).ToDictionary(o => (o.Result.ScratchOf!, o.Result.Seed));
+        double? ForwardTransfer(LifelongOutcome o) =>
+            o.Result.ContinuesFrom is { } from && scratch.TryGetValue((from, o.Result.Seed), out var alone) ? alone.BEnd - o.BEnd : null;
         var markdown = new MarkdownWriter();
         var figures = new ReportFigures(figuresFolder, markdownPath);
         markdown.Heading(1, "Lifelong learning: results");
@@ -101,17 +106,27 @@ public static class LifelongReport
         {
             markdown.Paragraph("The continual-learning measures per arm, over its seeds (a ± b: mean and sample standard deviation, where an arm has two seeds or more): " +
                                "the average of A's and B's bits per byte at the end of phase 2 (the domains seen), backward transfer (A at the start minus A at the end: negative is forgetting), " +
-                               "and learning on B. Forward transfer (B before its training against a model that never saw A) is not measured: every arm starts phase 2 from a model trained on A.");
-            markdown.Table(["arm", "seeds", "A end", "B end", "average of A and B", "backward transfer", "learning on B", "phase 2 trains by", "parameters"], "lrrrrrrlr",
+                               "learning on B, and forward transfer: B at the end of the same phase-1 model trained on B alone from a fresh initialisation (an arm with fromScratch, same steps and settings) " +
+                               "minus B at the end of the arm, so positive when what the model learnt on A helps it on B (— where the spec has no such arm for the seed).");
+            markdown.Table(["arm", "seeds", "A end", "B end", "average of A and B", "backward transfer", "learning on B", "forward transfer", "phase 2 trains by", "parameters"], "lrrrrrrrlr",
                 outcomes.GroupBy(o => o.Result.Run).Select(g =>
                 {
                     string Of(Func<LifelongOutcome, double> value, string format) => Estimate.Of(g.Select(value)).Format(format);
+                    var forward = g.Select(ForwardTransfer).OfType<double>().ToList();
                     return (IReadOnlyList<string>)[g.Key, g.Count().ToString(),
                         Of(o => o.AEnd, "F3"), Of(o => o.BEnd, "F3"), Of(o => o.AverageEnd, "F3"),
-                        Of(o => o.BackwardTransfer, "+0.000;-0.000"), Of(o => o.Learning, "+0.000;-0.000"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)];
+                        Of(o => o.BackwardTransfer, "+0.000;-0.000"), Of(o => o.Learning, "+0.000;-0.000"),
+                        forward.Count == 0 ? "—" : Estimate.Of(forward).Format("+0.000;-0.000"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)];
                 }));
         }
-        var phase3 = Phase3Outcome.Of(lines, outcomes);
+        if (scratch.Count > 0)
+        {
+            markdown.Paragraph("Forward transfer's reference: each phase-1 model trained on B alone from a fresh initialisation, for the phase-2 steps with the phase-2 settings, over its seeds.");
+            markdown.Table(["arm", "model of", "seeds", "A end", "B end", "phase 2 trains by", "parameters"], "llrrrlr",
+                scratch.Values.GroupBy(o => o.Result.Run).Select(g => (IReadOnlyList<string>)[g.Key, g.First().Result.ScratchOf!.Split('/')[0], g.Count().ToString(),
+                    Estimate.Of(g.Select(o => o.AEnd)).Format("F3"), Estimate.Of(g.Select(o => o.BEnd)).Format("F3"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)]));
+        }
+        var phase3 = Phase3Outcome.Of(lines, all);
         if (phase3.Count > 0)
         {
             markdown.Paragraph("Phase 3: arms that continue a phase-2 arm on domain C, over their seeds. Backward transfer is the mean over A and B of " +

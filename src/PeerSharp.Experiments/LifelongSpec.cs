@@ -16,6 +16,13 @@ public sealed record LifelongArm
     /// </summary>
     public required string From { get; init; }
 
+    /// <summary>
+    /// Forward transfer's reference: the <see cref="From"/> phase-1 run's model trained on B alone, from a fresh
+    /// initialisation with the arm's seed, for the phase-2 steps with the phase-2 settings. The report compares
+    /// every arm that continues that run with it (LifelongReport). Nothing may be grown, frozen or pulled.
+    /// </summary>
+    public bool FromScratch { get; init; }
+
     /// <summary>Whether the phase-1 model is grown (<see cref="LifelongSpec.Growth"/>) before phase 2.</summary>
     public bool Grow { get; init; }
 
@@ -145,6 +152,8 @@ public sealed record LifelongSpec
             }
             if (Phase1.All(r => r.Name != arm.From))
                 throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' continues '{arm.From}', which is neither a phase-1 run nor an arm");
+            if (arm.FromScratch && (arm.Grow || arm.GrowHidden is not null || arm.Freeze.Any))
+                throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' trains from scratch but grows or freezes; a fresh model has nothing to keep");
             if (arm.Grow && arm.GrowHidden is not null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' grows both its experts and its hidden units; expected one");
             if (arm.Grow && (arm.Growth ?? Growth) is null) throw new PeerSharpException($"lifelong spec '{path}': arm '{arm.Name}' grows but neither it nor the spec has growth settings");
         }

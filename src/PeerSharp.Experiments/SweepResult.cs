@@ -131,6 +131,13 @@ public sealed record SweepResult
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? ContinuesFrom { get; init; }
 
+    /// <summary>
+    /// The id of the phase-1 run whose model a lifelong arm trained on B alone from a fresh initialisation
+    /// (<see cref="LifelongArm.FromScratch"/>, forward transfer's reference); null otherwise.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ScratchOf { get; init; }
+
     /// <summary>When the run finished (UTC).</summary>
     public DateTime FinishedAt { get; init; }
 }

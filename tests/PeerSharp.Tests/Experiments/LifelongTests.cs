@@ -37,6 +37,7 @@ public class LifelongTests
             new LifelongArm { Name = "peer-replay", From = "peer", Train = JsonNode.Parse("""{ "replayFraction": 0.25, "replayTokens": 65536 }""")!.AsObject() },
             new LifelongArm { Name = "peer-anchored", From = "peer", Train = JsonNode.Parse("""{ "anchorPull": 500 }""")!.AsObject() },
             new LifelongArm { Name = "dense-grown-hidden", From = "dense", GrowHidden = 6, Freeze = new FreezeConfig { OldHiddenUnits = 128 } },
+            new LifelongArm { Name = "peer-alone-on-b", From = "peer", FromScratch = true },
             new LifelongArm { Name = "peer-then-c", From = "peer-continued" },
         ],
     };
@@ -60,11 +61,11 @@ public class LifelongTests
         var finished = Lifelong.Run(spec, folder.Path, results, runs);
 
         Assert.Equal(["dense/A#1337", "peer/A#1337", "dense-continued/B#1337", "peer-continued/B#1337", "peer-grown-old-frozen/B#1337", "peer-grown-new-and-queries/B#1337", "peer-grown-routed/B#1337",
-                      "peer-replay/B#1337", "peer-anchored/B#1337", "dense-grown-hidden/B#1337", "peer-then-c/C#1337"],
+                      "peer-replay/B#1337", "peer-anchored/B#1337", "dense-grown-hidden/B#1337", "peer-alone-on-b/B#1337", "peer-then-c/C#1337"],
                      finished.Select(r => r.Id));
         var outcomes = LifelongOutcome.Of(finished);
-        Assert.Equal(8, outcomes.Count);
-        foreach (var o in outcomes)
+        Assert.Equal(9, outcomes.Count);
+        foreach (var o in outcomes.Where(o => o.Result.ScratchOf is null))
         {
             Assert.Equal(6, o.Result.Steps);
             Assert.Equal([12L, 15, 18], o.Result.Curve.Where(p => p.Text == "A").Select(p => p.Step));
@@ -106,6 +107,17 @@ public class LifelongTests
         Assert.Same(continued, phase3.Before);
         Assert.True(phase3.Learning > 0, "the model should learn domain C");
 
+        // Forward transfer's reference: PEER's phase-1 model, freshly initialised, trained on B for phase 2's 6 steps
+        // from step 0 (A scored beside B), not from A's checkpoint.
+        var alone = outcomes.Single(o => o.Result.ScratchOf is not null);
+        Assert.Equal("peer/A#1337", alone.Result.ScratchOf);
+        Assert.Null(alone.Result.ContinuesFrom);
+        Assert.Null(plan.Single(i => i.Id == "peer-alone-on-b/B#1337").StartFrom);
+        Assert.Equal(finished.Single(r => r.Id == "peer/A#1337").Config.Model, alone.Result.Config.Model);
+        Assert.Equal(6, alone.Result.Steps);
+        Assert.Equal([3L, 6], alone.Result.Curve.Where(p => p.Text == "A").Select(p => p.Step));
+        Assert.True(alone.BEnd > continued.BEnd, $"six steps on B from nothing ({alone.BEnd}) should leave B worse than six after A ({continued.BEnd})");
+
         var report = folder.File("report/RESULTS.md");
         LifelongReport.Write(results, report, folder.File("report"));
         var text = File.ReadAllText(report);
@@ -115,6 +127,10 @@ public class LifelongTests
         Assert.Contains("replay 25.0% of A (65.5K tokens)", text);
         Assert.Contains("L2 pull λ = 500", text);
         Assert.Contains("| peer-then-c | peer-continued | 1 |", text);
+        // Forward transfer: B alone minus B after A, for the arms that continue PEER's phase-1 model; none for dense's.
+        Assert.Contains($"| {(alone.BEnd - continued.BEnd).ToString("+0.000;-0.000")} | fine-tuning |", text.Split('\n').Single(l => l.StartsWith("| peer-continued | 1 |", StringComparison.Ordinal)));
+        Assert.Contains("| — | fine-tuning |", text.Split('\n').Single(l => l.StartsWith("| dense-continued | 1 |", StringComparison.Ordinal)));
+        Assert.StartsWith("| peer-alone-on-b | peer | 1 |", Assert.Single(text.Split('\n'), l => l.StartsWith("| peer-alone-on-b |", StringComparison.Ordinal)));   // its own table only
         Assert.Contains("| dense-grown-hidden | dense (192 hidden) | old hidden units (128) |", text);   // 6 · d_model 32
         Assert.True(File.Exists(folder.File("report/lifelong-peer-then-c-s1337.png")));
         Assert.Contains("| peer-grown-routed | 1337 | B | end |", text);
@@ -151,6 +167,8 @@ public class LifelongTests
         var path = folder.Write("bad.json", """{ "name": "bad", "phase1": [ { "name": "peer", "method": "peer" } ], "arms": [ { "name": "x", "from": "dense" } ] }""");
         var e = Assert.Throws<PeerSharpException>(() => LifelongSpec.Load(path));
         Assert.Contains("arm 'x' continues 'dense', which is neither a phase-1 run nor an arm", e.Message);
+        var grownAlone = folder.Write("grown.json", """{ "name": "bad", "phase1": [ { "name": "peer", "method": "peer" } ], "growth": { "subKeyCount": 16 }, "arms": [ { "name": "x", "from": "peer", "fromScratch": true, "grow": true } ] }""");
+        Assert.Contains("arm 'x' trains from scratch but grows or freezes", Assert.Throws<PeerSharpException>(() => LifelongSpec.Load(grownAlone)).Message);
     }
 
     sealed class Recorder : ISweepObserver
