@@ -47,7 +47,7 @@ public class CommittedReportTests
     }
 
     /// The checkout this test was built from: the first folder above the test binaries that holds PeerSharp.sln.
-    static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
             if (File.Exists(Path.Combine(folder.FullName, "PeerSharp.sln"))) return folder.FullName;
