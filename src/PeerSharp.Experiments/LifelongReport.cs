@@ -171,6 +171,25 @@ public static class LifelongReport
             Decorate(plot, $"{o.Result.Run}: validation bits per byte in phase 3", "phase-3 step (training on C)");
             figures.Add(markdown, plot, $"lifelong-{o.Result.Run}-s{o.Result.Seed}", $"A, B and C validation bits per byte over phase 3, arm {o.Result.Run}");
         }
+        // The trade-off as curves, not one point: each arm's path through (B, A) over its phase-2 validations, one
+        // figure per phase-1 model, so that arms at several learning rates or lengths read as a frontier.
+        foreach (var model in outcomes.Where(o => o.Result.ContinuesFrom is not null).GroupBy(o => o.Result.ContinuesFrom!.Split('/')[0]))
+        {
+            var plot = new Plot();
+            foreach (var (o, i) in model.GroupBy(o => o.Result.Run).Select(g => g.MinBy(o => o.Result.Seed)!).Select((o, i) => (o, i)))
+            {
+                var a = o.Result.Curve.Where(p => p.Text == "A").ToList();
+                var b = o.Result.Curve.Where(p => p.Text is null).ToList();
+                var scatter = plot.Add.ScatterLine(b.Select(p => p.BitsPerByte).ToArray(), a.Select(p => p.BitsPerByte).ToArray());
+                (scatter.LegendText, scatter.Color, scatter.LineWidth, scatter.MarkerSize) = (o.Result.Run, ReportFigures.SeriesColor(i), 2, 5);
+            }
+            plot.Title($"arms from {model.Key}: A against B over phase 2 (lower left is better)");
+            plot.XLabel("B validation bits per byte (learning)");
+            plot.YLabel("A validation bits per byte (forgetting)");
+            plot.ShowLegend(Edge.Right);
+            figures.Add(markdown, plot, $"lifelong-tradeoff-{model.Key}",
+                        $"forgetting against learning: A's and B's validation bits per byte at each phase-2 validation, every arm from {model.Key} (its first seed)");
+        }
         foreach (var (text, title) in new[] { ("A", "domain A (forgetting)"), ((string?)null, "domain B (learning)") })
         {
             var plot = new Plot();

@@ -136,6 +136,9 @@ public class LifelongTests
         Assert.Contains("| peer-grown-routed | 1337 | B | end |", text);
         Assert.True(File.Exists(folder.File("report/lifelong-peer-grown-old-frozen-s1337.png")));
         Assert.True(File.Exists(folder.File("report/lifelong-all-A.png")));
+        Assert.True(File.Exists(folder.File("report/lifelong-tradeoff-peer.png")));
+        Assert.True(File.Exists(folder.File("report/lifelong-tradeoff-dense.png")));
+        Assert.False(File.Exists(folder.File("report/lifelong-tradeoff-peer-alone-on-b.png")));
 
         var observer = new Recorder();
         var again = Lifelong.Run(spec, folder.Path, results, runs, observer);
