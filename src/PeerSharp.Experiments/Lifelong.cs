@@ -75,7 +75,7 @@ public static class Lifelong
                     StartFrom = start,
                     ContinuesFrom = from.Id,
                     AlsoScored = [("A", domainA.Validation)],
-                    ReplayFrom = config.Train.ReplayFraction > 0 ? domainA.Train ?? Data.BundledCorpus.TrainPath : null,
+                    ReplayFrom = ReplayText(config, domainA),
                     AnchorFrom = config.Train.AnchorPull > 0 ? start : null,   // where phase 2 starts: A's model
                 };
                 items.Add(item);
@@ -116,9 +116,13 @@ public static class Lifelong
         return Item(Phase2Id(arm.Name, seed), new SweepRun { Name = arm.Name, Method = arm.Name }, seed, config, startStep: 0) with
         {
             AlsoScored = [("A", domainA.Validation)],
-            ReplayFrom = config.Train.ReplayFraction > 0 ? domainA.Train ?? Data.BundledCorpus.TrainPath : null,
+            ReplayFrom = ReplayText(config, domainA),
         };
     }
+
+    /// <summary>What an arm that replays (<see cref="TrainConfig.ReplayFraction"/>) replays: domain A's training text; null when it does not.</summary>
+    static string? ReplayText(RunConfig config, SweepData domainA) =>
+        config.Train.ReplayFraction > 0 ? domainA.Train ?? Data.BundledCorpus.TrainPath : null;
 
     /// <summary>
     /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, growing the phase-1
@@ -138,7 +142,7 @@ public static class Lifelong
                 Prepare(spec, specFolder, runsFolder, item, phase1);
             var result = Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
             if (result is null || arm is null) return result;
-            result = result with { ContinuesFrom = item.ContinuesFrom, ScratchOf = arm.FromScratch ? phase1[(arm.From, item.Seed)].Id : null };
+            result = result with { ContinuesFrom = item.ContinuesFrom, ScratchOf = arm.FromScratch ? Phase1Id(arm.From, item.Seed) : null };
             return !arm.Grow ? result : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
         });
     }
