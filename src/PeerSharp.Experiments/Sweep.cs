@@ -358,6 +358,7 @@ public static class Sweep
             TestParts = testParts,
             Curve = progress.Points,
             FinishedAt = DateTime.UtcNow,
+            Machine = MachineInfo.Current().Numerics,
         };
     }
 

@@ -74,6 +74,14 @@ public sealed record SweepResult
     /// <summary>"EXPERIMENT/ID" of the run this line was copied from, where another experiment had trained the same model at the same budget and seed; null where it was trained for this one.</summary>
     public string? ReusedFrom { get; init; }
 
+    /// <summary>
+    /// The CPU and its vector instructions where the run finished (<see cref="MachineInfo.Numerics"/>); null in lines of
+    /// older versions. Same seed, same settings, same machine: the same numbers; another CPU family gives other
+    /// roundings, because libtorch picks its kernels by the vector instructions it finds (docs/DESIGN.md, "Reproducibility").
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Machine { get; init; }
+
     /// <summary>Every parameter.</summary>
     public long Parameters { get; init; }
 

@@ -27,6 +27,12 @@ public sealed record MachineInfo(string Cpu, int Cores, string VectorWidth, doub
         return open >= 0 && close > open ? text[(open + 1)..close] : text.Trim();
     }
 
+    /// <summary>
+    /// What decides a run's floating-point roundings: the CPU and the vector instructions it offers (libtorch picks its
+    /// kernels by them, so the same seed gives slightly other numbers on another CPU family), e.g. "AMD EPYC, AVX2 + FMA".
+    /// </summary>
+    public string Numerics => $"{Cpu}, {VectorWidth}";
+
     /// <summary>This machine.</summary>
     public static MachineInfo Current()
     {

@@ -137,6 +137,10 @@ public class SweepTests
             Assert.Equal(2, resumed[i].Curve.Count);
         }
         Assert.True(resumed[1].Validation.Layers.Single().Usage > 0);
+        // Each line says what machine's roundings it carries, and the file keeps it.
+        var written = Sweep.ReadResults(folder.File("resumed.jsonl"));
+        Assert.All(resumed, r => Assert.Equal(MachineInfo.Current().Numerics, written[r.Id].Machine));
+        Assert.Matches(", (AVX|no AVX2)", MachineInfo.Current().Numerics);
 
         // A third run finds everything done and trains nothing.
         var third = new Interrupt("none", 0, new CancellationTokenSource());
