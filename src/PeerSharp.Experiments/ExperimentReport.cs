@@ -11,9 +11,10 @@ public static class ExperimentReport
 {
     /// <summary>The experiments the report has a section for (spec names).</summary>
     public const string IsoFlop = "isoflop", Experts = "experts", Active = "active", BatchNorm = "batchnorm",
-                        RetrievalScreen = "retrieval-screen", Retrieval = "retrieval", ExpertCurve = "expert-curve", ExpertCurveFlops = "expert-curve-flops";
+                        RetrievalScreen = "retrieval-screen", Retrieval = "retrieval", ExpertCurve = "expert-curve", ExpertCurveFlops = "expert-curve-flops",
+                        SparseUpdates = "sparse-updates";
 
-    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm, RetrievalScreen, Retrieval, ExpertCurve, ExpertCurveFlops];
+    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm, RetrievalScreen, Retrieval, ExpertCurve, ExpertCurveFlops, SparseUpdates];
 
     /// <summary>
     /// Reads <paramref name="resultsFiles"/> and writes the report to <paramref name="markdownPath"/> and its figures
@@ -50,6 +51,8 @@ public static class ExperimentReport
             () => ExpertCurveSection.Write(markdown, figures, Points(ExpertCurve), ExpertCurve));
         Section(markdown, experiments, "8. The expert-count curve at equal training FLOPs, seeds", ExpertCurveFlops,
             () => ExpertCurveSection.Write(markdown, figures, Points(ExpertCurveFlops), ExpertCurveFlops));
+        Section(markdown, experiments, "9. The expert tables' optimizer state and the update in the backward (docs/SPARSE_UPDATES.md)", SparseUpdates,
+            () => SparseUpdatesSection.Write(markdown, Points(SparseUpdates)));
         UsageSection.Write(markdown, figures, Points(IsoFlop), Points(Experts), Points(BatchNorm));
         AllRuns(markdown, points);
 
