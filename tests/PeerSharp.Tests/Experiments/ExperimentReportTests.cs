@@ -109,6 +109,18 @@ public class ExperimentReportTests : IDisposable
         Assert.Contains("Not yet timed alone: peer-m", text);
     }
 
+    /// A line of another experiment made from the sample's peer-n32 line at 1e15: its model and scores, with another run name, seed and validation bpb.
+    JsonObject SampleLine(string experiment, string run, int seed, double bitsPerByte)
+    {
+        var line = JsonNode.Parse(File.ReadLines(_sample).First(l => l.Contains("\"peer-n32@1e15#1\"")))!.AsObject();
+        line["id"] = $"{run}@1e15#{seed}";
+        line["experiment"] = experiment;
+        line["run"] = run;
+        line["seed"] = seed;
+        line["validation"]!["bitsPerByte"] = bitsPerByte;
+        return line;
+    }
+
     [Fact]
     public void AblationTablesHaveTheRunsUsageAndUnevenness()
     {
@@ -127,23 +139,15 @@ public class ExperimentReportTests : IDisposable
     [Fact]
     public void TheExpertCurveSaysWhereBitsPerByteFallBeyondTheSeedSpread()
     {
-        var template = File.ReadLines(_sample).First(l => l.Contains("\"peer-n32@1e15#1\""));
         var lines = new List<string>();
         // N = 32²: 2.90, 2.92; 64²: 2.80, 2.82 (falls by 0.10, spread 0.014 + 0.014); 128²: 2.79, 2.83 (tied).
         foreach (var (n, seed, bpb) in new[] { (32, 1, 2.90), (32, 2, 2.92), (64, 1, 2.80), (64, 2, 2.82), (128, 1, 2.79), (128, 2, 2.83) })
         {
-            var line = JsonNode.Parse(template)!.AsObject();
-            line["id"] = $"n{n}@1e15#{seed}";
-            line["experiment"] = "expert-curve";
-            line["run"] = $"n{n}";
-            line["seed"] = seed;
+            var line = SampleLine("expert-curve", $"n{n}", seed, bpb);
             line["config"]!["model"]!["peer"]!["subKeyCount"] = n;
-            line["validation"]!["bitsPerByte"] = bpb;
             lines.Add(line.ToJsonString());
         }
-        var results = _folder.File("expert-curve.results.jsonl");
-        File.WriteAllLines(results, lines);
-        var text = Report(results);
+        var text = Report(_folder.Write("expert-curve.results.jsonl", string.Join('\n', lines)));
         Assert.Contains("| 1,024 (32²) | 1.13M | 81,380 | 167M | 162760.0 | 2.910 ± 0.014 | — | 90.0 ± 0.0% | 1.10 ± 0.00 | — | 2 |", text);
         Assert.Contains("1,024 (32²) → 4,096 (64²): -0.100 bits per byte, falls beyond the seed spread.", text);
         Assert.Contains("4,096 (64²) → 16,384 (128²): +0.000 bits per byte, within the seed spread (tied).", text);
@@ -153,23 +157,16 @@ public class ExperimentReportTests : IDisposable
     [Fact]
     public void TheTableStateSectionGivesTheCurveAndTheMachineOfEachRun()
     {
-        var template = File.ReadLines(_sample).First(l => l.Contains("\"peer-n32@1e15#1\""));
         var lines = new List<string>();
         foreach (var (run, bpb, machine) in new[] { ("n32-full", 2.90, "CPU A, AVX2 + FMA"), ("n32-no-momentum", 2.80, null) })
         {
-            var line = JsonNode.Parse(template)!.AsObject();
-            line["id"] = $"{run}@1e15#1";
-            line["experiment"] = "sparse-updates";
-            line["run"] = run;
+            var line = SampleLine("sparse-updates", run, 1, bpb);
             line["method"] = run;
-            line["validation"]!["bitsPerByte"] = bpb;
             line["curve"] = JsonNode.Parse($$"""[{"step":1,"tokensSeen":1,"bitsPerByte":3.5,"layers":[]},{"step":2,"tokensSeen":2,"bitsPerByte":3.0,"layers":[],"text":"A"},{"step":2,"tokensSeen":2,"bitsPerByte":{{bpb}},"layers":[]}]""");
             if (machine is not null) line["machine"] = machine;
             lines.Add(line.ToJsonString());
         }
-        var results = _folder.File("sparse-updates.results.jsonl");
-        File.WriteAllLines(results, lines);
-        var text = Report(results);
+        var text = Report(_folder.Write("sparse-updates.results.jsonl", string.Join('\n', lines)));
         // By final bpb; the other text's point ("A") is not part of the curve.
         Assert.Contains("| n32-no-momentum | n32-no-momentum | 1,024 (32²) | 1 | 3.500 / 2.800 | 90.0% | 1.10 |", text);
         Assert.Contains("| not recorded |", text);
