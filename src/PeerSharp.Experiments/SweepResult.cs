@@ -77,7 +77,7 @@ public sealed record SweepResult
     /// <summary>
     /// The CPU and its vector instructions where the run finished (<see cref="MachineInfo.Numerics"/>); null in lines of
     /// older versions. Same seed, same settings, same machine: the same numbers; another CPU family gives other
-    /// roundings, because libtorch picks its kernels by the vector instructions it finds (docs/DESIGN.md, "Reproducibility").
+    /// roundings, because libtorch picks its kernels by the vector instructions it finds (docs/DESIGN.md, "Reproducibility across machines").
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Machine { get; init; }
