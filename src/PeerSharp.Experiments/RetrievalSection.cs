@@ -9,16 +9,11 @@ static class RetrievalSection
 {
     public static void Write(MarkdownWriter markdown, IReadOnlyList<ResultPoint> points)
     {
-        markdown.Table(
-            ["run", "lever", "N", "seeds", "validation bpb", "usage", "unevenness", "first choices / head", "training tokens / s"],
-            "llrrrrrrr",
-            points.OrderBy(p => p.First.Config.Model.PeerOptions.SubKeyCount).ThenBy(p => p.ValidationBitsPerByte).Select(p => (IReadOnlyList<string>)[
-                p.Run, p.Method, ReportFormat.ExpertCount(p.First.Config.Model.PeerOptions.SubKeyCount), p.Seeds.Count.ToString(),
-                p.Of(r => r.Validation.BitsPerByte).Format("F3"),
-                p.Of(r => ResultPoint.Usage(r.Validation.Layers)).Percent(),
-                p.Of(r => ResultPoint.Unevenness(r.Validation.Layers)).Format("F2"),
-                p.Of(r => r.Validation.Layers.Count == 0 ? double.NaN : r.Validation.Layers.Average(l => l.FirstChoices)).Format("N0"),
-                p.Of(r => r.TokensPerSecond).Format("N0")]));
+        RunTable.Write(markdown, points, [
+            RunTable.Run, RunTable.Method("lever"), RunTable.ExpertCount, RunTable.Seeds, RunTable.ValidationBitsPerByte,
+            RunTable.Usage, RunTable.Unevenness,
+            new("first choices / head", 'r', p => p.Of(r => r.Validation.Layers.Count == 0 ? double.NaN : r.Validation.Layers.Average(l => l.FirstChoices)).Format("N0")),
+            RunTable.TokensPerSecond]);
         markdown.Paragraph("Rows by N, then by validation bpb (lower is better). Scores are over the whole validation text at the final step; " +
                            "usage, unevenness and first choices are means over the model's PEER layers. Tokens per second were measured " +
                            "while other work shared the 2-core machine, so they are indicative only.");

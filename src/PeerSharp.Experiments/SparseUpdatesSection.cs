@@ -10,16 +10,12 @@ static class SparseUpdatesSection
 {
     public static void Write(MarkdownWriter markdown, IReadOnlyList<ResultPoint> points)
     {
-        markdown.Table(
-            ["run", "table state and update", "N", "seeds", "validation bpb at each validation", "usage", "unevenness", "training tokens / s", "machine"],
-            "llrrlrrrl",
-            points.OrderBy(p => p.SubKeyCount).ThenBy(p => p.ValidationBitsPerByte).Select(p => (IReadOnlyList<string>)[
-                p.Run, p.Method, ReportFormat.ExpertCount(p.SubKeyCount), p.Seeds.Count.ToString(),
-                string.Join(" / ", p.First.Curve.Where(c => c.Text is null).Select(c => ReportFormat.Number(c.BitsPerByte, "F3"))),
-                p.Of(r => ResultPoint.Usage(r.Validation.Layers)).Percent(),
-                p.Of(r => ResultPoint.Unevenness(r.Validation.Layers)).Format("F2"),
-                p.Of(r => r.TokensPerSecond).Format("N0"),
-                string.Join("; ", p.Seeds.Select(r => r.Machine ?? "not recorded").Distinct())]));
+        RunTable.Write(markdown, points, [
+            RunTable.Run, RunTable.Method("table state and update"), RunTable.ExpertCount, RunTable.Seeds,
+            new("validation bpb at each validation", 'l',
+                p => string.Join(" / ", p.First.Curve.Where(c => c.Text is null).Select(c => ReportFormat.Number(c.BitsPerByte, "F3")))),
+            RunTable.Usage, RunTable.Unevenness, RunTable.TokensPerSecond,
+            new("machine", 'l', p => string.Join("; ", p.Seeds.Select(r => r.Machine ?? "not recorded").Distinct()))]);
         markdown.Paragraph("Rows by N, then by final validation bpb (lower is better), scored on the whole validation text; the curve column is " +
                            "the first seed's. \"not recorded\": a line written before results recorded their machine. Tokens per second " +
                            "were measured while other work shared the 2-core machine, so they are indicative only; the tables' memory is " +
