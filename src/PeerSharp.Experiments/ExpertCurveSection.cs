@@ -46,16 +46,19 @@ static class ExpertCurveSection
         markdown.Bullets(Steps(sorted));
     }
 
-    /// <summary>For each step up in N, the change of validation bpb and whether it exceeds the sum of the two points' seed deviations.</summary>
+    /// <summary>For each step up in N, the change of validation bpb and whether it is beyond the seed spread (<see cref="Estimate.DiffersBeyondSpread"/>).</summary>
     static IEnumerable<string> Steps(IReadOnlyList<ResultPoint> sorted)
     {
         for (int i = 1; i < sorted.Count; i++)
         {
             var (from, to) = (sorted[i - 1].Of(r => r.Validation.BitsPerByte), sorted[i].Of(r => r.Validation.BitsPerByte));
             var change = to.Mean - from.Mean;
-            var verdict = from.Count < 2 || to.Count < 2 ? "one seed at one end: no spread to compare with"
-                : Math.Abs(change) > from.Deviation + to.Deviation ? (change < 0 ? "falls beyond the seed spread" : "rises beyond the seed spread")
-                : "within the seed spread (tied)";
+            var verdict = from.DiffersBeyondSpread(to) switch
+            {
+                null => "one seed at one end: no spread to compare with",
+                true => change < 0 ? "falls beyond the seed spread" : "rises beyond the seed spread",
+                false => "within the seed spread (tied)",
+            };
             yield return $"{ReportFormat.ExpertCount(sorted[i - 1].SubKeyCount)} → {ReportFormat.ExpertCount(sorted[i].SubKeyCount)}: " +
                          $"{ReportFormat.Number(change, "+0.000;-0.000")} bits per byte, {verdict}.";
         }

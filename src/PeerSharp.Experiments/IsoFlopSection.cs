@@ -15,6 +15,8 @@ static class IsoFlopSection
         var optimal = ComputeOptimal(points);
         Curves(markdown, figures, points, optimal);
         Table(markdown, points, optimal);
+        FittedOptima(markdown, points);
+        AgainstBaselines(markdown, optimal);
         WallClockSection.Write(markdown, figures, points, optimal, timings);
         FlopsOfPeer(markdown, optimal.Where(p => p.Method == "peer").ToList());
     }
@@ -85,6 +87,68 @@ static class IsoFlopSection
                 : $", per token of the run's tokenizer ({string.Join(", ", tokenizers.Select(EnumNames.Name))}); only bpb compares across tokenizers."),
             .. optimal.Any(p => p.First.Test is null) ? ["A dash: the spec gives no test text, so the run was not scored on one."] : Array.Empty<string>(),
         ]);
+    }
+
+    /// <summary>Per budget and method, the parabola in log size through the sizes' mean validation bpb (<see cref="IsoFlopFit"/>).</summary>
+    static void FittedOptima(MarkdownWriter markdown, IReadOnlyList<ResultPoint> points)
+    {
+        markdown.Heading(3, "Fitted optimum per budget: a parabola in log parameters");
+        markdown.Table(["budget", "method", "sizes", "fitted optimum: parameters", "fitted optimum: validation bpb", "best size tried", "where the fitted optimum lies"], "llrrrll",
+            points.GroupBy(p => (p.Budget, p.Method)).Select(g =>
+            {
+                var sizes = g.OrderBy(p => p.First.Parameters).ToList();
+                var best = sizes.MinBy(p => p.ValidationBitsPerByte)!;
+                var fit = IsoFlopFit.Of([.. sizes.Select(p => (Math.Log10(p.First.Parameters), p.ValidationBitsPerByte))]);
+                var interior = fit is { Interior: true };
+                return (IReadOnlyList<string>)[
+                    ReportFormat.Budget(g.Key.Budget), g.Key.Method, sizes.Count.ToString(),
+                    interior ? ReportFormat.Si(Math.Pow(10, fit!.Value.Vertex)) : ReportFormat.Unknown,
+                    interior ? ReportFormat.Number(fit!.Value.Minimum, "F3") : ReportFormat.Unknown,
+                    $"{best.Run} ({ReportFormat.Number(best.ValidationBitsPerByte, "F3")})",
+                    fit is { } f ? f.Where : "fewer than three sizes: no fit"];
+            }));
+        markdown.Paragraph("A least-squares parabola of validation bpb (mean over seeds) against log10 of the parameters, per budget and " +
+                           "method, as isoFLOP analyses fit the optimum (Hoffmann et al. 2022). Its vertex is a compute-optimal size only when " +
+                           "the parabola opens upward and the vertex lies within the sizes tried; otherwise the grid does not bracket the " +
+                           "optimum, and the column says on which side it lies.");
+    }
+
+    /// <summary>
+    /// At each budget, PEER's compute-optimal run against each other method's, paired by seed: the mean of the per-seed
+    /// differences, and whether the two runs differ beyond their seed spread (<see cref="Estimate.DiffersBeyondSpread"/>).
+    /// </summary>
+    static void AgainstBaselines(MarkdownWriter markdown, IReadOnlyList<ResultPoint> optimal)
+    {
+        markdown.Heading(3, "PEER against each baseline, paired by seed");
+        var rows = new List<IReadOnlyList<string>>();
+        foreach (var peer in optimal.Where(p => p.Method == "peer"))
+            foreach (var baseline in optimal.Where(p => p.Budget == peer.Budget && p.Method != "peer"))
+            {
+                var cells = new List<string> { ReportFormat.Budget(peer.Budget), $"{baseline.Method} ({baseline.Run})", peer.Run };
+                foreach (Func<SweepResult, double> score in new Func<SweepResult, double>[] { r => r.Validation.BitsPerByte, r => r.Test?.BitsPerByte ?? double.NaN })
+                {
+                    var (ours, theirs) = (peer.Of(score), baseline.Of(score));
+                    var paired = Estimate.Of(baseline.Seeds.Join(peer.Seeds, b => b.Seed, p => p.Seed, (b, p) => score(b) - score(p)));
+                    var ahead = theirs.Mean > ours.Mean ? "PEER" : baseline.Method;
+                    cells.Add(paired.Format("+0.000;-0.000", "0.000"));
+                    cells.Add(ours.DiffersBeyondSpread(theirs) switch
+                    {
+                        null => double.IsNaN(paired.Mean) ? ReportFormat.Unknown : "one seed: not judged",
+                        true => $"{ahead} ahead",
+                        false => "tied",
+                    });
+                }
+                rows.Add(cells);
+            }
+        if (rows.Count == 0)
+        {
+            markdown.Paragraph("No budget has a PEER run beside a baseline.");
+            return;
+        }
+        markdown.Table(["budget", "baseline (compute-optimal run)", "PEER run", "validation: baseline − PEER", "validation", "test: baseline − PEER", "test"], "lllrlrl", rows);
+        markdown.Paragraph("Differences in bits per byte over the seeds both runs have (positive: PEER is lower, i.e. better), mean ± sd of the " +
+                           "per-seed differences. A verdict needs two seeds or more on each side: \"ahead\" when the two runs' means differ by more " +
+                           "than the sum of their seed standard deviations, \"tied\" otherwise.");
     }
 
     static void FlopsOfPeer(MarkdownWriter markdown, IReadOnlyList<ResultPoint> peer)

@@ -116,7 +116,7 @@ public static class LifelongReport
                     return (IReadOnlyList<string>)[g.Key, g.Count().ToString(),
                         Of(o => o.AEnd, "F3"), Of(o => o.BEnd, "F3"), Of(o => o.AverageEnd, "F3"),
                         Of(o => o.BackwardTransfer, "+0.000;-0.000"), Of(o => o.Learning, "+0.000;-0.000"),
-                        forward.Count == 0 ? "—" : Estimate.Of(forward).Format("+0.000;-0.000"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)];
+                        forward.Count == 0 ? "—" : Estimate.Of(forward).Format("+0.000;-0.000", "0.000"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)];
                 }));
         }
         if (scratch.Count > 0)

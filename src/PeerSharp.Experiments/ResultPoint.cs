@@ -18,13 +18,23 @@ readonly record struct Estimate(double Mean, double Deviation, int Count)
         return new(mean, deviation, known.Count);
     }
 
-    /// <summary>"2.345", or "2.345 ± 0.012" over two seeds or more; a dash when no seed has the value.</summary>
-    public string Format(string format) => Count switch
+    /// <summary>
+    /// "2.345", or "2.345 ± 0.012" over two seeds or more; a dash when no seed has the value. The deviation takes
+    /// <paramref name="deviationFormat"/> where given (a signed mean's deviation is written without a sign).
+    /// </summary>
+    public string Format(string format, string? deviationFormat = null) => Count switch
     {
         0 => ReportFormat.Unknown,
         1 => ReportFormat.Number(Mean, format),
-        _ => $"{ReportFormat.Number(Mean, format)} ± {ReportFormat.Number(Deviation, format)}",
+        _ => $"{ReportFormat.Number(Mean, format)} ± {ReportFormat.Number(Deviation, deviationFormat ?? format)}",
     };
+
+    /// <summary>
+    /// Whether this estimate and <paramref name="other"/> differ by more than the sum of their seed deviations, the
+    /// report's "beyond the seed spread"; null when either has fewer than two seeds, so that there is no spread.
+    /// </summary>
+    public bool? DiffersBeyondSpread(Estimate other) =>
+        Count < 2 || other.Count < 2 ? null : Math.Abs(other.Mean - Mean) > Deviation + other.Deviation;
 
     /// <summary>A fraction as a percentage: "17.0%" or "17.0 ± 0.3%".</summary>
     public string Percent() => Count == 0 ? ReportFormat.Unknown : new Estimate(100 * Mean, 100 * Deviation, Count).Format("F1") + "%";

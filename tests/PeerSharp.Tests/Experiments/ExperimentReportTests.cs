@@ -109,10 +109,11 @@ public class ExperimentReportTests : IDisposable
         Assert.Contains("Not yet timed alone: peer-m", text);
     }
 
-    /// A line of another experiment made from the sample's peer-n32 line at 1e15: its model and scores, with another run name, seed and validation bpb.
-    JsonObject SampleLine(string experiment, string run, int seed, double bitsPerByte)
+    /// A line of another experiment made from a sample line at 1e15 (peer-n32's unless <paramref name="from"/> names
+    /// another): its model and scores, with another run name, seed and validation bpb.
+    JsonObject SampleLine(string experiment, string run, int seed, double bitsPerByte, string from = "peer-n32@1e15#1")
     {
-        var line = JsonNode.Parse(File.ReadLines(_sample).First(l => l.Contains("\"peer-n32@1e15#1\"")))!.AsObject();
+        var line = JsonNode.Parse(File.ReadLines(_sample).First(l => l.Contains($"\"{from}\"")))!.AsObject();
         line["id"] = $"{run}@1e15#{seed}";
         line["experiment"] = experiment;
         line["run"] = run;
@@ -151,6 +152,43 @@ public class ExperimentReportTests : IDisposable
         Assert.Contains("| 1,024 (32²) | 1.13M | 81,380 | 167M | 162760.0 | 2.910 ± 0.014 | — | 90.0 ± 0.0% | 1.10 ± 0.00 | — | 2 |", text);
         Assert.Contains("1,024 (32²) → 4,096 (64²): -0.100 bits per byte, falls beyond the seed spread.", text);
         Assert.Contains("4,096 (64²) → 16,384 (128²): +0.000 bits per byte, within the seed spread (tied).", text);
+    }
+
+    /// The isoFLOP section's fitted optimum and the paired comparison, on hand-made lines at 1e15: dense at three sizes
+    /// on the parabola bpb = 0.4 (log10 parameters − 6.4)² + 2.5 (its middle size over two seeds), PEER and PKM at one
+    /// size with two seeds each.
+    [Fact]
+    public void IsoFlopFitsTheOptimumPerBudgetAndComparesPeerWithEachBaselineBySeed()
+    {
+        string Line(string method, string run, double parameters, int seed, double bitsPerByte)
+        {
+            var line = SampleLine("isoflop", run, seed, bitsPerByte, from: "peer-s@1e15#1");
+            (line["method"], line["parameters"]) = (method, parameters);
+            line["test"]!["bitsPerByte"] = bitsPerByte + 0.05;
+            return line.ToJsonString();
+        }
+        var text = Report(_folder.Write("isoflop.results.jsonl", string.Join('\n',
+            Line("dense", "dense-a", 1e6, 1, 2.564), Line("dense", "dense-b", 3_162_278, 1, 2.494), Line("dense", "dense-b", 3_162_278, 2, 2.514),
+            Line("dense", "dense-c", 1e7, 1, 2.644),
+            Line("pkm", "pkm-a", 5e6, 1, 2.455), Line("pkm", "pkm-a", 5e6, 2, 2.475),
+            Line("peer", "peer-a", 5e6, 1, 2.450), Line("peer", "peer-a", 5e6, 2, 2.470))));
+
+        // Vertex at 10^6.4 = 2.51M parameters, 2.500 bits per byte; the best size tried is dense-b (mean 2.504).
+        Assert.Contains("| 1e15 | dense | 3 | 2.51M | 2.500 | dense-b (2.504) | inside the sizes tried |", text);
+        Assert.Contains("| 1e15 | peer | 1 | — | — | peer-a (2.460) | fewer than three sizes: no fit |", text);
+        // dense − PEER: 0.044 on both seeds, beyond the spread (0.014 + 0.014); PKM − PEER: 0.005, within it.
+        Assert.Contains("| 1e15 | dense (dense-b) | peer-a | +0.044 ± 0.000 | PEER ahead | +0.044 ± 0.000 | PEER ahead |", text);
+        Assert.Contains("| 1e15 | pkm (pkm-a) | peer-a | +0.005 ± 0.000 | tied | +0.005 ± 0.000 | tied |", text);
+    }
+
+    /// At the sample's 1e16, PEER has two seeds and dense one: the difference is given, not judged.
+    [Fact]
+    public void APairWithOneSeedOnOneSideIsNotJudged()
+    {
+        var text = Report(_sample);
+        // Seed 1 only in common: dense-s 2.600 − peer-s 2.500.
+        Assert.Contains("| 1e16 | dense (dense-s) | peer-s | +0.100 | one seed: not judged | +0.100 | one seed: not judged |", text);
+        Assert.Contains("| 1e15 | dense | 2 | — | — | dense-m (2.800) | fewer than three sizes: no fit |", text);
     }
 
     /// The table-state section: each run's bits per byte at every validation, and the machine its line carries.
