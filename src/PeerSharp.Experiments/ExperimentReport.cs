@@ -12,9 +12,10 @@ public static class ExperimentReport
     /// <summary>The experiments the report has a section for (spec names).</summary>
     public const string IsoFlop = "isoflop", Experts = "experts", Active = "active", BatchNorm = "batchnorm",
                         RetrievalScreen = "retrieval-screen", Retrieval = "retrieval", ExpertCurve = "expert-curve", ExpertCurveFlops = "expert-curve-flops",
-                        SparseUpdates = "sparse-updates";
+                        SparseUpdates = "sparse-updates", IsoFlopExtended = "isoflop-u", MoeRouting = "moe-routing", LearningRates = "lr-sweep";
 
-    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm, RetrievalScreen, Retrieval, ExpertCurve, ExpertCurveFlops, SparseUpdates];
+    static readonly string[] WithSection = [IsoFlop, Experts, Active, BatchNorm, RetrievalScreen, Retrieval, ExpertCurve, ExpertCurveFlops, SparseUpdates,
+                                            IsoFlopExtended, MoeRouting, LearningRates];
 
     /// <summary>
     /// Reads <paramref name="resultsFiles"/> and writes the report to <paramref name="markdownPath"/> and its figures
@@ -36,7 +37,7 @@ public static class ExperimentReport
 
         Header(markdown, resultsFiles, lines, markdownPath, figuresFolder);
         Section(markdown, experiments, "1. Dense, MoE, PKM and PEER at equal training FLOPs (paper Figure 2, Table 1)", IsoFlop,
-            () => IsoFlopSection.Write(markdown, figures, Points(IsoFlop), Timings(experiments.GetValueOrDefault(IsoFlop) ?? [], IsoFlop)));
+            () => IsoFlopSection.Write(markdown, figures, Points(IsoFlop), Timings(experiments.GetValueOrDefault(IsoFlop) ?? [], IsoFlop), IsoFlop));
         Section(markdown, experiments, "2. Number of experts N (paper Figure 3a)", Experts,
             () => ExpertCountSection.Write(markdown, figures, Points(Experts)));
         Section(markdown, experiments, "3. Number of active experts h·k (paper Figure 3b)", Active,
@@ -53,6 +54,12 @@ public static class ExperimentReport
             () => ExpertCurveSection.Write(markdown, figures, Points(ExpertCurveFlops), ExpertCurveFlops));
         Section(markdown, experiments, "9. The expert tables' optimizer state and the update in the backward (docs/SPARSE_UPDATES.md)", SparseUpdates,
             () => SparseUpdatesSection.Write(markdown, Points(SparseUpdates)));
+        Section(markdown, experiments, "10. The isoFLOP grid extended below xs, with causal MoE and today's PEER retrieval", IsoFlopExtended,
+            () => IsoFlopSection.Write(markdown, figures, Points(IsoFlopExtended), Timings(experiments.GetValueOrDefault(IsoFlopExtended) ?? [], IsoFlopExtended), IsoFlopExtended));
+        Section(markdown, experiments, "11. MoE routing: expert choice against causal token choice at equal FLOPs", MoeRouting,
+            () => IsoFlopSection.Write(markdown, figures, Points(MoeRouting), Timings(experiments.GetValueOrDefault(MoeRouting) ?? [], MoeRouting), MoeRouting));
+        Section(markdown, experiments, "12. Tuned baselines: each method's learning rate, and the expert tables' rate and state", LearningRates,
+            () => LearningRateSection.Write(markdown, Points(LearningRates)));
         UsageSection.Write(markdown, figures, Points(IsoFlop), Points(Experts), Points(BatchNorm));
         AllRuns(markdown, points);
 

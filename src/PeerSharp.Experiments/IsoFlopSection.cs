@@ -10,14 +10,15 @@ namespace PeerSharp.Experiments;
 /// </summary>
 static class IsoFlopSection
 {
-    public static void Write(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyDictionary<string, RunTiming> timings)
+    /// <summary>The section for experiment <paramref name="name"/> (isoflop, or a grid like it); its figures are named after it.</summary>
+    public static void Write(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyDictionary<string, RunTiming> timings, string name)
     {
         var optimal = ComputeOptimal(points);
-        Curves(markdown, figures, points, optimal);
+        Curves(markdown, figures, points, optimal, name);
         Table(markdown, points, optimal);
         FittedOptima(markdown, points);
         AgainstBaselines(markdown, optimal);
-        WallClockSection.Write(markdown, figures, points, optimal, timings);
+        WallClockSection.Write(markdown, figures, points, optimal, timings, name);
         FlopsOfPeer(markdown, optimal.Where(p => p.Method == "peer").ToList());
     }
 
@@ -26,7 +27,7 @@ static class IsoFlopSection
         [.. points.GroupBy(p => (p.Budget, p.Method)).Select(g => g.MinBy(p => p.ValidationBitsPerByte)!)
                   .OrderBy(p => p.Budget).ThenBy(p => ResultPoint.MethodOrder(p.Method)).ThenBy(p => p.Method, StringComparer.Ordinal)];
 
-    static void Curves(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyList<ResultPoint> optimal)
+    static void Curves(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyList<ResultPoint> optimal, string name)
     {
         var budgets = points.Select(p => p.Budget).Distinct().Order().ToList();
         int columns = Math.Min(2, budgets.Count), rows = (budgets.Count + 1) / 2;
@@ -54,7 +55,7 @@ static class IsoFlopSection
             panel.YLabel("validation bits per byte");
             panel.ShowLegend(Alignment.UpperRight);
         }
-        figures.Add(markdown, grid, rows, "isoflop", "isoFLOP curves: validation bits per byte against parameters, one panel per budget");
+        figures.Add(markdown, grid, rows, name, "isoFLOP curves: validation bits per byte against parameters, one panel per budget");
         markdown.Paragraph("One line per method; a point per model size, trained for as many steps as the budget buys (steps = budget / " +
                            "training FLOPs per step, the same tokens per step everywhere). The open circle marks each method's compute-optimal " +
                            "run. The x axis counts every parameter; a token's forward uses only a fraction of those of MoE, PKM and PEER, given " +
@@ -156,7 +157,7 @@ static class IsoFlopSection
         markdown.Heading(3, "Forward FLOPs per token of the compute-optimal PEER models");
         if (peer.Count == 0)
         {
-            markdown.Paragraph("Not yet run: no PEER run among the isoFLOP results.");
+            markdown.Paragraph("No PEER run among these results.");
             return;
         }
         markdown.Paragraph("Matrix products count 2 FLOPs per multiply-add; product-key selection (the k² candidates and top-k) counts 1 FLOP " +

@@ -13,7 +13,7 @@ static class UsageSection
 
     public static void Write(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> isoFlop, IReadOnlyList<ResultPoint> experts, IReadOnlyList<ResultPoint> batchNorm)
     {
-        markdown.Heading(2, "10. Expert usage over training");
+        markdown.Heading(2, "13. Expert usage over training");
         List<Line> lines = [
             .. experts.Select(p => new Line(ExperimentReport.Experts, p)),
             .. batchNorm.Select(p => new Line(ExperimentReport.BatchNorm, p)),

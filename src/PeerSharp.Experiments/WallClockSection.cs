@@ -11,15 +11,16 @@ namespace PeerSharp.Experiments;
 /// </summary>
 static class WallClockSection
 {
+    /// <summary>The section for experiment <paramref name="name"/>: its figure is NAME-wallclock.png, its timing command `peer sweep experiments/NAME.json --time`.</summary>
     public static void Write(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyList<ResultPoint> optimal,
-                             IReadOnlyDictionary<string, RunTiming> timings)
+                             IReadOnlyDictionary<string, RunTiming> timings, string name)
     {
         markdown.Heading(3, "At equal wall-clock time");
         var untimed = points.Select(p => p.Run).Distinct().Where(run => !timings.ContainsKey(run)).Order(StringComparer.Ordinal).ToList();
         // Estimates and recorded times are never mixed: one run's load would decide against another's idle machine.
         Func<ResultPoint, double> seconds = untimed.Count == 0 ? p => p.Of(r => r.Steps * timings[p.Run].SecondsPerStep).Mean : p => p.Of(r => r.WallSeconds).Mean;
         var methods = points.Select(p => p.Method).Distinct().OrderBy(ResultPoint.MethodOrder).ThenBy(m => m, StringComparer.Ordinal).ToList();
-        Figure(markdown, figures, points, methods, seconds);
+        Figure(markdown, figures, points, methods, seconds, name);
         markdown.Table(
             ["time limit", "set by", .. methods],
             "rl" + new string('r', methods.Count),
@@ -40,7 +41,7 @@ static class WallClockSection
         {
             var machines = timings.Values.Where(t => points.Any(p => p.Run == t.Run)).ToList();
             markdown.Paragraph("Seconds are the training time each run would take alone on the machine: its steps times the seconds per step of its " +
-                               $"configuration, measured by `peer sweep experiments/isoflop.json --time` ({machines[0].WarmupSteps} untimed, then {machines[0].TimedSteps} timed steps " +
+                               $"configuration, measured by `peer sweep experiments/{name}.json --time` ({machines[0].WarmupSteps} untimed, then {machines[0].TimedSteps} timed steps " +
                                $"per configuration, one at a time) on {string.Join("; ", machines.Select(t => $"{t.Cpu}, {t.Cores} cores").Distinct())}, " +
                                $"1-minute load average before each at most {ReportFormat.Number(machines.Max(t => t.LoadBefore), "F2")} (the timings run back to back on all cores, " +
                                "so a load up to the core count is their own: only a higher one means other work). Validation and checkpoints are excluded.");
@@ -48,11 +49,11 @@ static class WallClockSection
         else
             markdown.Paragraph("Seconds are training time as each run recorded it (validations and checkpoints excluded, summed over interruptions, " +
                                "mean over seeds); they depend on the machine and on its load while the run trained, so other work on the machine " +
-                               $"makes them worth little. Not yet timed alone: {string.Join(", ", untimed)}; `peer sweep experiments/isoflop.json --time` " +
+                               $"makes them worth little. Not yet timed alone: {string.Join(", ", untimed)}; `peer sweep experiments/{name}.json --time` " +
                                "on an idle machine times each configuration and turns these into idle-machine estimates.");
     }
 
-    static void Figure(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyList<string> methods, Func<ResultPoint, double> seconds)
+    static void Figure(MarkdownWriter markdown, ReportFigures figures, IReadOnlyList<ResultPoint> points, IReadOnlyList<string> methods, Func<ResultPoint, double> seconds, string name)
     {
         var plot = new Plot();
         foreach (var method in methods)
@@ -75,7 +76,7 @@ static class WallClockSection
         plot.XLabel("training wall-clock seconds (log scale)");
         plot.YLabel("validation bits per byte");
         plot.ShowLegend(Alignment.UpperRight);
-        figures.Add(markdown, plot, "wallclock", "validation bits per byte against training seconds, with each method's Pareto front");
+        figures.Add(markdown, plot, $"{name}-wallclock", "validation bits per byte against training seconds, with each method's Pareto front");
         markdown.Paragraph("A point per isoFLOP run (every size and budget); the line is each method's Pareto front, the lowest bpb it reaches in at most that time.");
     }
 }
