@@ -332,6 +332,11 @@ public static class Sweep
             using var testCorpus = TokenCorpus.Open(data.Test, item.Config.Model.Tokenizer);
             test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, testTokens));
         }
+        IReadOnlyList<PartScore>? outOfDomain = data.OutOfDomain?.Select(text =>
+        {
+            using var corpus = TokenCorpus.Open(text.Path, item.Config.Model.Tokenizer);
+            return new PartScore(text.Name, Score.Of(Evaluator.Evaluate(run.Model, corpus, batch, testTokens)));
+        }).ToList();
         var wall = progress.TotalSeconds;
         return new SweepResult
         {
@@ -356,6 +361,7 @@ public static class Sweep
             Test = test,
             ValidationParts = validationParts,
             TestParts = testParts,
+            OutOfDomain = outOfDomain,
             Curve = progress.Points,
             FinishedAt = DateTime.UtcNow,
             Machine = MachineInfo.Current().Numerics,

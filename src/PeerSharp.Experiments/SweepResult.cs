@@ -129,6 +129,10 @@ public sealed record SweepResult
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<PartScore>? TestParts { get; init; }
 
+    /// <summary>The scores of the spec's <see cref="SweepData.OutOfDomain"/> texts, each on its own (null when it names none).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<PartScore>? OutOfDomain { get; init; }
+
     /// <summary>Every validation of the run, for usage over training.</summary>
     public IReadOnlyList<CurvePoint> Curve { get; init; } = [];
 

@@ -31,6 +31,14 @@ public sealed record SweepData
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public TextPart[]? TestParts { get; init; }
 
+    /// <summary>
+    /// Texts of domains the training text lacks (data/mail's test split: email, where training has books and
+    /// speeches), each scored on its own at the end of the run, to the same length as the test text, and never part
+    /// of the validation or test score: how the model does out of its domain (issue 20, item 6). Null: none.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public TextPart[]? OutOfDomain { get; init; }
+
     /// <summary>The same texts with their paths made full from <paramref name="folder"/>, the spec's.</summary>
     internal SweepData Resolved(string folder)
     {
@@ -39,14 +47,14 @@ public sealed record SweepData
         return new SweepData
         {
             Train = Resolve(Train), Validation = Resolve(Validation), Test = Resolve(Test),
-            ValidationParts = ResolveParts(ValidationParts), TestParts = ResolveParts(TestParts),
+            ValidationParts = ResolveParts(ValidationParts), TestParts = ResolveParts(TestParts), OutOfDomain = ResolveParts(OutOfDomain),
         };
     }
 
     /// <summary>Throws unless the parts are well formed: named, each name once, a path each, and test parts only in place of a whole test text.</summary>
     internal void Validate(string where)
     {
-        foreach (var (parts, what) in new[] { (ValidationParts, "validation part"), (TestParts, "test part") })
+        foreach (var (parts, what) in new[] { (ValidationParts, "validation part"), (TestParts, "test part"), (OutOfDomain, "out-of-domain text") })
         {
             if (parts is null) continue;
             if (parts.Length == 0) throw new PeerSharpException($"{where}: the {what}s are an empty list; expected at least one part, or no list");

@@ -48,7 +48,7 @@ public class ExperimentReportTests : IDisposable
         Assert.Contains("with the byte tokenizer every token is one byte", text);
     }
 
-    /// Where runs were scored by domain, the tables give books and speeches beside the whole split; elsewhere they read as before.
+    /// Where runs were scored by domain, the tables give books and speeches beside the whole split, and the out-of-domain texts after them; elsewhere they read as before.
     [Fact]
     public void RunsScoredByDomainGetBooksAndSpeechesBesideTogether()
     {
@@ -61,16 +61,17 @@ public class ExperimentReportTests : IDisposable
             var bpb = (double)node["validation"]!["bitsPerByte"]!;
             node["validationParts"] = new JsonArray(Part("books", bpb - 0.1), Part("speeches", bpb + 0.1));
             node["testParts"] = new JsonArray(Part("books", bpb - 0.05), Part("speeches", bpb + 0.15));
+            node["outOfDomain"] = new JsonArray(Part("mail", bpb + 1.0));
             return node.ToJsonString();
         });
         var byDomain = _folder.File("domains.results.jsonl");
         File.WriteAllLines(byDomain, lines);
         var text = Report(byDomain);
 
-        Assert.Contains("| budget | method | compute-optimal run | size rank | parameters | active / token | validation bpb | test bpb | validation books bpb | validation speeches bpb | test books bpb | test speeches bpb | test perplexity / token | seeds |", text);
-        Assert.Contains("| 1e15 | dense | dense-m | 2 of 2 | 3M | 3M | 2.800 | 2.850 | 2.700 | 2.900 | 2.750 | 2.950 | 7.21 | 1 |", text);
-        Assert.Contains("| 1e16 | **peer** | peer-s | 1 of 2 | 5M | 1.2M | 2.510 ± 0.014 | 2.550 ± 0.014 | 2.410 ± 0.014 | 2.610 ± 0.014 | 2.460 ± 0.014 | 2.660 ± 0.014 |", text);
-        Assert.Contains("| validation bpb | test bpb | validation books bpb | validation speeches bpb | test books bpb | test speeches bpb | usage | finished (UTC) |", text);
+        Assert.Contains("| budget | method | compute-optimal run | size rank | parameters | active / token | validation bpb | test bpb | validation books bpb | validation speeches bpb | test books bpb | test speeches bpb | out-of-domain mail bpb | test perplexity / token | seeds |", text);
+        Assert.Contains("| 1e15 | dense | dense-m | 2 of 2 | 3M | 3M | 2.800 | 2.850 | 2.700 | 2.900 | 2.750 | 2.950 | 3.800 | 7.21 | 1 |", text);
+        Assert.Contains("| 1e16 | **peer** | peer-s | 1 of 2 | 5M | 1.2M | 2.510 ± 0.014 | 2.550 ± 0.014 | 2.410 ± 0.014 | 2.610 ± 0.014 | 2.460 ± 0.014 | 2.660 ± 0.014 | 3.510 ± 0.014 |", text);
+        Assert.Contains("| validation bpb | test bpb | validation books bpb | validation speeches bpb | test books bpb | test speeches bpb | out-of-domain mail bpb | usage | finished (UTC) |", text);
         // The experts section's runs have no parts: its table has the columns it always had.
         Assert.Contains("| budget | run | N | h | k | parameters | validation bpb | test bpb | usage | unevenness (nats) | log N | seeds |", text);
     }

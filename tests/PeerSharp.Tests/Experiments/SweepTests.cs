@@ -225,7 +225,8 @@ public class SweepTests
         folder.Write("books.txt", File.ReadAllText(PeerSharp.Data.BundledCorpus.ValidationPath)[..4000]);
         folder.Write("speeches.txt", string.Concat(Enumerable.Repeat("Fellow-citizens of the Senate and House of Representatives: ", 30)));
         TextPart[] parts = [new("books", "books.txt"), new("speeches", "speeches.txt")];
-        var spec = TinySpec("by-domain") with { Runs = [TinySpec().Runs[1]], Data = new SweepData { ValidationParts = parts, TestParts = parts } };
+        // The out-of-domain text is the speeches part again, so that its score can be checked against that part's.
+        var spec = TinySpec("by-domain") with { Runs = [TinySpec().Runs[1]], Data = new SweepData { ValidationParts = parts, TestParts = parts, OutOfDomain = [new("mail", "speeches.txt")] } };
         var result = Sweep.Run(spec, folder.Path, folder.File("by-domain.results.jsonl"), folder.File("runs")).Single();
 
         Assert.Equal(["books", "speeches"], result.ValidationParts!.Select(p => p.Name));
@@ -236,6 +237,10 @@ public class SweepTests
         }
         // The test parts are the validation parts here, scored to the same budget: the same scores.
         Assert.Equal(result.ValidationParts!.Select(p => p.Score.BitsPerByte), result.TestParts!.Select(p => p.Score.BitsPerByte));
+        // The out-of-domain text is scored on its own, to the test's length, and is no part of the test score (whose tokens are the parts').
+        var outOfDomain = Assert.Single(result.OutOfDomain!);
+        Assert.Equal("mail", outOfDomain.Name);
+        Assert.Equal(result.TestParts!.Single(p => p.Name == "speeches").Score.BitsPerByte, outOfDomain.Score.BitsPerByte, 12);
 
         var read = ResultsFile.Read(folder.File("by-domain.results.jsonl")).Single().Result;
         Assert.Equal(JsonSerializer.Serialize(result, Sweep.Compact), JsonSerializer.Serialize(read, Sweep.Compact));
@@ -243,6 +248,7 @@ public class SweepTests
         var plain = Sweep.Run(TinySpec("plain") with { Runs = [TinySpec().Runs[0]] }, folder.Path, folder.File("plain.results.jsonl"), folder.File("runs")).Single();
         Assert.Null(ResultsFile.Read(folder.File("plain.results.jsonl")).Single().Result.ValidationParts);
         Assert.DoesNotContain("Parts", File.ReadAllText(folder.File("plain.results.jsonl")));
+        Assert.DoesNotContain("outOfDomain", File.ReadAllText(folder.File("plain.results.jsonl")));
         Assert.Null(plain.TestParts);
     }
 
