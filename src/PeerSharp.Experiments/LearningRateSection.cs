@@ -2,7 +2,7 @@ namespace PeerSharp.Experiments;
 
 /// <summary>
 /// Tuned baselines (issue 20, item 3): each method at one size and budget over several learning rates, and PEER's
-/// and PKM's expert tables at their own rate or optimizer state. One table per method; for each setting of the
+/// and PKM's expert tables at their own rate or optimizer state. One table, method by method; for each setting of the
 /// tables with two rates or more, the best rate and whether it lies inside the rates tried or at an end of them
 /// (where the best rate may lie beyond).
 /// </summary>
@@ -11,15 +11,16 @@ static class LearningRateSection
     public static void Write(MarkdownWriter markdown, IReadOnlyList<ResultPoint> points)
     {
         var domains = DomainColumns.Of(points);
+        var best = points.GroupBy(p => (p.Method, p.Budget)).Select(g => Best(g)!).ToHashSet();
         var methods = points.GroupBy(p => p.Method).OrderBy(g => ResultPoint.MethodOrder(g.Key)).ThenBy(g => g.Key, StringComparer.Ordinal).ToList();
         markdown.Table(["method", "run", "budget", "parameters", "learning rate", "expert tables", "validation bpb", "test bpb", .. domains.Header, "seeds"],
             "lllrll" + "rr" + domains.Align + "r",
             methods.SelectMany(method => method.OrderBy(Tables, StringComparer.Ordinal).ThenBy(p => p.First.Config.Train.LearningRate)).Select(p =>
             {
-                var best = Best(points.Where(q => q.Method == p.Method && q.Budget == p.Budget)) == p;
+                var validation = p.Of(r => r.Validation.BitsPerByte).Format("F3");
                 return (IReadOnlyList<string>)[
                     p.Method, p.Run, ReportFormat.Budget(p.Budget), ReportFormat.Si(p.First.Parameters), Rate(p.First.Config.Train.LearningRate), Tables(p),
-                    best ? $"**{p.Of(r => r.Validation.BitsPerByte).Format("F3")}**" : p.Of(r => r.Validation.BitsPerByte).Format("F3"),
+                    best.Contains(p) ? $"**{validation}**" : validation,
                     p.Of(r => r.Test?.BitsPerByte ?? double.NaN).Format("F3"), .. domains.Cells(p), p.Seeds.Count.ToString()];
             }));
         markdown.Paragraph("In bold: each method's lowest validation bpb at its budget. Expert tables: \"schedule\" when the tables follow the " +
@@ -29,14 +30,14 @@ static class LearningRateSection
             .Select(g =>
             {
                 var sorted = g.OrderBy(p => p.First.Config.Train.LearningRate).ToList();
-                var best = Best(sorted)!;
-                var where = best == sorted[0] ? "the lowest rate tried, so a lower one may be better"
-                    : best == sorted[^1] ? "the highest rate tried, so a higher one may be better"
+                var winner = Best(sorted)!;
+                var where = winner == sorted[0] ? "the lowest rate tried, so a lower one may be better"
+                    : winner == sorted[^1] ? "the highest rate tried, so a higher one may be better"
                     : "inside the rates tried";
-                var tables = Tables(best) == ReportFormat.Unknown ? "" : $" (expert tables: {Tables(best)})";
-                return $"{method.Key}{tables}: best learning rate {Rate(best.First.Config.Train.LearningRate)} of " +
+                var tables = Tables(winner) is var setting && setting == ReportFormat.Unknown ? "" : $" (expert tables: {setting})";
+                return $"{method.Key}{tables}: best learning rate {Rate(winner.First.Config.Train.LearningRate)} of " +
                        $"{string.Join(", ", sorted.Select(p => Rate(p.First.Config.Train.LearningRate)))}, validation " +
-                       $"{ReportFormat.Number(best.ValidationBitsPerByte, "F3")} bits per byte; {where}.";
+                       $"{ReportFormat.Number(winner.ValidationBitsPerByte, "F3")} bits per byte; {where}.";
             })));
     }
 
