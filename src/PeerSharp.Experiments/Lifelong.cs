@@ -126,25 +126,50 @@ public static class Lifelong
 
     /// <summary>
     /// Runs every item of <paramref name="spec"/> that <paramref name="resultsPath"/> lacks, growing the phase-1
-    /// checkpoints the grown arms start from when they are not there yet. Stops after the current step when cancelled.
+    /// checkpoints the grown arms start from when they are not there yet. A finished run whose checkpoint a later arm
+    /// needs but whose run folder is gone (a fresh machine with the committed results file) is trained again into its
+    /// folder, and must reproduce its recorded validation score bit for bit, as a resumed run does (DESIGN.md
+    /// "Experiments"); its line is not appended twice. Stops after the current step when cancelled.
     /// </summary>
     public static IReadOnlyList<SweepResult> Run(LifelongSpec spec, string specFolder, string resultsPath, string runsFolder,
                                                  ISweepObserver? observer = null, CancellationToken cancellation = default)
     {
         var items = Plan(spec, specFolder, runsFolder);
+        var byId = items.ToDictionary(i => i.Id);
         var phase1 = items.Where(i => i.Id == Phase1Id(i.Run.Name, i.Seed)).ToDictionary(i => (i.Run.Name, i.Seed));
-        return Sweep.RunAll(items, resultsPath, observer, cancellation, (item, started) =>
+        string FolderOf(SweepItem item) => Path.Combine(runsFolder, spec.Name, item.FolderName);
+        bool HasCheckpoint(SweepItem item) => File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(FolderOf(item))));
+        // Its last step's checkpoint, not one a cancelled run left part-way (which the next call resumes).
+        bool Finished(SweepItem item) => HasCheckpoint(item) && Checkpoint.Read(Checkpoint.PathInFolder(FolderOf(item))).Step == item.Config.Train.Steps;
+
+        SweepResult? Train(SweepItem item, Action<long> started)
         {
             var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
             var domain = (arm is null ? spec.DomainA : spec.InPhase3(arm) ? spec.DomainC! : spec.DomainB).Resolved(specFolder);
-            var folder = Path.Combine(runsFolder, spec.Name, item.FolderName);
-            if (item.StartFrom is not null && !File.Exists(Checkpoint.SidecarPath(Checkpoint.PathInFolder(folder))))
-                Prepare(spec, specFolder, runsFolder, item, phase1);
-            var result = Sweep.RunItem(spec.Name, item, folder, domain, null, started, observer, cancellation);
+            if (item.StartFrom is not null && !HasCheckpoint(item) && !Prepare(spec, specFolder, runsFolder, item, phase1, byId, Retrain))
+                return null;
+            var result = Sweep.RunItem(spec.Name, item, FolderOf(item), domain, null, started, observer, cancellation);
             if (result is null || arm is null) return result;
             result = result with { ContinuesFrom = item.ContinuesFrom, ScratchOf = arm.FromScratch ? Phase1Id(arm.From, item.Seed) : null };
-            return !arm.Grow ? result : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, folder) };
-        });
+            return !arm.Grow ? result : result with { Routing = Routing(spec, specFolder, item, phase1[(arm.From, item.Seed)].Config.Model, FolderOf(item)) };
+        }
+
+        // A finished run trained again for its checkpoint alone; false when cancelled.
+        bool Retrain(SweepItem finished)
+        {
+            if (Finished(finished)) return true;
+            if (!Sweep.ReadResults(resultsPath).TryGetValue(finished.Id, out var recorded))
+                throw new PeerSharpException($"checkpoint of {finished.Id} is missing, and the results file has no line for it either");
+            observer?.Retraining(finished, $"its checkpoint is gone and a later arm starts from it; its recorded validation is {recorded.Validation.BitsPerByte:R} bits per byte");
+            var again = Train(finished, _ => { });
+            if (again is null) return false;
+            if (again.Validation.BitsPerByte != recorded.Validation.BitsPerByte)
+                throw new PeerSharpException($"{finished.Id} trained again reaches {again.Validation.BitsPerByte:R} bits per byte, not the recorded {recorded.Validation.BitsPerByte:R}: " +
+                                             $"the arms after it would continue another model than the results file describes; remove its line and those of the arms that continue it to train them all again");
+            return true;
+        }
+
+        return Sweep.RunAll(items, resultsPath, observer, cancellation, Train);
     }
 
     /// <summary>
@@ -167,20 +192,19 @@ public static class Lifelong
         return scores;
     }
 
-    /// <summary>Makes sure a phase-2 item's start checkpoint exists: the phase-1 checkpoint, grown if the arm grows.</summary>
-    static void Prepare(LifelongSpec spec, string specFolder, string runsFolder, SweepItem item, Dictionary<(string, long), SweepItem> phase1)
+    /// <summary>
+    /// Makes sure a later-phase item's start checkpoint exists: the run it continues (trained again by
+    /// <paramref name="retrain"/> where its folder is gone), grown if the arm grows. False when cancelled.
+    /// </summary>
+    static bool Prepare(LifelongSpec spec, string specFolder, string runsFolder, SweepItem item, Dictionary<(string, long), SweepItem> phase1,
+                        Dictionary<string, SweepItem> byId, Func<SweepItem, bool> retrain)
     {
         var arm = spec.Arms.Single(a => a.Name == item.Run.Name);
         if (spec.InPhase3(arm))
-        {
-            if (!File.Exists(item.StartFrom))   // the phase-2 arm before it runs first, in the plan's order
-                throw new PeerSharpException($"phase-2 checkpoint '{item.StartFrom}' that {item.Id} continues is missing (its results line is there but its run folder is not); remove that line to train it again");
-            return;
-        }
+            return retrain(byId[item.ContinuesFrom!]);   // the phase-2 arm before it, in the plan's order
         var from = phase1[(arm.From, item.Seed)];
+        if (!retrain(from)) return false;
         var source = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");
-        if (!File.Exists(source))
-            throw new PeerSharpException($"phase-1 checkpoint '{source}' of {from.Id} is missing (its results line is there but its run folder is not); remove that line to train it again");
         if (arm.Grow && !File.Exists(item.StartFrom))
         {
             var growth = spec.GrowthOf(arm, specFolder);
@@ -188,6 +212,7 @@ public static class Lifelong
         }
         if (arm.GrowHidden is { } multiplier && !File.Exists(item.StartFrom))
             HiddenGrowth.GrowCheckpoint(source, HiddenGrownFolder(multiplier, runsFolder, spec, from), multiplier);
+        return true;
     }
 
     /// <summary>The folder of a phase-1 checkpoint grown one way: one per growth, shared by the arms that grow alike.</summary>

@@ -54,6 +54,9 @@ public interface ISweepObserver
 
     /// <summary>A run finished and its line was appended (or it was found in the results file and skipped: <paramref name="skipped"/>).</summary>
     void RunFinished(int index, int count, SweepItem item, SweepResult result, bool skipped);
+
+    /// <summary>A finished run is trained again before the current one, for a checkpoint that is gone (<paramref name="why"/>).</summary>
+    void Retraining(SweepItem item, string why) { }
 }
 
 /// <summary>

@@ -93,6 +93,9 @@ static class SweepCommand
                 Console.WriteLine($"    step {step.Step,6}/{step.TotalSteps}  loss {step.Loss:F4}  {step.TokensPerSecond:N0} tok/s");
         }
 
+        public void Retraining(SweepItem item, string why) =>
+            AnsiConsole.MarkupLine($"    training {Markup.Escape(item.Id)} again first: {Markup.Escape(why)}");
+
         public void RunFinished(int index, int count, SweepItem item, SweepResult result, bool skipped)
         {
             if (skipped) return;

@@ -149,6 +149,34 @@ public class LifelongTests
         var moved = spec with { Arms = [.. spec.Arms.Select(a => a.Name == "peer-then-c" ? a with { From = "peer-replay" } : a)] };
         var e = Assert.Throws<PeerSharpException>(() => Lifelong.Run(moved, folder.Path, results, runs));
         Assert.Contains("continued from peer-continued/B#1337, but the spec now continues it from peer-replay/B#1337", e.Message);
+
+        // A fresh machine: the committed results file, no run folders, and the spec has gained a phase-2 arm from
+        // PEER's phase-1 model and a phase-3 arm from a grown arm. Each run they continue is trained again into its
+        // folder, reproduces its recorded score (or the call refuses), and keeps its one results line.
+        Directory.Delete(runs, recursive: true);
+        var extended = spec with
+        {
+            Arms = [.. spec.Arms, new LifelongArm { Name = "peer-continued-faster", From = "peer", Train = JsonNode.Parse("""{ "learningRate": 0.003 }""")!.AsObject() },
+                    new LifelongArm { Name = "peer-grown-routed-then-c", From = "peer-grown-routed" }],
+        };
+        var retrainer = new Recorder();
+        var extendedRun = Lifelong.Run(extended, folder.Path, results, runs, retrainer);
+        Assert.Equal(["peer/A#1337", "peer-grown-routed/B#1337"], retrainer.Retrained);
+        Assert.Equal(["peer-continued-faster/B#1337", "peer-grown-routed-then-c/C#1337"], retrainer.Started);
+        Assert.Equal(finished.Count + 2, File.ReadLines(results).Count());
+        Assert.Equal(finished.Count + 2, extendedRun.Count);
+
+        // A run that trains again to another score than its line records: the arms after it would continue another
+        // model, so the call refuses and says what to remove.
+        Directory.Delete(runs, recursive: true);
+        var recordedLines = File.ReadAllLines(results);
+        var peerLine = JsonNode.Parse(recordedLines.Single(l => l.Contains("\"id\":\"peer/A#1337\"", StringComparison.Ordinal)))!;
+        peerLine["validation"]!["bitsPerByte"] = 9.5;
+        File.WriteAllLines(results, [.. recordedLines.Where(l => !l.Contains("\"id\":\"peer/A#1337\"", StringComparison.Ordinal)), peerLine.ToJsonString()]);
+        var more = extended with { Arms = [.. extended.Arms, new LifelongArm { Name = "peer-continued-slower", From = "peer", Train = JsonNode.Parse("""{ "learningRate": 0.0003 }""")!.AsObject() }] };
+        var refused = Assert.Throws<PeerSharpException>(() => Lifelong.Run(more, folder.Path, results, runs));
+        Assert.Contains("peer/A#1337 trained again reaches", refused.Message);
+        Assert.Contains("not the recorded 9.5", refused.Message);
     }
 
     /// <summary>The L2 distance of an arm's final weights from those it started phase 2 with.</summary>
@@ -177,6 +205,8 @@ public class LifelongTests
     sealed class Recorder : ISweepObserver
     {
         public List<string> Started { get; } = [];
+        public List<string> Retrained { get; } = [];
+        public void Retraining(SweepItem item, string why) => Retrained.Add(item.Id);
         public void RunStarted(int index, int count, SweepItem item, long startStep, double? remainingSeconds) => Started.Add(item.Id);
         public void StepCompleted(SweepItem item, StepReport step) { }
         public void RunFinished(int index, int count, SweepItem item, SweepResult result, bool skipped) { }
