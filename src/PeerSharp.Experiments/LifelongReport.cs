@@ -119,6 +119,7 @@ public static class LifelongReport
                         forward.Count == 0 ? "—" : Estimate.Of(forward).Format("+0.000;-0.000", "0.000"), Baseline(g.First().Result), ReportFormat.Si(g.First().Result.Parameters)];
                 }));
         }
+        AgainstFineTuning(markdown, outcomes, lines);
         if (scratch.Count > 0)
         {
             markdown.Paragraph("Forward transfer's reference: each phase-1 model trained on B alone from a fresh initialisation, for the phase-2 steps with the phase-2 settings, over its seeds.");
@@ -201,6 +202,46 @@ public static class LifelongReport
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(markdownPath))!);
         File.WriteAllText(markdownPath, markdown.ToString());
         return outcomes;
+    }
+
+    /// <summary>
+    /// Each phase-2 arm against plain fine-tuning of the same phase-1 model (nothing frozen, grown, replayed or pulled)
+    /// at the arm's learning rate, paired by seed, so the table says which arm wins and whether beyond the seed spread
+    /// (<see cref="Estimate.DiffersBeyondSpread"/>, the rule of docs/EXPERIMENTS.md). Plain fine-tuning at another
+    /// rate is a point of the trade-off, not an arm against it, and has no row.
+    /// </summary>
+    static void AgainstFineTuning(MarkdownWriter markdown, IReadOnlyList<LifelongOutcome> outcomes, IReadOnlyList<SweepResult> lines)
+    {
+        var parameters = lines.ToDictionary(r => r.Id, r => r.Parameters);
+        bool PlainFineTuning(LifelongOutcome o) =>
+            Baseline(o.Result) == "fine-tuning" && Frozen(o.Result) == "nothing" && parameters.GetValueOrDefault(o.Result.ContinuesFrom ?? "") == o.Result.Parameters;
+        var rows = new List<IReadOnlyList<string>>();
+        foreach (var arm in outcomes.Where(o => o.Result.ContinuesFrom is not null).GroupBy(o => o.Result.Run))
+        {
+            var first = arm.First().Result;
+            var model = first.ContinuesFrom!.Split('/')[0];
+            var reference = outcomes.Where(o => o.Result.ContinuesFrom?.Split('/')[0] == model && PlainFineTuning(o) &&
+                                                o.Result.Config.Train.LearningRate == first.Config.Train.LearningRate)
+                                    .GroupBy(o => o.Result.Run).FirstOrDefault();
+            if (reference is null || reference.Key == arm.Key) continue;
+            var pairs = arm.Join(reference, o => o.Result.Seed, o => o.Result.Seed, (a, f) => (Arm: a, FineTuned: f)).ToList();
+            if (pairs.Count == 0) continue;
+            string Paired(Func<LifelongOutcome, double> value) => Estimate.Of(pairs.Select(p => value(p.Arm) - value(p.FineTuned))).Format("+0.000;-0.000", "0.000");
+            var (ours, theirs) = (Estimate.Of(pairs.Select(p => p.Arm.AverageEnd)), Estimate.Of(pairs.Select(p => p.FineTuned.AverageEnd)));
+            rows.Add([arm.Key, reference.Key, pairs.Count.ToString(), Paired(o => o.AverageEnd), Paired(o => o.BackwardTransfer), Paired(o => o.Learning),
+                      ours.DiffersBeyondSpread(theirs) switch
+                      {
+                          null => "one seed: not judged",
+                          true => ours.Mean < theirs.Mean ? "better" : "worse",
+                          false => "tied",
+                      }]);
+        }
+        if (rows.Count == 0) return;
+        markdown.Paragraph("Each arm against plain fine-tuning of the same phase-1 model at the same learning rate, over the seeds both have: " +
+                           "the mean ± sd of the per-seed differences (arm − fine-tuning). A lower average of A and B is better, a higher backward transfer " +
+                           "is less forgetting, a higher learning is more learnt on B. The last column judges the average of A and B: better or worse where the two " +
+                           "means differ by more than the sum of their seed standard deviations, tied where they do not.");
+        markdown.Table(["arm", "against", "seeds", "average of A and B", "backward transfer", "learning on B", "on the average"], "llrrrrl", rows);
     }
 
     static void Line(Plot plot, SweepResult r, string? text, string label, Color color)
