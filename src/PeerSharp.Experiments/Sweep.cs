@@ -330,16 +330,9 @@ public static class Sweep
         Score? test = null;
         var testTokens = finalEvalTokens ?? train.EvalTokens;
         if (data.TestParts is { } tParts) (test, testParts) = ScoreParts(run.Model, tParts, item.Config.Model.Tokenizer, batch, testTokens);
-        else if (data.Test is not null)
-        {
-            using var testCorpus = TokenCorpus.Open(data.Test, item.Config.Model.Tokenizer);
-            test = Score.Of(Evaluator.Evaluate(run.Model, testCorpus, batch, testTokens));
-        }
+        else if (data.Test is not null) test = ScoreText(run.Model, data.Test, item.Config.Model.Tokenizer, batch, testTokens);
         IReadOnlyList<PartScore>? outOfDomain = data.OutOfDomain?.Select(text =>
-        {
-            using var corpus = TokenCorpus.Open(text.Path, item.Config.Model.Tokenizer);
-            return new PartScore(text.Name, Score.Of(Evaluator.Evaluate(run.Model, corpus, batch, testTokens)));
-        }).ToList();
+            new PartScore(text.Name, ScoreText(run.Model, text.Path, item.Config.Model.Tokenizer, batch, testTokens))).ToList();
         var wall = progress.TotalSeconds;
         return new SweepResult
         {
@@ -369,6 +362,13 @@ public static class Sweep
             FinishedAt = DateTime.UtcNow,
             Machine = MachineInfo.Current().Numerics,
         };
+    }
+
+    /// <summary>One text file scored up to <paramref name="maxTokens"/> tokens: a test split, or an out-of-domain text.</summary>
+    static Score ScoreText(TransformerLM model, string path, TokenizerKind tokenizer, int batchSize, long maxTokens)
+    {
+        using var corpus = TokenCorpus.Open(path, tokenizer);
+        return Score.Of(Evaluator.Evaluate(model, corpus, batchSize, maxTokens));
     }
 
     /// <summary>Each part scored up to <paramref name="maxTokens"/> tokens, and all of them together (<see cref="Evaluator.EvaluateParts"/>).</summary>
