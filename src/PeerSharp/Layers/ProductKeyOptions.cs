@@ -30,7 +30,8 @@ public abstract record ProductKeyOptions
 
     /// <summary>
     /// A balance term added to the training loss against the retrieval collapse (DESIGN.md "Keeping experts alive"):
-    /// none (the paper), on the per-half sub-key marginals, or on the joint distribution over the N rows.
+    /// none (the paper), on the per-half sub-key marginals, on the joint distribution over the N rows, or the entropy of
+    /// the batch-mean distribution over the N rows.
     /// </summary>
     public RetrievalBalance Balance { get; init; } = RetrievalBalance.None;
 
@@ -86,7 +87,7 @@ public abstract record ProductKeyOptions
             throw new PeerSharpException($"{LayerName} top-k {TopK} must be between 1 and the sub-key count n = {SubKeyCount}");
         if (KeyDim <= 0 || KeyDim % 2 != 0 || KeyDim > 65536)
             throw new PeerSharpException($"{LayerName} key dim {KeyDim} must be even, positive and at most 65536: a product key is two halves of d_key/2");
-        if (!Enum.IsDefined(Balance)) throw new PeerSharpException($"{LayerName} balance {(int)Balance} is not known; expected none, halves or joint");
+        if (!Enum.IsDefined(Balance)) throw new PeerSharpException($"{LayerName} balance {(int)Balance} is not known; expected none, halves, joint or entropy");
         if (!(BalanceWeight >= 0 && BalanceWeight <= 100)) throw new PeerSharpException($"{LayerName} balance weight {BalanceWeight} must be between 0 and 100");
         if (RevivalInterval < 0) throw new PeerSharpException($"{LayerName} revival interval {RevivalInterval} must be 0 (off) or a number of steps");
         if (!Enum.IsDefined(Kernel)) throw new PeerSharpException($"{LayerName} kernel {(int)Kernel} is not known; expected plain or fused");

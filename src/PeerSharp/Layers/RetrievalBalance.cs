@@ -17,4 +17,11 @@ public enum RetrievalBalance
     /// score tensor per token. It penalises crowded pairs (a, b), not only crowded sub-keys.
     /// </summary>
     Joint,
+    /// <summary>
+    /// An entropy regulariser on the router, as σ-MoE regularises the entropy of its batch-mean expert distribution
+    /// (Csordás et al. 2023), taken over the N rows: per head, KL(P ‖ uniform) = log N + Σ_i P_i log P_i with P the
+    /// batch-mean softmax over all n² product keys (the same factorised P as <see cref="Joint"/>). It is 0 when P is
+    /// uniform and needs no selection counts: it spreads the probabilities, not the top-k choices directly.
+    /// </summary>
+    Entropy,
 }

@@ -6,9 +6,10 @@ namespace PeerSharp.Layers;
 
 /// <summary>
 /// The unweighted balance terms of <see cref="RetrievalBalance"/> (DESIGN.md "Keeping experts alive"): Switch's
-/// load-balancing loss (Fedus et al. 2021, eq. 4) carried over to product keys. Each is 1 when the selections and the
-/// batch-mean probabilities are uniform and grows as retrieval crowds onto few sub-keys or rows; only the
-/// probabilities carry a gradient (into the queries and sub-keys), as in Switch.
+/// load-balancing loss (Fedus et al. 2021, eq. 4) carried over to product keys, 1 when the selections and the
+/// batch-mean probabilities are uniform and growing as retrieval crowds onto few sub-keys or rows, with only the
+/// probabilities carrying a gradient (into the queries and sub-keys), as in Switch; and σ-MoE's entropy regulariser
+/// on the batch-mean probabilities over the rows, 0 when they are uniform.
 /// </summary>
 public static class RetrievalBalanceLoss
 {
@@ -53,10 +54,16 @@ public static class RetrievalBalanceLoss
         else
         {
             long N = n * n;
-            var f = OverRanks(Counts(head * N + pairs, h * N, p1.dtype)) / selections;          // [h·N]
             // P_(a,b) = mean_t p1[t, a] · p2[t, b]: the softmax over all n² keys of s1[a] + s2[b] factorises.
             var joint = OverRanks(p1.permute(1, 2, 0).bmm(p2.permute(1, 0, 2))) / sampled;        // [h, n, n]
-            loss = N * (f * joint.reshape(-1)).sum() / h;
+            if (balance == RetrievalBalance.Entropy)
+                // KL(P ‖ uniform) per head, averaged: log N + Σ P log P (a P of 0 adds 0; the clamp only keeps log finite).
+                loss = Math.Log(N) + (joint * joint.clamp_min(1e-30).log()).sum() / h;
+            else
+            {
+                var f = OverRanks(Counts(head * N + pairs, h * N, p1.dtype)) / selections;      // [h·N]
+                loss = N * (f * joint.reshape(-1)).sum() / h;
+            }
         }
         return scope.MoveToOuter(loss);
     }

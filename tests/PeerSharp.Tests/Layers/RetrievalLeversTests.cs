@@ -34,6 +34,35 @@ public class RetrievalLeversTests
         Assert.Equal(expected, loss, 10);
     }
 
+    /// The entropy term is KL(P ‖ uniform) per head, averaged, P the batch-mean softmax over all n² full keys: built
+    /// from the full key table. It is 0 for uniform probabilities (all-zero queries), positive otherwise, and it
+    /// ignores which rows were selected.
+    [Fact]
+    public void EntropyBalanceIsTheMeanJointDistributionsDistanceFromUniform()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(14);
+        const int tokens = 7, heads = 3, n = 5, k = 2, keyDim = 6;
+        var queries = randn(tokens, heads, keyDim, dtype: ScalarType.Float64);
+        var subKeys = randn(2, n, keyDim / 2, dtype: ScalarType.Float64);
+        var (_, pairs) = ProductKeys.Retrieve(queries, subKeys, k);
+
+        var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Entropy, queries, subKeys, pairs).ToDouble();
+
+        var mean = queries.matmul(FullKeys.Of(subKeys).t()).softmax(-1).mean([0]);    // [h, N]
+        double expected = 0;
+        for (int j = 0; j < heads; j++)
+            for (int i = 0; i < n * n; i++)
+            {
+                double p = mean[j, i].ToDouble();
+                expected += p * Math.Log(p * n * n) / heads;
+            }
+        Assert.Equal(expected, loss, 10);
+        Assert.True(loss > 0.01, $"random queries do not spread evenly: {loss}");
+        Assert.Equal(0, RetrievalBalanceLoss.Of(RetrievalBalance.Entropy, zeros_like(queries), subKeys, pairs).ToDouble(), 10);
+        Assert.Equal(loss, RetrievalBalanceLoss.Of(RetrievalBalance.Entropy, queries, subKeys, zeros_like(pairs)).ToDouble(), 12);
+    }
+
     /// The per-half term is n · Σ_a f_a · P_a for each half and head, averaged over halves and heads.
     [Fact]
     public void HalfBalanceIsSwitchLossOnEachSubKeySet()
@@ -82,6 +111,7 @@ public class RetrievalLeversTests
     [Theory]
     [InlineData(RetrievalBalance.Halves)]
     [InlineData(RetrievalBalance.Joint)]
+    [InlineData(RetrievalBalance.Entropy)]
     public void BalanceTermIsTheLayersAuxiliaryLossInTrainingOnly(RetrievalBalance balance)
     {
         using var scope = NewDisposeScope();
@@ -177,6 +207,7 @@ public class RetrievalLeversTests
     [Theory]
     [InlineData(RetrievalBalance.Joint, true, true)]
     [InlineData(RetrievalBalance.Halves, false, true)]
+    [InlineData(RetrievalBalance.Entropy, false, false)]
     [InlineData(RetrievalBalance.None, true, false)]
     public void FusedAndPlainAgreeWithLeversOn(RetrievalBalance balance, bool cosine, bool rotation)
     {
