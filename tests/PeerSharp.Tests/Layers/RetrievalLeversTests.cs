@@ -8,17 +8,23 @@ namespace PeerSharp.Tests.Layers;
 /// <summary>The levers against the retrieval collapse (DESIGN.md "Keeping experts alive"), each against the slow, obvious computation.</summary>
 public class RetrievalLeversTests
 {
+    /// <summary>Random float64 queries [tokens, h, d_key] and sub-keys [2, n, d_key/2], and the pairs the plain retrieval selects.</summary>
+    static (Tensor Queries, Tensor SubKeys, Tensor Pairs) RandomRetrieval(int seed, int tokens, int heads, int n, int k, int keyDim)
+    {
+        manual_seed(seed);
+        var queries = randn(tokens, heads, keyDim, dtype: ScalarType.Float64);
+        var subKeys = randn(2, n, keyDim / 2, dtype: ScalarType.Float64);
+        return (queries, subKeys, ProductKeys.Retrieve(queries, subKeys, k).Ids);
+    }
+
     /// The joint term is N · Σ_i f_i · P_i per head, P_i the batch-mean softmax over all n² full keys: built here from
     /// the full key table, not from the factorisation the library uses.
     [Fact]
     public void JointBalanceIsSwitchLossOverAllFullKeys()
     {
         using var scope = NewDisposeScope();
-        manual_seed(11);
         const int tokens = 7, heads = 3, n = 5, k = 2, keyDim = 6;
-        var queries = randn(tokens, heads, keyDim, dtype: ScalarType.Float64);
-        var subKeys = randn(2, n, keyDim / 2, dtype: ScalarType.Float64);
-        var (_, pairs) = ProductKeys.Retrieve(queries, subKeys, k);
+        var (queries, subKeys, pairs) = RandomRetrieval(11, tokens, heads, n, k, keyDim);
 
         var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Joint, queries, subKeys, pairs).ToDouble();
 
@@ -41,11 +47,8 @@ public class RetrievalLeversTests
     public void EntropyBalanceIsTheMeanJointDistributionsDistanceFromUniform()
     {
         using var scope = NewDisposeScope();
-        manual_seed(14);
         const int tokens = 7, heads = 3, n = 5, k = 2, keyDim = 6;
-        var queries = randn(tokens, heads, keyDim, dtype: ScalarType.Float64);
-        var subKeys = randn(2, n, keyDim / 2, dtype: ScalarType.Float64);
-        var (_, pairs) = ProductKeys.Retrieve(queries, subKeys, k);
+        var (queries, subKeys, pairs) = RandomRetrieval(14, tokens, heads, n, k, keyDim);
 
         var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Entropy, queries, subKeys, pairs).ToDouble();
 
@@ -68,11 +71,8 @@ public class RetrievalLeversTests
     public void HalfBalanceIsSwitchLossOnEachSubKeySet()
     {
         using var scope = NewDisposeScope();
-        manual_seed(12);
         const int tokens = 6, heads = 2, n = 4, k = 3, keyDim = 4;
-        var queries = randn(tokens, heads, keyDim, dtype: ScalarType.Float64);
-        var subKeys = randn(2, n, keyDim / 2, dtype: ScalarType.Float64);
-        var (_, pairs) = ProductKeys.Retrieve(queries, subKeys, k);
+        var (queries, subKeys, pairs) = RandomRetrieval(12, tokens, heads, n, k, keyDim);
 
         var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Halves, queries, subKeys, pairs).ToDouble();
 
