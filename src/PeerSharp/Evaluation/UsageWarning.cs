@@ -23,9 +23,13 @@ public static class UsageWarning
         var low = validation.Layers.Where(l => l.Block < kinds.Length && kinds[l.Block] == FeedForwardKind.Peer && l.Usage < Threshold).ToList();
         if (low.Count == 0) return null;
         var what = string.Join(", ", low.Select(l => $"block {l.Block} uses {100 * l.Usage:F1}% of its {l.ExpertCount:N0} experts"));
-        var fix = model.PeerOptions.Balance == RetrievalBalance.None
+        var peer = model.PeerOptions;
+        var fix = peer.Balance == RetrievalBalance.None
             ? "the joint balance term keeps them in use: \"model\": {\"peer\": {\"balance\": \"joint\"}} in a --config file"
-            : $"a larger balance weight than {model.PeerOptions.BalanceWeight} spreads retrieval further (\"model\": {{\"peer\": {{\"balanceWeight\": …}}}}), or fewer experts suit this much data";
+            // The setting that kept half of a million experts in use where weight 0.01 kept a fifth (docs/EXPERIMENTS.md section 6).
+            : peer.Balance == RetrievalBalance.Joint && peer.RevivalInterval == 0 && peer.BalanceWeight < 0.1
+                ? $"for a large pool, the joint term at weight 0.1 with dead-key revival spreads retrieval further than weight {peer.BalanceWeight}: \"model\": {{\"peer\": {{\"balanceWeight\": 0.1, \"revivalInterval\": 100}}}}, or fewer experts suit this much data"
+                : $"a larger balance weight than {peer.BalanceWeight} spreads retrieval further (\"model\": {{\"peer\": {{\"balanceWeight\": …}}}}), or fewer experts suit this much data";
         return $"warning: at step {step}, {what}; {fix} (docs/DESIGN.md, \"Keeping experts alive\").";
     }
 }

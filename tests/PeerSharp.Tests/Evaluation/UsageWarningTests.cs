@@ -23,10 +23,21 @@ public class UsageWarningTests
     }
 
     [Fact]
-    public void LowUsageWithTheTermOnNamesItsWeight()
+    public void LowUsageWithTheDefaultTermNamesTheLargePoolSetting()
     {
         var warning = UsageWarning.For(Model(RetrievalBalance.Joint), 350, 1400, Validation(0.2));
-        Assert.Contains("balance weight than 0.01", warning);
+        Assert.Contains("than weight 0.01", warning);
+        Assert.Contains("\"balanceWeight\": 0.1, \"revivalInterval\": 100", warning);
+    }
+
+    [Fact]
+    public void LowUsageWithTheLargePoolSettingNamesALargerWeight()
+    {
+        var model = Model(RetrievalBalance.Joint);
+        model = model with { PeerOptions = model.PeerOptions with { BalanceWeight = 0.1, RevivalInterval = 100 } };
+        var warning = UsageWarning.For(model, 350, 1400, Validation(0.2));
+        Assert.Contains("a larger balance weight than 0.1", warning);
+        Assert.DoesNotContain("revivalInterval", warning);
     }
 
     [Theory]
