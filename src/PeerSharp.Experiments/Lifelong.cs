@@ -146,7 +146,9 @@ public static class Lifelong
         {
             var arm = spec.Arms.SingleOrDefault(a => a.Name == item.Run.Name);
             var domain = (arm is null ? spec.DomainA : spec.InPhase3(arm) ? spec.DomainC! : spec.DomainB).Resolved(specFolder);
-            if (item.StartFrom is not null && !HasCheckpoint(item) && !Prepare(spec, specFolder, runsFolder, item, phase1, byId, Retrain))
+            // The start is read again after training too (a grown arm's routing, an anchored arm's pull), so an arm
+            // resumed from its own checkpoint needs it as well.
+            if (item.StartFrom is not null && (!HasCheckpoint(item) || !File.Exists(item.StartFrom)) && !Prepare(spec, specFolder, runsFolder, item, phase1, byId, Retrain))
                 return null;
             var result = Sweep.RunItem(spec.Name, item, FolderOf(item), domain, null, started, observer, cancellation);
             if (result is null || arm is null) return result;
@@ -160,16 +162,33 @@ public static class Lifelong
             if (Finished(finished)) return true;
             if (!Sweep.ReadResults(resultsPath).TryGetValue(finished.Id, out var recorded))
                 throw new PeerSharpException($"checkpoint of {finished.Id} is missing, and the results file has no line for it either");
-            observer?.Retraining(finished, $"its checkpoint is gone and a later arm starts from it; its recorded validation is {recorded.Validation.BitsPerByte:R} bits per byte");
+            // Training is bit-identical only within one CPU family (DESIGN.md "Reproducibility across machines").
+            var here = MachineInfo.Current().Numerics;
+            if (recorded.Machine is { } there && there != here)
+                throw new PeerSharpException($"checkpoint of {finished.Id} is gone, and it was trained on {there}, not on this machine ({here}), where it would not train bit-identically: " +
+                                             "run the arms that continue it where it was trained, or remove its line and theirs to train them all here");
+            observer?.Retraining(finished, $"a later arm starts from its checkpoint, which is not in its run folder; its recorded validation is {recorded.Validation.BitsPerByte:R} bits per byte");
             var again = Train(finished, _ => { });
             if (again is null) return false;
             if (again.Validation.BitsPerByte != recorded.Validation.BitsPerByte)
-                throw new PeerSharpException($"{finished.Id} trained again reaches {again.Validation.BitsPerByte:R} bits per byte, not the recorded {recorded.Validation.BitsPerByte:R}: " +
+            {
+                // Moved aside, so that a rerun trains it again and refuses again rather than taking it for the recorded run.
+                var folder = FolderOf(finished);
+                if (Directory.Exists(folder + ".mismatch")) Directory.Delete(folder + ".mismatch", recursive: true);
+                Directory.Move(folder, folder + ".mismatch");
+                throw new PeerSharpException($"{finished.Id} trained again reaches {again.Validation.BitsPerByte:R} bits per byte, not the recorded {recorded.Validation.BitsPerByte:R} (its run is in {folder}.mismatch): " +
                                              $"the arms after it would continue another model than the results file describes; remove its line and those of the arms that continue it to train them all again");
+            }
             return true;
         }
 
-        return Sweep.RunAll(items, resultsPath, observer, cancellation, Train);
+        // The items that would first train a finished run again (its run folder gone) go last, in the plan's order
+        // otherwise, so that a run that cannot be reproduced here stops only the arms that continue it.
+        var done = Sweep.ReadResults(resultsPath);
+        bool NeedsRetrain(SweepItem item) =>
+            item.StartFrom is { } start && !File.Exists(start) && item.ContinuesFrom is { } from && done.ContainsKey(from) && !Finished(byId[from]);
+        var ordered = items.Where(i => done.ContainsKey(i.Id) || !NeedsRetrain(i)).Concat(items.Where(i => !done.ContainsKey(i.Id) && NeedsRetrain(i))).ToList();
+        return Sweep.RunAll(ordered, resultsPath, observer, cancellation, Train);
     }
 
     /// <summary>
@@ -202,6 +221,8 @@ public static class Lifelong
         var arm = spec.Arms.Single(a => a.Name == item.Run.Name);
         if (spec.InPhase3(arm))
             return retrain(byId[item.ContinuesFrom!]);   // the phase-2 arm before it, in the plan's order
+        // A grown arm starts from its growth of the phase-1 checkpoint: where that is there, phase 1 is not needed.
+        if ((arm.Grow || arm.GrowHidden is not null) && File.Exists(item.StartFrom)) return true;
         var from = phase1[(arm.From, item.Seed)];
         if (!retrain(from)) return false;
         var source = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");

@@ -23,21 +23,31 @@ public class UsageWarningTests
     }
 
     [Fact]
-    public void LowUsageWithTheDefaultTermNamesTheLargePoolSetting()
+    public void LowUsageWithTheDefaultTermInALargePoolNamesTheLargePoolSetting()
     {
-        var warning = UsageWarning.For(Model(RetrievalBalance.Joint), 350, 1400, Validation(0.2));
+        var million = new EvaluationResult(1.5, 1000, 1.0, [new LayerUsage(1, 1 << 20, 0.2, 3.0)]);
+        var warning = UsageWarning.For(Model(RetrievalBalance.Joint), 350, 1400, million);
         Assert.Contains("than weight 0.01", warning);
         Assert.Contains("\"balanceWeight\": 0.1, \"revivalInterval\": 100", warning);
     }
 
     [Fact]
-    public void LowUsageWithTheLargePoolSettingNamesALargerWeight()
+    public void LowUsageWithTheDefaultTermInASmallPoolNamesALargerWeightAndItsCost()
+    {
+        var warning = UsageWarning.For(Model(RetrievalBalance.Joint), 350, 1400, Validation(0.2));
+        Assert.Contains("a larger balance weight than 0.01", warning);
+        Assert.Contains("at a cost in bits per byte", warning);
+        Assert.DoesNotContain("revivalInterval", warning);
+    }
+
+    [Fact]
+    public void LowUsageWithTheLargePoolSettingSuggestsFewerExpertsNotMoreWeight()
     {
         var model = Model(RetrievalBalance.Joint);
         model = model with { PeerOptions = model.PeerOptions with { BalanceWeight = 0.1, RevivalInterval = 100 } };
         var warning = UsageWarning.For(model, 350, 1400, Validation(0.2));
-        Assert.Contains("a larger balance weight than 0.1", warning);
-        Assert.DoesNotContain("revivalInterval", warning);
+        Assert.Contains("fewer experts", warning);
+        Assert.DoesNotContain("larger balance weight", warning);
     }
 
     [Theory]

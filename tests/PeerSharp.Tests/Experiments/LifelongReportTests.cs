@@ -29,15 +29,16 @@ public class LifelongReportTests
             var jitter = seed == 1 ? 0.01 : -0.01;
             lines.Add(new SweepResult { Id = Lifelong.Phase1Id("peer", seed), Experiment = "made-up", Run = "peer", Method = "peer", Budget = 1, Seed = seed,
                                         Config = Tiny, Validation = new Score(2, 2, 1, 1, []), Parameters = 1000 });
-            lines.Add(Arm("peer-continued", seed, 2.0, 2.4 + jitter, 3.0, 2.2));
+            // Arms that are not plain fine-tuning come first in the file, so the reference is found by what it is, not where.
             // Replay forgets 0.2 less at the same learning: an average 0.1 lower, beyond a spread of 0.014 + 0.014.
             lines.Add(Arm("peer-replay", seed, 2.0, 2.2 - jitter, 3.0, 2.2, Tiny.Train with { LearningRate = 1e-3, ReplayFraction = 0.25 }));
+            // Grown (more parameters than the model it continues): not plain fine-tuning, so compared with it.
+            lines.Add(Arm("peer-grown", seed, 2.0, 2.4 + jitter, 3.0, 2.2, parameters: 4000));
+            lines.Add(Arm("peer-continued", seed, 2.0, 2.4 + jitter, 3.0, 2.2));
             // A pull that changes the average by 0.005, well inside the spread.
             lines.Add(Arm("peer-pulled", seed, 2.0, 2.41 + jitter, 3.0, 2.2, Tiny.Train with { LearningRate = 1e-3, AnchorPull = 10 }));
             // Plain fine-tuning at another rate: a point of the trade-off, no row and not a reference.
             lines.Add(Arm("peer-continued-lr3e-3", seed, 2.0, 2.6, 3.0, 2.0, Tiny.Train with { LearningRate = 3e-3 }));
-            // Grown (more parameters than the model it continues): not plain fine-tuning, so compared with it.
-            lines.Add(Arm("peer-grown", seed, 2.0, 2.4 + jitter, 3.0, 2.2, parameters: 4000));
         }
         File.WriteAllLines(results, lines.Select(r => JsonSerializer.Serialize(r, Sweep.Compact)));
 

@@ -177,6 +177,11 @@ public class LifelongTests
         var refused = Assert.Throws<PeerSharpException>(() => Lifelong.Run(more, folder.Path, results, runs));
         Assert.Contains("peer/A#1337 trained again reaches", refused.Message);
         Assert.Contains("not the recorded 9.5", refused.Message);
+        // … and so does a rerun: the run that did not reproduce was moved aside, not left to pass for the recorded one.
+        Assert.Contains("not the recorded 9.5", Assert.Throws<PeerSharpException>(() => Lifelong.Run(more, folder.Path, results, runs)).Message);
+        var peerFolder = Path.Combine(runs, spec.Name, Lifelong.Plan(more, folder.Path, runs).Single(i => i.Id == "peer/A#1337").FolderName);
+        Assert.False(File.Exists(Path.Combine(peerFolder, "checkpoint.json")));
+        Assert.True(File.Exists(Path.Combine(peerFolder + ".mismatch", "checkpoint.json")));
     }
 
     /// <summary>The L2 distance of an arm's final weights from those it started phase 2 with.</summary>
