@@ -129,7 +129,7 @@ public static class Lifelong
     /// checkpoints the grown arms start from when they are not there yet. A finished run whose checkpoint a later arm
     /// needs but whose run folder is gone (a fresh machine with the committed results file) is trained again into its
     /// folder, and must reproduce its recorded validation score bit for bit, as a resumed run does (DESIGN.md
-    /// "Experiments"); its line is not appended twice. Stops after the current step when cancelled.
+    /// "Conventions"); its line is not appended twice. Stops after the current step when cancelled.
     /// </summary>
     public static IReadOnlyList<SweepResult> Run(LifelongSpec spec, string specFolder, string resultsPath, string runsFolder,
                                                  ISweepObserver? observer = null, CancellationToken cancellation = default)
@@ -162,7 +162,7 @@ public static class Lifelong
             if (Finished(finished)) return true;
             if (!Sweep.ReadResults(resultsPath).TryGetValue(finished.Id, out var recorded))
                 throw new PeerSharpException($"checkpoint of {finished.Id} is missing, and the results file has no line for it either");
-            // Training is bit-identical only within one CPU family (DESIGN.md "Reproducibility across machines").
+            // Training is bit-identical only within one CPU family (DESIGN.md "Conventions", reproducibility across machines).
             var here = MachineInfo.Current().Numerics;
             if (recorded.Machine is { } there && there != here)
                 throw new PeerSharpException($"checkpoint of {finished.Id} is gone, and it was trained on {there}, not on this machine ({here}), where it would not train bit-identically: " +

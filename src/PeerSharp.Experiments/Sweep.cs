@@ -63,7 +63,7 @@ public interface ISweepObserver
 /// Runs a <see cref="SweepSpec"/>: every item not yet in the results file, one after another, each a
 /// <see cref="TrainingRun"/> in RUNS/NAME/ITEM. Finished items are appended to the results file as one JSON line
 /// and skipped on a rerun; an interrupted item resumes from its last checkpoint, bit for bit (DESIGN.md
-/// "Experiments").
+/// "Conventions", determinism).
 /// </summary>
 public static class Sweep
 {

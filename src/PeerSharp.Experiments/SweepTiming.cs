@@ -23,7 +23,7 @@ public sealed record RunTiming(string Run, double SecondsPerStep, int TimedSteps
 /// background, while other work shares the cores, so the wall time each run recorded says as much about the load
 /// as about the method. Here every configuration of a spec trains a few steps alone, one after the other, and the
 /// report estimates each run's training time as its steps times its configuration's seconds per step
-/// (DESIGN.md "Experiments"). Measure on an idle machine: the load average before each run is recorded.
+/// (docs/EXPERIMENTS.md, "At equal wall-clock time"). Measure on an idle machine: the load average before each run is recorded.
 /// </summary>
 public static class SweepTiming
 {
