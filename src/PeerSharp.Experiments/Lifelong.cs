@@ -187,7 +187,7 @@ public static class Lifelong
         var done = Sweep.ReadResults(resultsPath);
         bool NeedsRetrain(SweepItem item) =>
             item.StartFrom is { } start && !File.Exists(start) && item.ContinuesFrom is { } from && done.ContainsKey(from) && !Finished(byId[from]);
-        var ordered = items.Where(i => done.ContainsKey(i.Id) || !NeedsRetrain(i)).Concat(items.Where(i => !done.ContainsKey(i.Id) && NeedsRetrain(i))).ToList();
+        var ordered = items.OrderBy(i => !done.ContainsKey(i.Id) && NeedsRetrain(i)).ToList();   // a stable sort
         return Sweep.RunAll(ordered, resultsPath, observer, cancellation, Train);
     }
 
@@ -226,12 +226,12 @@ public static class Lifelong
         var from = phase1[(arm.From, item.Seed)];
         if (!retrain(from)) return false;
         var source = Path.Combine(runsFolder, spec.Name, from.FolderName, "checkpoint.json");
-        if (arm.Grow && !File.Exists(item.StartFrom))
+        if (arm.Grow)
         {
             var growth = spec.GrowthOf(arm, specFolder);
             ExpertGrowth.GrowCheckpoint(source, GrownFolder(growth, runsFolder, spec, from), growth);
         }
-        if (arm.GrowHidden is { } multiplier && !File.Exists(item.StartFrom))
+        if (arm.GrowHidden is { } multiplier)
             HiddenGrowth.GrowCheckpoint(source, HiddenGrownFolder(multiplier, runsFolder, spec, from), multiplier);
         return true;
     }

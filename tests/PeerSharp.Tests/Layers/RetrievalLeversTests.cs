@@ -17,6 +17,10 @@ public class RetrievalLeversTests
         return (queries, subKeys, ProductKeys.Retrieve(queries, subKeys, k).Ids);
     }
 
+    /// <summary>P per head: the batch-mean softmax over all n² full keys, from the full key table. [h, N].</summary>
+    static Tensor MeanFullKeyProbabilities(Tensor queries, Tensor subKeys) =>
+        queries.matmul(FullKeys.Of(subKeys).t()).softmax(-1).mean([0]);
+
     /// The joint term is N · Σ_i f_i · P_i per head, P_i the batch-mean softmax over all n² full keys: built here from
     /// the full key table, not from the factorisation the library uses.
     [Fact]
@@ -28,14 +32,13 @@ public class RetrievalLeversTests
 
         var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Joint, queries, subKeys, pairs).ToDouble();
 
-        var full = queries.matmul(FullKeys.Of(subKeys).t()).softmax(-1);              // [M, h, N]
+        var mean = MeanFullKeyProbabilities(queries, subKeys);                        // [h, N]
         double expected = 0;
         for (int j = 0; j < heads; j++)
             for (int i = 0; i < n * n; i++)
             {
                 double f = pairs.select(1, j).eq(i).sum().ToDouble() / (tokens * k);
-                double p = full.select(1, j).select(1, i).mean().ToDouble();
-                expected += n * n * f * p / heads;
+                expected += n * n * f * mean[j, i].ToDouble() / heads;
             }
         Assert.Equal(expected, loss, 10);
     }
@@ -52,7 +55,7 @@ public class RetrievalLeversTests
 
         var loss = RetrievalBalanceLoss.Of(RetrievalBalance.Entropy, queries, subKeys, pairs).ToDouble();
 
-        var mean = queries.matmul(FullKeys.Of(subKeys).t()).softmax(-1).mean([0]);    // [h, N]
+        var mean = MeanFullKeyProbabilities(queries, subKeys);                        // [h, N]
         double expected = 0;
         for (int j = 0; j < heads; j++)
             for (int i = 0; i < n * n; i++)
